@@ -1,0 +1,75 @@
+# ngx_mitte_module
+#
+#   make          build build/ngx_http_mitte_module.so against Debian's nginx-dev
+#   make run      install what is missing, build, run the demo in the foreground
+#   make test     install what is missing, build, run every test
+#   make bench    the benchmarks
+
+NGINX_SRC   ?= /usr/share/nginx/src
+NGINX       ?= /usr/sbin/nginx
+BUILD       := $(CURDIR)/build
+NGX_BUILD   := $(BUILD)/nginx
+MODULE      := $(BUILD)/ngx_http_mitte_module.so
+
+# flags as Debian builds its own dynamic modules
+CC_OPT      := -g -O2 -fstack-protector-strong -Wformat \
+               -Werror=format-security -fPIC -Wdate-time -D_FORTIFY_SOURCE=2
+LD_OPT      := -Wl,-z,relro -Wl,-z,now -fPIC
+
+PACKAGES    := nginx nginx-dev libhiredis-dev libcurl4-openssl-dev \
+               libcjson-dev libcmocka-dev redis-server perl make gcc
+BENCH_PACKAGES := wrk libnginx-mod-nchan libnginx-mod-http-lua valgrind
+
+SOURCES     := config $(wildcard ngx_mitte_module/*.[ch] lib/*.[ch])
+
+.PHONY: all deps bench-deps run test unit integration bench clean
+
+all: $(MODULE)
+
+deps:
+	@PKGS="$(PACKAGES)" sh $(CURDIR)/.ci/deps
+
+bench-deps:
+	@PKGS="$(PACKAGES) $(BENCH_PACKAGES)" sh $(CURDIR)/.ci/deps
+
+$(NGX_BUILD)/objs/Makefile: config
+	@test -d $(NGINX_SRC)/auto || { echo "$(NGINX_SRC) is missing:" \
+	    "run 'make deps' (as root) or apt-get install nginx-dev"; exit 1; }
+	rm -rf $(NGX_BUILD)
+	mkdir -p $(BUILD)
+	cp -r $(NGINX_SRC) $(NGX_BUILD)
+	cd $(NGX_BUILD) && bash -c '. ./conf_flags && ./configure \
+	    "$${NGX_CONF_FLAGS[@]}" --with-cc-opt="$(CC_OPT)" \
+	    --with-ld-opt="$(LD_OPT)" --add-dynamic-module=$(CURDIR)' \
+	    > $(BUILD)/configure.log 2>&1 || { tail -20 $(BUILD)/configure.log; \
+	    rm -f $(NGX_BUILD)/objs/Makefile; exit 1; }
+
+$(MODULE): $(NGX_BUILD)/objs/Makefile $(SOURCES)
+	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
+	cp $(NGX_BUILD)/objs/ngx_http_mitte_module.so $(MODULE)
+
+run: deps all
+	@mkdir -p $(BUILD)/run
+	@echo
+	@echo "mitte demo on http://127.0.0.1:8080 (Ctrl-C stops it). Try:"
+	@echo "  curl -i -H 'X-Mitte-User: alice' -d '{}' http://127.0.0.1:8080/hooks/stripe-prod"
+	@echo "  curl -i -H 'X-Mitte-User: alice' -d '{}' 'http://127.0.0.1:8080/hooks/stripe-prod?status=503'"
+	@echo "  curl -s -u alice:alice http://127.0.0.1:8080/mitte/stats"
+	@echo "  curl -s http://127.0.0.1:8080/mitte-admin/metrics"
+	@echo
+	$(NGINX) -p $(CURDIR)/ -c examples/nginx.conf -e stderr \
+	    -g 'daemon off; master_process on;'
+
+test: deps all unit integration
+
+unit:
+	$(MAKE) -C t/unit check BUILD=$(BUILD)/unit
+
+integration: all
+	MITTE_MODULE=$(MODULE) prove -I t/lib t/
+
+bench: bench-deps all
+	MITTE_MODULE=$(MODULE) perl bench/proxy.pl
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,703 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The operator API: endpoints, users, metrics.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+#include "mitte_doc.h"
+
+
+typedef enum {
+    NGX_HTTP_MITTE_ROUTE_NONE = 0,
+    NGX_HTTP_MITTE_ROUTE_ENDPOINTS,
+    NGX_HTTP_MITTE_ROUTE_ENDPOINT,
+    NGX_HTTP_MITTE_ROUTE_USER,
+    NGX_HTTP_MITTE_ROUTE_METRICS
+} ngx_http_mitte_route_e;
+
+
+static ngx_http_mitte_route_e ngx_http_mitte_admin_route(
+    ngx_http_request_t *r, ngx_str_t *arg);
+static void ngx_http_mitte_admin_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mitte_admin_endpoints(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mitte_admin_endpoint(ngx_http_request_t *r,
+    ngx_str_t *slug);
+static ngx_int_t ngx_http_mitte_admin_put_endpoint(ngx_http_request_t *r,
+    ngx_str_t *slug, ngx_str_t *body);
+static ngx_int_t ngx_http_mitte_admin_delete_endpoint(ngx_http_request_t *r,
+    ngx_str_t *slug);
+static ngx_int_t ngx_http_mitte_admin_user(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_http_mitte_admin_put_user(ngx_http_request_t *r,
+    ngx_str_t *id, ngx_str_t *body);
+static ngx_int_t ngx_http_mitte_write_user(ngx_http_request_t *r,
+    ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_user_t *u,
+    ngx_chain_t **last);
+static ngx_int_t ngx_http_mitte_admin_metrics(ngx_http_request_t *r);
+
+
+ngx_int_t
+ngx_http_mitte_admin_handler(ngx_http_request_t *r)
+{
+    ngx_str_t               arg;
+    ngx_http_mitte_route_e  route;
+
+    route = ngx_http_mitte_admin_route(r, &arg);
+
+    switch (route) {
+
+    case NGX_HTTP_MITTE_ROUTE_ENDPOINTS:
+        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_mitte_admin_endpoints(r);
+        }
+
+        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+
+    case NGX_HTTP_MITTE_ROUTE_ENDPOINT:
+        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_mitte_admin_endpoint(r, &arg);
+        }
+
+        if (r->method & NGX_HTTP_PUT) {
+            return ngx_http_mitte_read_body(r, ngx_http_mitte_admin_body);
+        }
+
+        if (r->method & NGX_HTTP_DELETE) {
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_mitte_admin_delete_endpoint(r, &arg);
+        }
+
+        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD, PUT, DELETE");
+
+    case NGX_HTTP_MITTE_ROUTE_USER:
+        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_mitte_admin_user(r, &arg);
+        }
+
+        if (r->method & NGX_HTTP_PUT) {
+            return ngx_http_mitte_read_body(r, ngx_http_mitte_admin_body);
+        }
+
+        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD, PUT");
+
+    case NGX_HTTP_MITTE_ROUTE_METRICS:
+        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_mitte_admin_metrics(r);
+        }
+
+        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+
+    default:
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "No such operator API resource.");
+    }
+}
+
+
+/* the part of the URI after the location's prefix names the resource */
+
+static ngx_http_mitte_route_e
+ngx_http_mitte_admin_route(ngx_http_request_t *r, ngx_str_t *arg)
+{
+    u_char                    *p, *end;
+    ngx_str_t                  path;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    path = r->uri;
+
+    if (clcf->name.len <= path.len
+        && ngx_strncmp(path.data, clcf->name.data, clcf->name.len) == 0)
+    {
+        path.data += clcf->name.len;
+        path.len -= clcf->name.len;
+    }
+
+    while (path.len && path.data[0] == '/') {
+        path.data++;
+        path.len--;
+    }
+
+    end = path.data + path.len;
+
+    ngx_str_null(arg);
+
+    if (path.len == 7 && ngx_strncmp(path.data, "metrics", 7) == 0) {
+        return NGX_HTTP_MITTE_ROUTE_METRICS;
+    }
+
+    if (path.len == 9 && ngx_strncmp(path.data, "endpoints", 9) == 0) {
+        return NGX_HTTP_MITTE_ROUTE_ENDPOINTS;
+    }
+
+    if (path.len > 10 && ngx_strncmp(path.data, "endpoints/", 10) == 0) {
+        p = path.data + 10;
+
+        if (ngx_strlchr(p, end, '/') != NULL) {
+            return NGX_HTTP_MITTE_ROUTE_NONE;
+        }
+
+        arg->data = p;
+        arg->len = end - p;
+
+        return NGX_HTTP_MITTE_ROUTE_ENDPOINT;
+    }
+
+    if (path.len > 6 && ngx_strncmp(path.data, "users/", 6) == 0) {
+        p = path.data + 6;
+
+        if (ngx_strlchr(p, end, '/') != NULL) {
+            return NGX_HTTP_MITTE_ROUTE_NONE;
+        }
+
+        arg->data = p;
+        arg->len = end - p;
+
+        return NGX_HTTP_MITTE_ROUTE_USER;
+    }
+
+    return NGX_HTTP_MITTE_ROUTE_NONE;
+}
+
+
+static void
+ngx_http_mitte_admin_body(ngx_http_request_t *r)
+{
+    ngx_int_t               rc;
+    ngx_str_t               arg, body;
+    ngx_http_mitte_route_e  route;
+
+    rc = ngx_http_mitte_body(r, &body);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_mitte_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "too_large",
+                                       "The request body is larger than "
+                                       "64 KiB.");
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    route = ngx_http_mitte_admin_route(r, &arg);
+
+    if (route == NGX_HTTP_MITTE_ROUTE_ENDPOINT) {
+        rc = ngx_http_mitte_admin_put_endpoint(r, &arg, &body);
+
+    } else {
+        rc = ngx_http_mitte_admin_put_user(r, &arg, &body);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_admin_endpoints(ngx_http_request_t *r)
+{
+    uint32_t                         now_hour;
+    ngx_uint_t                       n;
+    ngx_queue_t                     *q;
+    ngx_chain_t                     *out, *last;
+    ngx_http_mitte_zone_ctx_t       *ctx;
+    ngx_http_mitte_main_conf_t      *mmcf;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    now_hour = mitte_hour_of(ngx_time());
+
+    last = NULL;
+
+    out = ngx_http_mitte_chain(r, &last, 64);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last->buf->last = ngx_cpymem(last->buf->last, "{\"endpoints\":[",
+                                 sizeof("{\"endpoints\":[") - 1);
+
+    n = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (q = ngx_queue_head(&ctx->sh->ep_lru);
+         q != ngx_queue_sentinel(&ctx->sh->ep_lru);
+         q = ngx_queue_next(q))
+    {
+        en = ngx_queue_data(q, ngx_http_mitte_endpoint_node_t, queue);
+
+        if ((n++ && ngx_http_mitte_write(r, &last, (u_char *) ",", 1)
+                    != NGX_OK)
+            || ngx_http_mitte_write_endpoint(r, ctx, en, &last, now_hour)
+               != NGX_OK)
+        {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (ngx_http_mitte_write(r, &last, (u_char *) "]}\n", 3) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_admin_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
+{
+    ngx_int_t                        rc;
+    ngx_chain_t                     *out, *last;
+    ngx_http_mitte_zone_ctx_t       *ctx;
+    ngx_http_mitte_main_conf_t      *mmcf;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    if (!mitte_slug_valid(slug->data, slug->len)) {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "No such endpoint.");
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    last = NULL;
+    out = NULL;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_http_mitte_endpoint_lookup(ctx, slug->data, slug->len);
+
+    if (en) {
+        rc = ngx_http_mitte_write_endpoint(r, ctx, en, &last,
+                                           mitte_hour_of(ngx_time()));
+        out = last;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "No such endpoint.");
+    }
+
+    if (rc != NGX_OK
+        || ngx_http_mitte_write(r, &last, (u_char *) "\n", 1) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_admin_put_endpoint(ngx_http_request_t *r, ngx_str_t *slug,
+    ngx_str_t *body)
+{
+    uint32_t                         now_hour;
+    ngx_int_t                        rc;
+    ngx_str_t                        s;
+    ngx_uint_t                       i;
+    ngx_chain_t                     *out, *last;
+    mitte_doc_error_t                err;
+    mitte_endpoint_doc_t             doc;
+    ngx_http_mitte_zone_ctx_t       *ctx;
+    ngx_http_mitte_main_conf_t      *mmcf;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    if (!mitte_slug_valid(slug->data, slug->len)) {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_field",
+                                         "The slug must be 1-64 bytes of "
+                                         "A-Za-z0-9._-.");
+    }
+
+    if (mitte_endpoint_doc_parse((char *) body->data, body->len, &doc, &err)
+        != 0)
+    {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST, err.code,
+                                         err.message);
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    now_hour = mitte_hour_of(ngx_time());
+
+    last = NULL;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_http_mitte_endpoint_get(ctx, slug->data, slug->len);
+
+    if (en == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        mitte_endpoint_doc_free(&doc);
+
+        return ngx_http_mitte_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "unavailable",
+                                         "The zone is full.");
+    }
+
+    if (doc.has_user) {
+        s.data = (u_char *) doc.user;
+        s.len = doc.user_len;
+        (void) ngx_http_mitte_endpoint_set_user(en, &s);
+    }
+
+    if (doc.has_name) {
+        s.data = (u_char *) doc.name;
+        s.len = doc.name_len;
+        ngx_http_mitte_endpoint_set_name(ctx, en, &s);
+    }
+
+    for (i = 0; i < doc.nhours; i++) {
+        (void) mitte_ring_set(&en->ep.ring, now_hour, doc.hours[i].hour,
+                              doc.hours[i].requests, doc.hours[i].failures);
+    }
+
+    rc = ngx_http_mitte_write_endpoint(r, ctx, en, &last, now_hour);
+    out = last;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    mitte_endpoint_doc_free(&doc);
+
+    if (rc != NGX_OK
+        || ngx_http_mitte_write(r, &last, (u_char *) "\n", 1) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_admin_delete_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
+{
+    ngx_buf_t                       *b;
+    ngx_chain_t                     *out;
+    ngx_http_mitte_zone_ctx_t       *ctx;
+    ngx_http_mitte_main_conf_t      *mmcf;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    if (!mitte_slug_valid(slug->data, slug->len)) {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "No such endpoint.");
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_http_mitte_endpoint_lookup(ctx, slug->data, slug->len);
+
+    if (en) {
+        ngx_http_mitte_endpoint_delete(ctx, en);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (en == NULL) {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "No such endpoint.");
+    }
+
+    b = ngx_create_temp_buf(r->pool, MITTE_SLUG_MAX + 32);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last, "{\"slug\":\"%V\",\"deleted\":true}\n",
+                          slug);
+
+    out = ngx_alloc_chain_link(r->pool);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    out->buf = b;
+    out->next = NULL;
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_admin_user(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_int_t                    rc;
+    ngx_chain_t                 *out, *last;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_mitte_user_node_t  *un;
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    last = NULL;
+    out = NULL;
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    un = ngx_http_mitte_user_lookup(ctx, id->data, id->len);
+
+    if (un) {
+        rc = ngx_http_mitte_write_user(r, mmcf, &un->user, &last);
+        out = last;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         "No such user.");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_str_t *body)
+{
+    ngx_int_t                    rc;
+    ngx_chain_t                 *out, *last;
+    mitte_doc_error_t            err;
+    mitte_user_doc_t             doc;
+    ngx_http_mitte_user_t       *u;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_mitte_user_node_t  *un;
+
+    if (id->len == 0 || id->len > MITTE_USER_MAX) {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_field",
+                                         "The user id must be 1-64 bytes.");
+    }
+
+    if (mitte_user_doc_parse((char *) body->data, body->len, &doc, &err)
+        != 0)
+    {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST, err.code,
+                                         err.message);
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    last = NULL;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    un = ngx_http_mitte_user_get(ctx, id->data, id->len);
+
+    if (un == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        return ngx_http_mitte_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "unavailable",
+                                         "The zone is full.");
+    }
+
+    u = &un->user;
+
+    if (doc.has_plan) {
+        u->plan = (uint8_t) doc.plan;
+        u->plan_set = 1;
+    }
+
+    if (doc.has_trial) {
+        u->trial_ends = doc.trial_ends;
+    }
+
+    if (doc.has_email) {
+        ngx_memcpy(u->email, doc.email, doc.email_len);
+        u->email_len = (uint8_t) doc.email_len;
+    }
+
+    rc = ngx_http_mitte_write_user(r, mmcf, u, &last);
+    out = last;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+/* called with the zone locked */
+
+static ngx_int_t
+ngx_http_mitte_write_user(ngx_http_request_t *r,
+    ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_user_t *u,
+    ngx_chain_t **last)
+{
+    u_char       *p;
+    ngx_chain_t  *cl;
+
+    cl = ngx_http_mitte_chain(r, last, 2048);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = cl->buf->last;
+
+    p = ngx_cpymem(p, "{\"id\":", sizeof("{\"id\":") - 1);
+    p = ngx_http_mitte_json_str(p, u->id, u->id_len);
+    p = ngx_sprintf(p, ",\"plan\":\"%s\",\"trialEndsAt\":",
+                    mitte_plan_name(u->plan));
+
+    if (u->trial_ends) {
+        p = ngx_http_mitte_json_time(p, u->trial_ends * 1000);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"email\":", sizeof(",\"email\":") - 1);
+
+    if (u->email_len) {
+        p = ngx_http_mitte_json_str(p, u->email, u->email_len);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"quota\":", sizeof(",\"quota\":") - 1);
+
+    cl->buf->last = p;
+
+    if (ngx_http_mitte_write_quota(r, mmcf, u, ngx_time(), last) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mitte_write(r, last, (u_char *) "}\n", 2);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
+{
+    size_t                       size, free;
+    ngx_buf_t                   *b;
+    ngx_chain_t                 *out;
+    ngx_http_mitte_counters_t    c;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    static ngx_str_t  type = ngx_string("text/plain; version=0.0.4");
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    size = mmcf->shm_zone->shm.size;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    c = ctx->sh->counters;
+    free = ctx->shpool->pfree * ngx_pagesize;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    b = ngx_create_temp_buf(r->pool, 4096);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last,
+        "# HELP mitte_deliveries_total Deliveries recorded, by result.\n"
+        "# TYPE mitte_deliveries_total counter\n"
+        "mitte_deliveries_total{result=\"success\"} %uL\n"
+        "mitte_deliveries_total{result=\"failure\"} %uL\n"
+        "# HELP mitte_quota_rejections_total Requests refused for the "
+        "monthly quota.\n"
+        "# TYPE mitte_quota_rejections_total counter\n"
+        "mitte_quota_rejections_total %uL\n"
+        "# HELP mitte_evictions_total Least recently used entries evicted "
+        "from the full zone.\n"
+        "# TYPE mitte_evictions_total counter\n"
+        "mitte_evictions_total{kind=\"endpoint\"} %uL\n"
+        "mitte_evictions_total{kind=\"user\"} %uL\n"
+        "# HELP mitte_zone_alloc_failures_total Zone allocations that "
+        "failed even after eviction.\n"
+        "# TYPE mitte_zone_alloc_failures_total counter\n"
+        "mitte_zone_alloc_failures_total %uL\n"
+        "# HELP mitte_endpoints Endpoints held in the zone.\n"
+        "# TYPE mitte_endpoints gauge\n"
+        "mitte_endpoints %uL\n"
+        "# HELP mitte_users Users held in the zone.\n"
+        "# TYPE mitte_users gauge\n"
+        "mitte_users %uL\n"
+        "# HELP mitte_zone_size_bytes Size of the shared memory zone.\n"
+        "# TYPE mitte_zone_size_bytes gauge\n"
+        "mitte_zone_size_bytes %uz\n"
+        "# HELP mitte_zone_used_bytes Bytes of the zone in use.\n"
+        "# TYPE mitte_zone_used_bytes gauge\n"
+        "mitte_zone_used_bytes %uz\n"
+        "# HELP mitte_zone_free_bytes Bytes of the zone in free pages.\n"
+        "# TYPE mitte_zone_free_bytes gauge\n"
+        "mitte_zone_free_bytes %uz\n",
+        c.success, c.failure, c.quota_rejections, c.evicted_endpoints,
+        c.evicted_users, c.nomem, c.endpoints, c.users, size, size - free,
+        free);
+
+    out = ngx_alloc_chain_link(r->pool);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    out->buf = b;
+    out->next = NULL;
+
+    return ngx_http_mitte_send(r, NGX_HTTP_OK, &type, out);
+}

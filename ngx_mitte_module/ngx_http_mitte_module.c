@@ -1,0 +1,802 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * Module definition, directives and configuration.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+
+
+static void *ngx_http_mitte_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_mitte_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_mitte_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_mitte_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_mitte_init(ngx_conf_t *cf);
+
+static char *ngx_http_mitte_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mitte_set_value(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mitte_success_status(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_mitte_quota(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mitte_quota_enforce(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mitte_endpoint_down(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mitte_stats(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mitte_admin(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mitte_need_zone(ngx_conf_t *cf, ngx_command_t *cmd);
+
+
+static ngx_command_t  ngx_http_mitte_commands[] = {
+
+    { ngx_string("mitte_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mitte_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mitte_endpoint"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mitte_set_value,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mitte_loc_conf_t, endpoint),
+      NULL },
+
+    { ngx_string("mitte_endpoint_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mitte_set_value,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mitte_loc_conf_t, endpoint_name),
+      NULL },
+
+    { ngx_string("mitte_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mitte_set_value,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mitte_loc_conf_t, user),
+      NULL },
+
+    { ngx_string("mitte_user_plan"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mitte_set_value,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mitte_loc_conf_t, plan),
+      NULL },
+
+    { ngx_string("mitte_user_trial_ends"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mitte_set_value,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mitte_loc_conf_t, trial_ends),
+      NULL },
+
+    { ngx_string("mitte_user_email"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mitte_set_value,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mitte_loc_conf_t, email),
+      NULL },
+
+    { ngx_string("mitte_success_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_mitte_success_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mitte_quota"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_http_mitte_quota,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mitte_quota_enforce"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_mitte_quota_enforce,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mitte_endpoint_down"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_mitte_endpoint_down,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mitte_stats"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_mitte_stats,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mitte_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mitte_admin,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_mitte_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_mitte_init,                   /* postconfiguration */
+
+    ngx_http_mitte_create_main_conf,       /* create main configuration */
+    ngx_http_mitte_init_main_conf,         /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_mitte_create_loc_conf,        /* create location configuration */
+    ngx_http_mitte_merge_loc_conf          /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_mitte_module = {
+    NGX_MODULE_V1,
+    &ngx_http_mitte_module_ctx,            /* module context */
+    ngx_http_mitte_commands,               /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_uint_t  ngx_http_mitte_default_quota[MITTE_PLAN_N] = {
+    5000, 250000, 250000
+};
+
+
+static void *
+ngx_http_mitte_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_uint_t                   i;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    mmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mitte_main_conf_t));
+    if (mmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mmcf->shm_zone = NULL;
+     */
+
+    for (i = 0; i < MITTE_PLAN_N; i++) {
+        mmcf->quota[i].limit = NGX_CONF_UNSET_UINT;
+        mmcf->quota[i].warn = NGX_CONF_UNSET_UINT;
+    }
+
+    mmcf->down_threshold = NGX_CONF_UNSET_UINT;
+    mmcf->down_reset = NGX_CONF_UNSET_MSEC;
+
+    return mmcf;
+}
+
+
+static char *
+ngx_http_mitte_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_mitte_main_conf_t  *mmcf = conf;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < MITTE_PLAN_N; i++) {
+        ngx_conf_init_uint_value(mmcf->quota[i].limit,
+                                 ngx_http_mitte_default_quota[i]);
+        ngx_conf_init_uint_value(mmcf->quota[i].warn, 90);
+    }
+
+    ngx_conf_init_uint_value(mmcf->down_threshold, 5);
+    ngx_conf_init_msec_value(mmcf->down_reset, 3600000);
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_mitte_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_mitte_loc_conf_t  *mlcf;
+
+    mlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mitte_loc_conf_t));
+    if (mlcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mlcf->all = 0;
+     */
+
+    mlcf->endpoint = NGX_CONF_UNSET_PTR;
+    mlcf->endpoint_name = NGX_CONF_UNSET_PTR;
+    mlcf->user = NGX_CONF_UNSET_PTR;
+    mlcf->plan = NGX_CONF_UNSET_PTR;
+    mlcf->trial_ends = NGX_CONF_UNSET_PTR;
+    mlcf->email = NGX_CONF_UNSET_PTR;
+    mlcf->success = NGX_CONF_UNSET_PTR;
+    mlcf->enforce = NGX_CONF_UNSET;
+    mlcf->enforce_status = NGX_CONF_UNSET_UINT;
+
+    return mlcf;
+}
+
+
+static char *
+ngx_http_mitte_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_mitte_loc_conf_t *prev = parent;
+    ngx_http_mitte_loc_conf_t *conf = child;
+
+    mitte_status_set_t  *set;
+
+    ngx_conf_merge_ptr_value(conf->endpoint, prev->endpoint, NULL);
+    ngx_conf_merge_ptr_value(conf->endpoint_name, prev->endpoint_name, NULL);
+    ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
+    ngx_conf_merge_ptr_value(conf->plan, prev->plan, NULL);
+    ngx_conf_merge_ptr_value(conf->trial_ends, prev->trial_ends, NULL);
+    ngx_conf_merge_ptr_value(conf->email, prev->email, NULL);
+    ngx_conf_merge_value(conf->enforce, prev->enforce, 1);
+    ngx_conf_merge_uint_value(conf->enforce_status, prev->enforce_status,
+                              NGX_HTTP_TOO_MANY_REQUESTS);
+
+    ngx_conf_merge_ptr_value(conf->success, prev->success, NULL);
+
+    if (conf->success == NULL) {
+        set = ngx_palloc(cf->pool, sizeof(mitte_status_set_t));
+        if (set == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        mitte_status_set_clear(set);
+        (void) mitte_status_set_add(set, "200-299", sizeof("200-299") - 1);
+
+        conf->success = set;
+        prev->success = set;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt         *h;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_core_main_conf_t   *cmcf;
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mitte_module);
+
+    if (mmcf->shm_zone == NULL) {
+        /* not configured: no handlers, no cost per request */
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_mitte_precontent_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_mitte_log_handler;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mitte_value(ngx_http_request_t *r, ngx_http_mitte_value_t *val,
+    ngx_str_t *value)
+{
+    ngx_http_variable_value_t  *vv;
+
+    if (val->index == NGX_ERROR) {
+        return ngx_http_complex_value(r, &val->cv, value);
+    }
+
+    vv = ngx_http_get_flushed_variable(r, val->index);
+
+    if (vv == NULL || vv->not_found) {
+        ngx_str_null(value);
+        return NGX_OK;
+    }
+
+    value->data = vv->data;
+    value->len = vv->len;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_mitte_need_zone(ngx_conf_t *cf, ngx_command_t *cmd)
+{
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mitte_module);
+
+    if (mmcf->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" requires \"mitte_zone\" to be set "
+                           "before it in the http block", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mitte_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_main_conf_t *mmcf = conf;
+
+    u_char                     *p;
+    ssize_t                     size;
+    ngx_str_t                  *value, name, s;
+    ngx_http_mitte_zone_ctx_t  *ctx;
+
+    if (mmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\" in \"mitte_zone\", "
+                           "expected name:size", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\" in \"mitte_zone\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" in \"mitte_zone\" is too small, "
+                           "at least %uzk is needed",
+                           &value[1], 8 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_mitte_zone_ctx_t));
+    if (ctx == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mmcf->shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                           &ngx_http_mitte_module);
+    if (mmcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (mmcf->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" in \"mitte_zone\" is already used",
+                           &name);
+        return NGX_CONF_ERROR;
+    }
+
+    mmcf->shm_zone->init = ngx_http_mitte_init_zone;
+    mmcf->shm_zone->data = ctx;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mitte_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    u_char                            *c;
+    ngx_str_t                         *value, var;
+    ngx_http_mitte_value_t           **field, *val;
+    ngx_http_compile_complex_value_t   ccv;
+
+    field = (ngx_http_mitte_value_t **) (p + cmd->offset);
+
+    if (*field != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    val = ngx_pcalloc(cf->pool, sizeof(ngx_http_mitte_value_t));
+    if (val == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = &val->cv;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    val->index = NGX_ERROR;
+
+    /* the fast path: exactly one named variable, such as "$slug" */
+
+    if (value[1].len > 1 && value[1].data[0] == '$'
+        && !(value[1].data[1] >= '0' && value[1].data[1] <= '9'))
+    {
+        for (c = value[1].data + 1; c < value[1].data + value[1].len; c++) {
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')
+                  || (*c >= '0' && *c <= '9') || *c == '_'))
+            {
+                break;
+            }
+        }
+
+        if (c == value[1].data + value[1].len) {
+            var.data = value[1].data + 1;
+            var.len = value[1].len - 1;
+
+            val->index = ngx_http_get_variable_index(cf, &var);
+            if (val->index == NGX_ERROR) {
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+
+    *field = val;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mitte_success_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_loc_conf_t *mlcf = conf;
+
+    ngx_str_t           *value;
+    ngx_uint_t           i;
+    mitte_status_set_t  *set;
+
+    if (mlcf->success != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    set = ngx_palloc(cf->pool, sizeof(mitte_status_set_t));
+    if (set == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mitte_status_set_clear(set);
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (mitte_status_set_add(set, (char *) value[i].data, value[i].len)
+            != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid status \"%V\" in "
+                               "\"mitte_success_status\", expected a code "
+                               "(200), a range (200-299) or a class (2xx) "
+                               "within 100-599", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    mlcf->success = set;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mitte_quota(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_main_conf_t *mmcf = conf;
+
+    ngx_int_t   plan, limit, warn;
+    ngx_str_t  *value, s;
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    plan = mitte_plan_parse((char *) value[1].data, value[1].len);
+
+    if (plan < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid plan \"%V\" in \"mitte_quota\", "
+                           "expected free, pro or trial", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mmcf->quota[plan].limit != NGX_CONF_UNSET_UINT) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate \"mitte_quota\" for plan \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    limit = ngx_atoi(value[2].data, value[2].len);
+
+    if (limit <= 0 || limit > 0xffffffff) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid limit \"%V\" in \"mitte_quota\", "
+                           "expected a number from 1 to 4294967295",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    warn = 90;
+
+    if (cf->args->nelts == 4) {
+        if (ngx_strncmp(value[3].data, "warn=", 5) != 0
+            || value[3].len < 7 || value[3].data[value[3].len - 1] != '%')
+        {
+            goto invalid;
+        }
+
+        s.data = value[3].data + 5;
+        s.len = value[3].len - 6;
+
+        warn = ngx_atoi(s.data, s.len);
+
+        if (warn < 1 || warn > 100) {
+            goto invalid;
+        }
+    }
+
+    mmcf->quota[plan].limit = limit;
+    mmcf->quota[plan].warn = warn;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"mitte_quota\", "
+                       "expected warn=1%%..100%%", &value[3]);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_mitte_quota_enforce(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_loc_conf_t *mlcf = conf;
+
+    ngx_int_t   status;
+    ngx_str_t  *value;
+
+    if (mlcf->enforce != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "on") == 0) {
+        mlcf->enforce = 1;
+
+    } else if (ngx_strcmp(value[1].data, "off") == 0) {
+        mlcf->enforce = 0;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"mitte_quota_enforce\", "
+                           "expected on or off", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 3) {
+        status = NGX_ERROR;
+
+        if (ngx_strncmp(value[2].data, "status=", 7) == 0) {
+            status = ngx_atoi(value[2].data + 7, value[2].len - 7);
+        }
+
+        if (status < 400 || status > 599) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" in "
+                               "\"mitte_quota_enforce\", expected "
+                               "status=400..599", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        mlcf->enforce_status = status;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mitte_endpoint_down(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_main_conf_t *mmcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_msec_t   reset;
+    ngx_uint_t   i;
+
+    if (mmcf->down_threshold != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts != 2) {
+            return "takes no parameters after \"off\"";
+        }
+
+        mmcf->down_threshold = 0;
+        return NGX_CONF_OK;
+    }
+
+    mmcf->down_threshold = 5;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "threshold=", 10) == 0) {
+            n = ngx_atoi(value[i].data + 10, value[i].len - 10);
+
+            if (n < 1 || n > 1000000) {
+                goto invalid;
+            }
+
+            mmcf->down_threshold = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "reset=", 6) == 0) {
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+
+            reset = ngx_parse_time(&s, 0);
+
+            if (reset == (ngx_msec_t) NGX_ERROR || reset == 0) {
+                goto invalid;
+            }
+
+            mmcf->down_reset = reset;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"mitte_endpoint_down\", "
+                       "expected off, threshold=N or reset=time", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_mitte_stats(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_loc_conf_t *mlcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate or conflicts with another content handler";
+    }
+
+    if (cf->args->nelts == 2) {
+        value = cf->args->elts;
+
+        if (ngx_strcmp(value[1].data, "all") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" in \"mitte_stats\", "
+                               "expected \"all\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        mlcf->all = 1;
+    }
+
+    clcf->handler = ngx_http_mitte_stats_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mitte_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate or conflicts with another content handler";
+    }
+
+    clcf->handler = ngx_http_mitte_admin_handler;
+
+    return NGX_CONF_OK;
+}

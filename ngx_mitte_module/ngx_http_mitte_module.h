@@ -1,0 +1,264 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ */
+
+
+#ifndef _NGX_HTTP_MITTE_MODULE_H_INCLUDED_
+#define _NGX_HTTP_MITTE_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "mitte_ring.h"
+#include "mitte_streak.h"
+#include "mitte_time.h"
+#include "mitte_util.h"
+
+
+/* layout version of the zone's structures; a new layout needs a restart */
+#define NGX_HTTP_MITTE_ZONE_VERSION     1
+
+#define NGX_HTTP_MITTE_BODY_MAX         65536
+
+/* the most one endpoint takes in JSON: names escaped, 49 hours */
+#define NGX_HTTP_MITTE_ENDPOINT_JSON    8192
+
+
+/*
+ * A value from the configuration: a complex value, with a fast path for
+ * the common case of exactly one variable ("$slug").
+ */
+typedef struct {
+    ngx_http_complex_value_t    cv;
+    ngx_int_t                   index;      /* NGX_ERROR: not one variable */
+} ngx_http_mitte_value_t;
+
+
+/*
+ * The pointer-free part of an endpoint: fixed-width fields only, so that a
+ * state file or Redis can copy it as it is.
+ */
+typedef struct {
+    mitte_streak_t              streak;     /* also the last delivery time */
+    mitte_ring_t                ring;
+    uint32_t                    anomaly_at; /* unix s of the last anomaly */
+    uint32_t                    name_off;   /* name's offset in the zone */
+    u_char                      slug[MITTE_SLUG_MAX];
+    u_char                      user[MITTE_USER_MAX];
+} ngx_http_mitte_endpoint_t;
+
+
+/* overlaid on ngx_rbtree_node_t from its "color" field, as limit_req does */
+typedef struct {
+    u_char                      color;
+    u_char                      slug_len;
+    u_char                      user_len;
+    u_char                      name_len;
+    uint16_t                    last_status;
+    u_char                      flags;
+    u_char                      dummy;
+    ngx_queue_t                 queue;      /* LRU */
+    ngx_http_mitte_endpoint_t   ep;
+} ngx_http_mitte_endpoint_node_t;
+
+
+#define NGX_HTTP_MITTE_USER_WARNED      0x01    /* QUOTA_WARNING this month */
+#define NGX_HTTP_MITTE_USER_EXCEEDED    0x02    /* QUOTA_EXCEEDED this month */
+
+
+typedef struct {
+    int64_t                     trial_ends; /* unix s, 0: none */
+    int64_t                     trial_noted;/* trial end already noted */
+    uint32_t                    month;      /* quota period of "used" */
+    uint32_t                    used;
+    uint8_t                     plan;       /* mitte_plan_e, last seen */
+    uint8_t                     plan_set;   /* a plan was seen */
+    uint8_t                     flags;
+    uint8_t                     id_len;
+    uint8_t                     email_len;
+    u_char                      id[MITTE_USER_MAX];
+    u_char                      email[MITTE_EMAIL_MAX];
+} ngx_http_mitte_user_t;
+
+
+typedef struct {
+    u_char                      color;
+    u_char                      dummy;
+    ngx_queue_t                 queue;      /* LRU */
+    ngx_http_mitte_user_t       user;
+} ngx_http_mitte_user_node_t;
+
+
+typedef struct {
+    uint64_t                    success;
+    uint64_t                    failure;
+    uint64_t                    quota_rejections;
+    uint64_t                    evicted_endpoints;
+    uint64_t                    evicted_users;
+    uint64_t                    endpoints;
+    uint64_t                    users;
+    uint64_t                    nomem;      /* allocations that failed */
+} ngx_http_mitte_counters_t;
+
+
+typedef struct {
+    ngx_uint_t                  version;
+    ngx_rbtree_t                ep_rbtree;
+    ngx_rbtree_node_t           ep_sentinel;
+    ngx_queue_t                 ep_lru;
+    ngx_rbtree_t                user_rbtree;
+    ngx_rbtree_node_t           user_sentinel;
+    ngx_queue_t                 user_lru;
+    ngx_http_mitte_counters_t   counters;
+} ngx_http_mitte_sh_t;
+
+
+typedef struct {
+    ngx_http_mitte_sh_t        *sh;
+    ngx_slab_pool_t            *shpool;
+} ngx_http_mitte_zone_ctx_t;
+
+
+typedef struct {
+    ngx_uint_t                  limit;
+    ngx_uint_t                  warn;       /* percent */
+} ngx_http_mitte_quota_t;
+
+
+typedef struct {
+    ngx_shm_zone_t             *shm_zone;
+    ngx_http_mitte_quota_t      quota[MITTE_PLAN_N];
+    ngx_uint_t                  down_threshold;
+    ngx_msec_t                  down_reset;
+    time_t                      warned;     /* last "at most once a minute"
+                                               warning of this process */
+} ngx_http_mitte_main_conf_t;
+
+
+#define NGX_HTTP_MITTE_HANDLER_STATS    1
+#define NGX_HTTP_MITTE_HANDLER_ADMIN    2
+
+
+typedef struct {
+    ngx_http_mitte_value_t     *endpoint;
+    ngx_http_mitte_value_t     *endpoint_name;
+    ngx_http_mitte_value_t     *user;
+    ngx_http_mitte_value_t     *plan;
+    ngx_http_mitte_value_t     *trial_ends;
+    ngx_http_mitte_value_t     *email;
+    mitte_status_set_t         *success;
+    ngx_flag_t                  enforce;
+    ngx_uint_t                  enforce_status;
+    ngx_uint_t                  all;        /* "mitte_stats all" */
+} ngx_http_mitte_loc_conf_t;
+
+
+/* what the precontent phase learnt, for the log phase */
+typedef struct {
+    size_t                      slug_len;   /* 0: not a delivery */
+    size_t                      user_len;
+    u_char                      slug[MITTE_SLUG_MAX];
+    u_char                      user[MITTE_USER_MAX];
+} ngx_http_mitte_ctx_t;
+
+
+/* what a delivery brings to the zone */
+typedef struct {
+    ngx_str_t                   slug;
+    ngx_str_t                   user;
+    ngx_str_t                   name;
+    ngx_uint_t                  status;
+    ngx_uint_t                  success;
+    uint64_t                    now_ms;
+} ngx_http_mitte_delivery_t;
+
+
+/* what a request brings to the quota */
+typedef struct {
+    ngx_str_t                   user;
+    ngx_int_t                   plan;       /* -1: not given */
+    int64_t                     trial_ends; /* -1: not given */
+    ngx_str_t                   email;      /* empty: not given */
+    int64_t                     now;
+} ngx_http_mitte_visit_t;
+
+
+typedef enum {
+    NGX_HTTP_MITTE_QUOTA_PASS = 0,
+    NGX_HTTP_MITTE_QUOTA_REFUSE,
+    NGX_HTTP_MITTE_QUOTA_UNKNOWN            /* the zone could not say */
+} ngx_http_mitte_quota_e;
+
+
+extern ngx_module_t  ngx_http_mitte_module;
+
+
+/* ngx_http_mitte_module.c */
+ngx_int_t ngx_http_mitte_value(ngx_http_request_t *r,
+    ngx_http_mitte_value_t *val, ngx_str_t *value);
+
+/* ngx_http_mitte_zone.c */
+ngx_int_t ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_lookup(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
+ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_get(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
+void ngx_http_mitte_endpoint_delete(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en);
+ngx_int_t ngx_http_mitte_endpoint_set_user(ngx_http_mitte_endpoint_node_t *en,
+    ngx_str_t *user);
+void ngx_http_mitte_endpoint_set_name(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en, ngx_str_t *name);
+void ngx_http_mitte_endpoint_name(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en, ngx_str_t *name);
+ngx_http_mitte_user_node_t *ngx_http_mitte_user_lookup(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len);
+ngx_http_mitte_user_node_t *ngx_http_mitte_user_get(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len);
+void ngx_http_mitte_user_roll(ngx_http_mitte_user_t *u, int64_t now);
+ngx_http_mitte_quota_e ngx_http_mitte_zone_visit(
+    ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_visit_t *v,
+    ngx_uint_t enforce, ngx_uint_t *limit);
+ngx_int_t ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_delivery_t *d);
+
+/* ngx_http_mitte_record.c */
+ngx_int_t ngx_http_mitte_precontent_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_mitte_log_handler(ngx_http_request_t *r);
+
+/* ngx_http_mitte_reply.c */
+ngx_int_t ngx_http_mitte_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_chain_t *out);
+ngx_int_t ngx_http_mitte_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_chain_t *out);
+ngx_int_t ngx_http_mitte_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message);
+ngx_int_t ngx_http_mitte_send_not_allowed(ngx_http_request_t *r,
+    const char *allow);
+ngx_int_t ngx_http_mitte_read_body(ngx_http_request_t *r,
+    ngx_http_client_body_handler_pt handler);
+ngx_int_t ngx_http_mitte_body(ngx_http_request_t *r, ngx_str_t *body);
+ngx_chain_t *ngx_http_mitte_chain(ngx_http_request_t *r, ngx_chain_t **last,
+    size_t need);
+u_char *ngx_http_mitte_json_str(u_char *p, u_char *s, size_t len);
+size_t ngx_http_mitte_json_str_len(u_char *s, size_t len);
+u_char *ngx_http_mitte_json_time(u_char *p, int64_t unix_ms);
+
+/* ngx_http_mitte_stats.c */
+ngx_int_t ngx_http_mitte_stats_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_mitte_write_endpoint(ngx_http_request_t *r,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_endpoint_node_t *en,
+    ngx_chain_t **last, uint32_t now_hour);
+ngx_int_t ngx_http_mitte_write_quota(ngx_http_request_t *r,
+    ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_user_t *u,
+    int64_t now, ngx_chain_t **last);
+ngx_int_t ngx_http_mitte_write(ngx_http_request_t *r, ngx_chain_t **last,
+    u_char *s, size_t len);
+
+/* ngx_http_mitte_admin.c */
+ngx_int_t ngx_http_mitte_admin_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_MITTE_MODULE_H_INCLUDED_ */

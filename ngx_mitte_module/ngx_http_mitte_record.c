@@ -1,0 +1,276 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * Per request: the quota before the content phase, and the delivery's
+ * outcome in the log phase.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+
+
+static ngx_int_t ngx_http_mitte_refuse(ngx_http_request_t *r,
+    ngx_http_mitte_loc_conf_t *mlcf, ngx_uint_t limit, int64_t now);
+static ngx_uint_t ngx_http_mitte_status(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_mitte_may_warn(ngx_http_request_t *r);
+
+
+ngx_int_t
+ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
+{
+    int64_t                      t;
+    ngx_str_t                    slug, user, s;
+    ngx_uint_t                   limit;
+    ngx_http_mitte_ctx_t        *ctx;
+    ngx_http_mitte_visit_t       v;
+    ngx_http_mitte_quota_e       rc;
+    ngx_http_mitte_loc_conf_t   *mlcf;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mitte_module);
+
+    if (mlcf->endpoint == NULL || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_get_module_ctx(r, ngx_http_mitte_module)) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_mitte_value(r, mlcf->endpoint, &slug) != NGX_OK
+        || slug.len == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (!mitte_slug_valid(slug.data, slug.len)) {
+        if (ngx_http_mitte_may_warn(r)) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "mitte: invalid endpoint slug \"%*s\" not "
+                          "recorded (1-64 bytes of A-Za-z0-9._- expected)",
+                          ngx_min(slug.len, 80), slug.data);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    ngx_str_null(&user);
+
+    if (mlcf->user
+        && ngx_http_mitte_value(r, mlcf->user, &user) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (user.len > MITTE_USER_MAX) {
+        if (ngx_http_mitte_may_warn(r)) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "mitte: user \"%*s...\" is longer than %d bytes, "
+                          "delivery not recorded",
+                          32, user.data, MITTE_USER_MAX);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_palloc(r->pool, sizeof(ngx_http_mitte_ctx_t));
+    if (ctx == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx->slug_len = slug.len;
+    ngx_memcpy(ctx->slug, slug.data, slug.len);
+    ctx->user_len = user.len;
+    ngx_memcpy(ctx->user, user.data, user.len);
+
+    ngx_http_set_ctx(r, ctx, ngx_http_mitte_module);
+
+    if (user.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    v.user.data = ctx->user;
+    v.user.len = ctx->user_len;
+    v.plan = -1;
+    v.trial_ends = -1;
+    ngx_str_null(&v.email);
+    v.now = ngx_time();
+
+    if (mlcf->plan
+        && ngx_http_mitte_value(r, mlcf->plan, &s) == NGX_OK
+        && s.len)
+    {
+        v.plan = mitte_plan_parse((char *) s.data, s.len);
+    }
+
+    if (mlcf->trial_ends
+        && ngx_http_mitte_value(r, mlcf->trial_ends, &s) == NGX_OK
+        && s.len
+        && mitte_time_parse((char *) s.data, s.len, &t) == 0)
+    {
+        v.trial_ends = t;
+    }
+
+    if (mlcf->email
+        && ngx_http_mitte_value(r, mlcf->email, &s) == NGX_OK
+        && s.len
+        && mitte_email_valid((char *) s.data, s.len))
+    {
+        v.email = s;
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+
+    rc = ngx_http_mitte_zone_visit(mmcf, &v, mlcf->enforce, &limit);
+
+    if (rc == NGX_HTTP_MITTE_QUOTA_REFUSE) {
+        ctx->slug_len = 0;
+        return ngx_http_mitte_refuse(r, mlcf, limit, v.now);
+    }
+
+    if (rc == NGX_HTTP_MITTE_QUOTA_UNKNOWN && ngx_http_mitte_may_warn(r)) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "mitte: zone full, quota of user \"%V\" not counted",
+                      &v.user);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_refuse(ngx_http_request_t *r, ngx_http_mitte_loc_conf_t *mlcf,
+    ngx_uint_t limit, int64_t now)
+{
+    u_char           *p, msg[128];
+    ngx_int_t         rc;
+    ngx_table_elt_t  *h;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    h->value.data = p;
+    h->value.len = ngx_sprintf(p, "%L", mitte_seconds_to_next_month(now)) - p;
+
+    ngx_sprintf(msg, "The monthly quota of %ui requests is used up; "
+                     "it renews at the start of next month (UTC).%Z", limit);
+
+    rc = ngx_http_mitte_send_error(r, mlcf->enforce_status, "quota_exceeded",
+                                   (char *) msg);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_http_mitte_log_handler(ngx_http_request_t *r)
+{
+    ngx_time_t                  *tp;
+    ngx_http_mitte_ctx_t        *ctx;
+    ngx_http_mitte_delivery_t    d;
+    ngx_http_mitte_loc_conf_t   *mlcf;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mitte_module);
+
+    if (ctx == NULL || ctx->slug_len == 0) {
+        return NGX_OK;
+    }
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mitte_module);
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+
+    d.slug.data = ctx->slug;
+    d.slug.len = ctx->slug_len;
+    d.user.data = ctx->user;
+    d.user.len = ctx->user_len;
+    d.status = ngx_http_mitte_status(r);
+    d.success = mitte_status_set_has(mlcf->success, d.status);
+
+    ngx_str_null(&d.name);
+
+    if (mlcf->endpoint_name
+        && (ngx_http_mitte_value(r, mlcf->endpoint_name, &d.name) != NGX_OK
+            || d.name.len > MITTE_NAME_MAX))
+    {
+        ngx_str_null(&d.name);
+    }
+
+    tp = ngx_timeofday();
+    d.now_ms = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    if (ngx_http_mitte_zone_deliver(mmcf, &d) != NGX_OK
+        && ngx_http_mitte_may_warn(r))
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "mitte: zone full, delivery to \"%V\" not recorded",
+                      &d.slug);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The status of the last upstream attempt when the upstream answered,
+ * else the status nginx itself returned.
+ */
+
+static ngx_uint_t
+ngx_http_mitte_status(ngx_http_request_t *r)
+{
+    ngx_http_upstream_state_t  *state;
+
+    if (r->upstream_states && r->upstream_states->nelts) {
+        state = r->upstream_states->elts;
+        state = &state[r->upstream_states->nelts - 1];
+
+        if (state->status && state->header_time != (ngx_msec_t) -1) {
+            return state->status;
+        }
+    }
+
+    if (r->err_status) {
+        return r->err_status;
+    }
+
+    if (r->headers_out.status) {
+        return r->headers_out.status;
+    }
+
+    return NGX_HTTP_CLIENT_CLOSED_REQUEST;
+}
+
+
+/* warnings about bad input are logged at most once a minute per process */
+
+static ngx_uint_t
+ngx_http_mitte_may_warn(ngx_http_request_t *r)
+{
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+
+    if (ngx_time() - mmcf->warned < 60) {
+        return 0;
+    }
+
+    mmcf->warned = ngx_time();
+
+    return 1;
+}

@@ -1,0 +1,663 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The shared memory zone: endpoints and users, each in an rbtree with an
+ * LRU queue, as limit_req keeps its nodes. Callers hold the zone mutex
+ * around every function here except ngx_http_mitte_init_zone(),
+ * ngx_http_mitte_zone_visit() and ngx_http_mitte_zone_deliver(), which
+ * take it themselves for one short section.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+
+
+#define ngx_http_mitte_node_size(type)                                       \
+    (offsetof(ngx_rbtree_node_t, color) + sizeof(type))
+
+#define ngx_http_mitte_rbnode(p)                                             \
+    ((ngx_rbtree_node_t *) ((u_char *) (p)                                   \
+                            - offsetof(ngx_rbtree_node_t, color)))
+
+
+static void ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void *ngx_http_mitte_alloc(ngx_http_mitte_zone_ctx_t *ctx,
+    size_t size, void *keep);
+static ngx_int_t ngx_http_mitte_evict(ngx_http_mitte_zone_ctx_t *ctx,
+    void *keep);
+static void ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_user_node_t *un);
+
+
+ngx_int_t
+ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_mitte_zone_ctx_t  *octx = data;
+
+    size_t                      len;
+    ngx_http_mitte_zone_ctx_t  *ctx;
+
+    ctx = shm_zone->data;
+
+    if (octx) {
+        if (octx->sh->version != NGX_HTTP_MITTE_ZONE_VERSION) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "mitte_zone \"%V\" holds layout version %ui, "
+                          "this module needs %d: restart nginx instead "
+                          "of reloading it",
+                          &shm_zone->shm.name, octx->sh->version,
+                          NGX_HTTP_MITTE_ZONE_VERSION);
+            return NGX_ERROR;
+        }
+
+        ctx->sh = octx->sh;
+        ctx->shpool = octx->shpool;
+
+        return NGX_OK;
+    }
+
+    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        ctx->sh = ctx->shpool->data;
+        return NGX_OK;
+    }
+
+    ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_mitte_sh_t));
+    if (ctx->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(ctx->sh, sizeof(ngx_http_mitte_sh_t));
+
+    ctx->shpool->data = ctx->sh;
+
+    ctx->sh->version = NGX_HTTP_MITTE_ZONE_VERSION;
+
+    ngx_rbtree_init(&ctx->sh->ep_rbtree, &ctx->sh->ep_sentinel,
+                    ngx_http_mitte_endpoint_insert);
+    ngx_queue_init(&ctx->sh->ep_lru);
+
+    ngx_rbtree_init(&ctx->sh->user_rbtree, &ctx->sh->user_sentinel,
+                    ngx_http_mitte_user_insert);
+    ngx_queue_init(&ctx->sh->user_lru);
+
+    len = sizeof(" in mitte_zone \"\"") + shm_zone->shm.name.len;
+
+    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
+    if (ctx->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(ctx->shpool->log_ctx, " in mitte_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone evicts; it is counted in metrics, not logged each time */
+    ctx->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t               **p;
+    ngx_http_mitte_endpoint_node_t   *en, *ent;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+
+            en = (ngx_http_mitte_endpoint_node_t *) &node->color;
+            ent = (ngx_http_mitte_endpoint_node_t *) &temp->color;
+
+            p = (ngx_memn2cmp(en->ep.slug, ent->ep.slug, en->slug_len,
+                              ent->slug_len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static void
+ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t           **p;
+    ngx_http_mitte_user_node_t   *un, *unt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+
+            un = (ngx_http_mitte_user_node_t *) &node->color;
+            unt = (ngx_http_mitte_user_node_t *) &temp->color;
+
+            p = (ngx_memn2cmp(un->user.id, unt->user.id, un->user.id_len,
+                              unt->user.id_len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/*
+ * Allocates from the zone; when it is full, evicts the least recently used
+ * endpoint (then user), never "keep", and tries again.
+ */
+
+static void *
+ngx_http_mitte_alloc(ngx_http_mitte_zone_ctx_t *ctx, size_t size, void *keep)
+{
+    void        *p;
+    ngx_uint_t   i;
+
+    for (i = 0; i < 64; i++) {
+        p = ngx_slab_alloc_locked(ctx->shpool, size);
+        if (p) {
+            return p;
+        }
+
+        if (ngx_http_mitte_evict(ctx, keep) != NGX_OK) {
+            break;
+        }
+    }
+
+    ctx->sh->counters.nomem++;
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_evict(ngx_http_mitte_zone_ctx_t *ctx, void *keep)
+{
+    ngx_queue_t                     *q;
+    ngx_http_mitte_user_node_t      *un;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    for (q = ngx_queue_last(&ctx->sh->ep_lru);
+         q != ngx_queue_sentinel(&ctx->sh->ep_lru);
+         q = ngx_queue_prev(q))
+    {
+        en = ngx_queue_data(q, ngx_http_mitte_endpoint_node_t, queue);
+
+        if (en != keep) {
+            ngx_http_mitte_endpoint_delete(ctx, en);
+            ctx->sh->counters.evicted_endpoints++;
+            return NGX_OK;
+        }
+    }
+
+    for (q = ngx_queue_last(&ctx->sh->user_lru);
+         q != ngx_queue_sentinel(&ctx->sh->user_lru);
+         q = ngx_queue_prev(q))
+    {
+        un = ngx_queue_data(q, ngx_http_mitte_user_node_t, queue);
+
+        if (un != keep) {
+            ngx_http_mitte_user_delete(ctx, un);
+            ctx->sh->counters.evicted_users++;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_http_mitte_endpoint_node_t *
+ngx_http_mitte_endpoint_lookup(ngx_http_mitte_zone_ctx_t *ctx, u_char *slug,
+    size_t len)
+{
+    ngx_int_t                        rc;
+    ngx_rbtree_key_t                 hash;
+    ngx_rbtree_node_t               *node, *sentinel;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    hash = ngx_crc32_short(slug, len);
+
+    node = ctx->sh->ep_rbtree.root;
+    sentinel = ctx->sh->ep_rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        /* hash == node->key */
+
+        en = (ngx_http_mitte_endpoint_node_t *) &node->color;
+
+        rc = ngx_memn2cmp(slug, en->ep.slug, len, en->slug_len);
+
+        if (rc == 0) {
+            return en;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/* finds or creates an endpoint, and marks it the most recently used */
+
+ngx_http_mitte_endpoint_node_t *
+ngx_http_mitte_endpoint_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *slug,
+    size_t len)
+{
+    ngx_rbtree_node_t               *node;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    en = ngx_http_mitte_endpoint_lookup(ctx, slug, len);
+
+    if (en) {
+        ngx_queue_remove(&en->queue);
+        ngx_queue_insert_head(&ctx->sh->ep_lru, &en->queue);
+        return en;
+    }
+
+    if (len == 0 || len > MITTE_SLUG_MAX) {
+        return NULL;
+    }
+
+    node = ngx_http_mitte_alloc(ctx,
+                       ngx_http_mitte_node_size(ngx_http_mitte_endpoint_node_t),
+                       NULL);
+    if (node == NULL) {
+        return NULL;
+    }
+
+    en = (ngx_http_mitte_endpoint_node_t *) &node->color;
+
+    ngx_memzero(en, sizeof(ngx_http_mitte_endpoint_node_t));
+
+    node->key = ngx_crc32_short(slug, len);
+    en->slug_len = (u_char) len;
+    ngx_memcpy(en->ep.slug, slug, len);
+    mitte_ring_init(&en->ep.ring);
+
+    ngx_rbtree_insert(&ctx->sh->ep_rbtree, node);
+    ngx_queue_insert_head(&ctx->sh->ep_lru, &en->queue);
+
+    ctx->sh->counters.endpoints++;
+
+    return en;
+}
+
+
+void
+ngx_http_mitte_endpoint_delete(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en)
+{
+    if (en->ep.name_off) {
+        ngx_slab_free_locked(ctx->shpool,
+                             (u_char *) ctx->shpool + en->ep.name_off);
+    }
+
+    ngx_queue_remove(&en->queue);
+    ngx_rbtree_delete(&ctx->sh->ep_rbtree, ngx_http_mitte_rbnode(en));
+    ngx_slab_free_locked(ctx->shpool, ngx_http_mitte_rbnode(en));
+
+    ctx->sh->counters.endpoints--;
+}
+
+
+ngx_int_t
+ngx_http_mitte_endpoint_set_user(ngx_http_mitte_endpoint_node_t *en,
+    ngx_str_t *user)
+{
+    if (user->len > MITTE_USER_MAX) {
+        return NGX_ERROR;
+    }
+
+    if (user->len == en->user_len
+        && ngx_memcmp(user->data, en->ep.user, user->len) == 0)
+    {
+        return NGX_OK;
+    }
+
+    ngx_memcpy(en->ep.user, user->data, user->len);
+    en->user_len = (u_char) user->len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The display name lives in its own allocation, and only when it differs
+ * from the slug, so that an endpoint node stays at 512 bytes.
+ */
+
+void
+ngx_http_mitte_endpoint_set_name(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en, ngx_str_t *name)
+{
+    u_char      *p;
+    ngx_uint_t   slug;
+
+    if (name->len > MITTE_NAME_MAX) {
+        return;
+    }
+
+    slug = (name->len == 0
+            || (name->len == en->slug_len
+                && ngx_memcmp(name->data, en->ep.slug, name->len) == 0));
+
+    if (en->ep.name_off) {
+        p = (u_char *) ctx->shpool + en->ep.name_off;
+
+        if (!slug && name->len == en->name_len
+            && ngx_memcmp(p, name->data, name->len) == 0)
+        {
+            return;
+        }
+
+        ngx_slab_free_locked(ctx->shpool, p);
+        en->ep.name_off = 0;
+        en->name_len = 0;
+    }
+
+    if (slug) {
+        return;
+    }
+
+    p = ngx_http_mitte_alloc(ctx, name->len, en);
+    if (p == NULL) {
+        return;
+    }
+
+    ngx_memcpy(p, name->data, name->len);
+
+    en->ep.name_off = (uint32_t) (p - (u_char *) ctx->shpool);
+    en->name_len = (u_char) name->len;
+}
+
+
+void
+ngx_http_mitte_endpoint_name(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en, ngx_str_t *name)
+{
+    if (en->ep.name_off) {
+        name->data = (u_char *) ctx->shpool + en->ep.name_off;
+        name->len = en->name_len;
+
+    } else {
+        name->data = en->ep.slug;
+        name->len = en->slug_len;
+    }
+}
+
+
+ngx_http_mitte_user_node_t *
+ngx_http_mitte_user_lookup(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
+    size_t len)
+{
+    ngx_int_t                    rc;
+    ngx_rbtree_key_t             hash;
+    ngx_rbtree_node_t           *node, *sentinel;
+    ngx_http_mitte_user_node_t  *un;
+
+    hash = ngx_crc32_short(id, len);
+
+    node = ctx->sh->user_rbtree.root;
+    sentinel = ctx->sh->user_rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        /* hash == node->key */
+
+        un = (ngx_http_mitte_user_node_t *) &node->color;
+
+        rc = ngx_memn2cmp(id, un->user.id, len, un->user.id_len);
+
+        if (rc == 0) {
+            return un;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+ngx_http_mitte_user_node_t *
+ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
+    size_t len)
+{
+    ngx_rbtree_node_t           *node;
+    ngx_http_mitte_user_node_t  *un;
+
+    un = ngx_http_mitte_user_lookup(ctx, id, len);
+
+    if (un) {
+        ngx_queue_remove(&un->queue);
+        ngx_queue_insert_head(&ctx->sh->user_lru, &un->queue);
+        return un;
+    }
+
+    if (len == 0 || len > MITTE_USER_MAX) {
+        return NULL;
+    }
+
+    node = ngx_http_mitte_alloc(ctx,
+                           ngx_http_mitte_node_size(ngx_http_mitte_user_node_t),
+                           NULL);
+    if (node == NULL) {
+        return NULL;
+    }
+
+    un = (ngx_http_mitte_user_node_t *) &node->color;
+
+    ngx_memzero(un, sizeof(ngx_http_mitte_user_node_t));
+
+    node->key = ngx_crc32_short(id, len);
+    un->user.id_len = (uint8_t) len;
+    ngx_memcpy(un->user.id, id, len);
+
+    ngx_rbtree_insert(&ctx->sh->user_rbtree, node);
+    ngx_queue_insert_head(&ctx->sh->user_lru, &un->queue);
+
+    ctx->sh->counters.users++;
+
+    return un;
+}
+
+
+static void
+ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_user_node_t *un)
+{
+    ngx_queue_remove(&un->queue);
+    ngx_rbtree_delete(&ctx->sh->user_rbtree, ngx_http_mitte_rbnode(un));
+    ngx_slab_free_locked(ctx->shpool, ngx_http_mitte_rbnode(un));
+
+    ctx->sh->counters.users--;
+}
+
+
+/* a new month starts the quota over */
+
+void
+ngx_http_mitte_user_roll(ngx_http_mitte_user_t *u, int64_t now)
+{
+    uint32_t  month;
+
+    month = mitte_month_of(now);
+
+    if (u->month != month) {
+        u->month = month;
+        u->used = 0;
+        u->flags &= ~(NGX_HTTP_MITTE_USER_WARNED
+                      |NGX_HTTP_MITTE_USER_EXCEEDED);
+    }
+}
+
+
+ngx_http_mitte_quota_e
+ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_visit_t *v, ngx_uint_t enforce, ngx_uint_t *limit)
+{
+    ngx_http_mitte_user_t       *u;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_user_node_t  *un;
+
+    ctx = mmcf->shm_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    un = ngx_http_mitte_user_get(ctx, v->user.data, v->user.len);
+
+    if (un == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_HTTP_MITTE_QUOTA_UNKNOWN;
+    }
+
+    u = &un->user;
+
+    if (v->plan >= 0 && (u->plan != v->plan || !u->plan_set)) {
+        u->plan = (uint8_t) v->plan;
+        u->plan_set = 1;
+    }
+
+    if (v->trial_ends >= 0) {
+        u->trial_ends = v->trial_ends;
+    }
+
+    if (v->email.len
+        && (v->email.len != u->email_len
+            || ngx_memcmp(v->email.data, u->email, v->email.len) != 0))
+    {
+        ngx_memcpy(u->email, v->email.data, v->email.len);
+        u->email_len = (uint8_t) v->email.len;
+    }
+
+    ngx_http_mitte_user_roll(u, v->now);
+
+    *limit = mmcf->quota[u->plan].limit;
+
+    if (u->used >= *limit && enforce) {
+        u->flags |= NGX_HTTP_MITTE_USER_EXCEEDED;
+        ctx->sh->counters.quota_rejections++;
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_HTTP_MITTE_QUOTA_REFUSE;
+    }
+
+    if (u->used < 0xffffffff) {
+        u->used++;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_HTTP_MITTE_QUOTA_PASS;
+}
+
+
+ngx_int_t
+ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_delivery_t *d)
+{
+    uint32_t                         hour;
+    ngx_http_mitte_zone_ctx_t       *ctx;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    ctx = mmcf->shm_zone->data;
+    hour = mitte_hour_of((int64_t) (d->now_ms / 1000));
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (d->success) {
+        ctx->sh->counters.success++;
+
+    } else {
+        ctx->sh->counters.failure++;
+    }
+
+    en = ngx_http_mitte_endpoint_get(ctx, d->slug.data, d->slug.len);
+
+    if (en == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    if (d->user.len) {
+        (void) ngx_http_mitte_endpoint_set_user(en, &d->user);
+    }
+
+    if (d->name.len) {
+        ngx_http_mitte_endpoint_set_name(ctx, en, &d->name);
+    }
+
+    (void) mitte_ring_add(&en->ep.ring, hour, 1, d->success ? 0 : 1);
+
+    (void) mitte_streak_record(&en->ep.streak, d->now_ms, d->success,
+                               (uint32_t) mmcf->down_threshold,
+                               mmcf->down_reset);
+
+    en->last_status = (uint16_t) d->status;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
+}
