@@ -35,7 +35,7 @@ mitte_anomaly_check(const mitte_ring_t *ring, uint32_t now_hour,
     const mitte_anomaly_conf_t *conf, mitte_anomaly_result_t *res)
 {
     double    rates[MITTE_RING_HISTORY], sum, var, d;
-    uint32_t  window, k, n, f, hn, hf;
+    uint32_t  window, k, nh, n, f, hn, hf;
 
     memset(res, 0, sizeof(mitte_anomaly_result_t));
 
@@ -53,31 +53,35 @@ mitte_anomaly_check(const mitte_ring_t *ring, uint32_t now_hour,
 
     /* history H: the rates of hours c - window .. c - 1 with requests */
 
+    nh = 0;
+
     for (k = 1; k <= window && k <= now_hour; k++) {
         mitte_ring_get(ring, now_hour, now_hour - k, &hn, &hf);
 
         if (hn != 0) {
-            rates[res->hours++] = (double) hf / (double) hn;
+            rates[nh++] = (double) hf / (double) hn;
         }
     }
 
-    if (res->hours != 0) {
+    res->hours = nh;
+
+    if (nh != 0) {
         sum = 0.0;
 
-        for (k = 0; k < res->hours; k++) {
+        for (k = 0; k < nh; k++) {
             sum += rates[k];
         }
 
-        res->mean = sum / res->hours;
+        res->mean = sum / nh;
 
         var = 0.0;
 
-        for (k = 0; k < res->hours; k++) {
+        for (k = 0; k < nh; k++) {
             d = rates[k] - res->mean;
             var += d * d;
         }
 
-        res->sigma = sqrt(var / res->hours);
+        res->sigma = sqrt(var / nh);
     }
 
     res->z = (res->rate - res->mean) / fmax(res->sigma, MITTE_SIGMA_MIN);

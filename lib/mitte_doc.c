@@ -22,7 +22,11 @@
 static cJSON *mitte_doc_parse(const char *body, size_t len,
     mitte_doc_error_t *err);
 static int mitte_doc_fail(mitte_doc_error_t *err, const char *code,
-    const char *fmt, ...);
+    const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 static int mitte_doc_whole(const cJSON *item, double max, uint64_t *value);
 static int mitte_doc_time(const cJSON *item, int64_t *sec);
 static int mitte_doc_string(const cJSON *item, size_t max, char *dst,

@@ -163,7 +163,8 @@ mitte_iso8601_parse(const char *s, size_t len, int64_t *unix_ms)
     day = mitte_digits(p + 8, 2);
 
     if (year < 0 || mon < 1 || mon > 12 || day < 1 || p[4] != '-'
-        || p[7] != '-' || (unsigned) day > mitte_days_in_month(year, mon))
+        || p[7] != '-'
+        || (unsigned) day > mitte_days_in_month(year, (unsigned) mon))
     {
         return -1;
     }

@@ -12,7 +12,7 @@
 #define MITTE_STATUS_MAX  599
 
 
-static const char  *mitte_plan_names[MITTE_PLAN_N] = {
+static const char  *const mitte_plan_names[MITTE_PLAN_N] = {
     "free", "pro", "trial"
 };
 
