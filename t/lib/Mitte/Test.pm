@@ -458,7 +458,9 @@ sub _write_conf {
 # ---- the instance -------------------------------------------------------
 
 # new(http => TEXT, workers => 2, allow => [qr/.../], main => TEXT,
-#     upstream => 1)
+#     upstream => 1, all => '/mitte/all')
+# all: a path answering every endpoint as {"endpoints": [...]}, polled by
+# wait_recorded()
 sub new {
     my ($class, %args) = @_;
     croak 'http => TEXT is required' unless defined $args{http};
@@ -473,6 +475,7 @@ sub new {
         workers       => $args{workers} || 2,
         allow         => $args{allow} || [],
         upstream      => exists $args{upstream} ? $args{upstream} : 1,
+        all           => $args{all},
         dir           => $dir,
         port          => free_port(),
         port2         => free_port(),
@@ -828,6 +831,60 @@ sub post_as {
     my ($self, $user, $path, %opt) = @_;
     $opt{headers} = { %{ $opt{headers} || {} }, 'X-Mitte-User' => $user };
     return $self->post($path, %opt);
+}
+
+# Recording happens in the log phase, after the client has its answer (and,
+# with lingering close, after the client has closed): a client can see its
+# answer before the delivery is counted. Tests that read statistics right
+# after a delivery, or depend on the order of deliveries, wait for them.
+
+# wait_recorded(SLUG, N): polls the all-endpoints document (the "all" path
+# given to new(), default /mitte/all) until SLUG has at least N requests
+# over its hours. Returns the endpoint object (undef when never seen).
+sub wait_recorded {
+    my ($self, $slug, $n) = @_;
+    my $path = $self->{all} || '/mitte/all';
+    my $deadline = time() + 5;
+    my $ep;
+
+    while (1) {
+        my $r = $self->get($path);
+        my $doc = eval { json_decode($r->{content}) };
+        $ep = find_endpoint($doc, $slug);
+        my ($req) = $ep ? hours_total($ep) : (0);
+        return $ep if $req >= $n;
+        last if time() > $deadline;
+        sleep 0.01;
+    }
+
+    diag("$slug: $n deliveries not recorded after 5s (GET $path)");
+    return $ep;
+}
+
+# deliver(USER, PATH, %opt): a delivery (POST) as USER to PATH, whose last
+# path segment is the slug; returns once it is recorded (it counts the
+# deliveries of each slug made through it). USER undef: no X-Mitte-User.
+sub deliver {
+    my ($self, $user, $path, %opt) = @_;
+    my ($slug) = $path =~ m{/([^/?]+)(?:\?|$)};
+    my $r = defined $user ? $self->post_as($user, $path, %opt)
+                          : $self->post($path, %opt);
+    my $n = ++$self->{delivered}{$slug};
+    $self->wait_recorded($slug, $n);
+    return $r;
+}
+
+# the deliveries of SLUG made through deliver(); set_delivered(SLUG, N)
+# when the count changes otherwise (an import, a delete)
+sub delivered {
+    my ($self, $slug) = @_;
+    return $self->{delivered}{$slug} || 0;
+}
+
+sub set_delivered {
+    my ($self, $slug, $n) = @_;
+    $self->{delivered}{$slug} = $n;
+    return;
 }
 
 # json(METHOD, PATH, %opt): (response, decoded body or undef). The body is
