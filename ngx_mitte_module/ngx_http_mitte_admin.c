@@ -14,7 +14,8 @@ typedef enum {
     NGX_HTTP_MITTE_ROUTE_ENDPOINTS,
     NGX_HTTP_MITTE_ROUTE_ENDPOINT,
     NGX_HTTP_MITTE_ROUTE_USER,
-    NGX_HTTP_MITTE_ROUTE_METRICS
+    NGX_HTTP_MITTE_ROUTE_METRICS,
+    NGX_HTTP_MITTE_ROUTE_SWEEP
 } ngx_http_mitte_route_e;
 
 
@@ -41,6 +42,7 @@ static ngx_int_t ngx_http_mitte_admin_metrics(ngx_http_request_t *r);
 ngx_int_t
 ngx_http_mitte_admin_handler(ngx_http_request_t *r)
 {
+    ngx_int_t               rc;
     ngx_str_t               arg;
     ngx_http_mitte_route_e  route;
 
@@ -97,6 +99,25 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
 
         return ngx_http_mitte_send_not_allowed(r, "GET, HEAD, PUT");
 
+    case NGX_HTTP_MITTE_ROUTE_SWEEP:
+        if (r->method & NGX_HTTP_POST) {
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            r->main->count++;
+
+            rc = ngx_http_mitte_sweep_request(r);
+
+            if (rc != NGX_DONE) {
+                r->main->count--;
+            }
+
+            return rc;
+        }
+
+        return ngx_http_mitte_send_not_allowed(r, "POST");
+
     case NGX_HTTP_MITTE_ROUTE_METRICS:
         if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
             if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -150,6 +171,10 @@ ngx_http_mitte_admin_route(ngx_http_request_t *r, ngx_str_t *arg)
 
     if (path.len == 7 && ngx_strncmp(path.data, "metrics", 7) == 0) {
         return NGX_HTTP_MITTE_ROUTE_METRICS;
+    }
+
+    if (path.len == 5 && ngx_strncmp(path.data, "sweep", 5) == 0) {
+        return NGX_HTTP_MITTE_ROUTE_SWEEP;
     }
 
     if (path.len == 9 && ngx_strncmp(path.data, "endpoints", 9) == 0) {
@@ -536,7 +561,7 @@ ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    un = ngx_http_mitte_user_get(ctx, id->data, id->len);
+    un = ngx_http_mitte_user_get(ctx, id->data, id->len, NULL);
 
     if (un == NULL) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -686,10 +711,31 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
         "mitte_zone_used_bytes %uz\n"
         "# HELP mitte_zone_free_bytes Bytes of the zone in free pages.\n"
         "# TYPE mitte_zone_free_bytes gauge\n"
-        "mitte_zone_free_bytes %uz\n",
+        "mitte_zone_free_bytes %uz\n"
+        "# HELP mitte_notifications_total Notifications created, by type.\n"
+        "# TYPE mitte_notifications_total counter\n"
+        "mitte_notifications_total{type=\"ANOMALY_DETECTED\"} %uL\n"
+        "mitte_notifications_total{type=\"QUOTA_WARNING\"} %uL\n"
+        "mitte_notifications_total{type=\"QUOTA_EXCEEDED\"} %uL\n"
+        "mitte_notifications_total{type=\"ENDPOINT_DOWN\"} %uL\n"
+        "mitte_notifications_total{type=\"ENDPOINT_RECOVERED\"} %uL\n"
+        "mitte_notifications_total{type=\"TRIAL_ENDING\"} %uL\n"
+        "# HELP mitte_sweeps_total Sweeps completed.\n"
+        "# TYPE mitte_sweeps_total counter\n"
+        "mitte_sweeps_total %uL\n"
+        "# HELP mitte_sweep_cpu_seconds CPU time of the last sweep.\n"
+        "# TYPE mitte_sweep_cpu_seconds gauge\n"
+        "mitte_sweep_cpu_seconds %uL.%06uL\n"
+        "# HELP mitte_sweep_slice_max_seconds Longest slice of the last "
+        "sweep.\n"
+        "# TYPE mitte_sweep_slice_max_seconds gauge\n"
+        "mitte_sweep_slice_max_seconds %uL.%06uL\n",
         c.success, c.failure, c.quota_rejections, c.evicted_endpoints,
         c.evicted_users, c.nomem, c.endpoints, c.users, size, size - free,
-        free);
+        free, c.notifications[0], c.notifications[1], c.notifications[2],
+        c.notifications[3], c.notifications[4], c.notifications[5],
+        c.sweeps, c.sweep_usec / 1000000, c.sweep_usec % 1000000,
+        c.sweep_slice_usec / 1000000, c.sweep_slice_usec % 1000000);
 
     out = ngx_alloc_chain_link(r->pool);
     if (out == NULL) {

@@ -31,7 +31,16 @@ static char *ngx_http_mitte_stats(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mitte_admin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_mitte_anomaly(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mitte_trial_notice(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mitte_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_mitte_need_zone(ngx_conf_t *cf, ngx_command_t *cmd);
+static ngx_int_t ngx_http_mitte_read_key(ngx_conf_t *cf,
+    ngx_http_mitte_main_conf_t *mmcf);
+static ngx_int_t ngx_http_mitte_init_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_http_mitte_commands[] = {
@@ -113,6 +122,41 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mitte_anomaly"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_mitte_anomaly,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mitte_trial_notice"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mitte_trial_notice,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mitte_notifications_keep"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mitte_main_conf_t, notes_keep),
+      NULL },
+
+    { ngx_string("mitte_email_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mitte_main_conf_t, email_key_file),
+      NULL },
+
+    { ngx_string("mitte_notifications"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mitte_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      ngx_http_mitte_notifications_handler },
+
     { ngx_string("mitte_stats"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_mitte_stats,
@@ -153,7 +197,7 @@ ngx_module_t  ngx_http_mitte_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_mitte_init_process,           /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -192,6 +236,14 @@ ngx_http_mitte_create_main_conf(ngx_conf_t *cf)
     mmcf->down_threshold = NGX_CONF_UNSET_UINT;
     mmcf->down_reset = NGX_CONF_UNSET_MSEC;
 
+    mmcf->anomaly_on = NGX_CONF_UNSET;
+    mmcf->sweep_interval = NGX_CONF_UNSET_MSEC;
+    mmcf->cooldown = NGX_CONF_UNSET;
+    mmcf->trial_notice = NGX_CONF_UNSET;
+    mmcf->notes_keep = NGX_CONF_UNSET_UINT;
+
+    mitte_anomaly_conf_default(&mmcf->anomaly);
+
     return mmcf;
 }
 
@@ -211,6 +263,23 @@ ngx_http_mitte_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_uint_value(mmcf->down_threshold, 5);
     ngx_conf_init_msec_value(mmcf->down_reset, 3600000);
+
+    ngx_conf_init_value(mmcf->anomaly_on, 1);
+    ngx_conf_init_msec_value(mmcf->sweep_interval, 600000);
+    ngx_conf_init_value(mmcf->cooldown, 3600);
+    ngx_conf_init_value(mmcf->trial_notice, 3 * 86400);
+    ngx_conf_init_uint_value(mmcf->notes_keep, 200);
+
+    if (mmcf->notes_keep < 1 || mmcf->notes_keep > 10000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"mitte_notifications_keep\" %ui, "
+                           "expected 1..10000", mmcf->notes_keep);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mmcf->shm_zone && ngx_http_mitte_read_key(cf, mmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -799,4 +868,297 @@ ngx_http_mitte_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_mitte_admin_handler;
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mitte_anomaly(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_main_conf_t *mmcf = conf;
+
+    u_char      *eq;
+    ngx_int_t    n;
+    ngx_str_t   *value, name, v;
+    ngx_uint_t   i;
+    ngx_msec_t   ms;
+
+    if (mmcf->anomaly_on != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts != 2) {
+            return "takes no parameters after \"off\"";
+        }
+
+        mmcf->anomaly_on = 0;
+        return NGX_CONF_OK;
+    }
+
+    mmcf->anomaly_on = 1;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        eq = (u_char *) ngx_strchr(value[i].data, '=');
+        if (eq == NULL) {
+            goto invalid;
+        }
+
+        name.data = value[i].data;
+        name.len = eq - value[i].data;
+        v.data = eq + 1;
+        v.len = value[i].data + value[i].len - v.data;
+
+        if (v.len == 0) {
+            goto invalid;
+        }
+
+        if (name.len == 8 && ngx_strncmp(name.data, "interval", 8) == 0) {
+            ms = ngx_parse_time(&v, 0);
+            if (ms == (ngx_msec_t) NGX_ERROR || ms < 1000) {
+                goto invalid;
+            }
+
+            mmcf->sweep_interval = ms;
+
+        } else if ((name.len == 6 && ngx_strncmp(name.data, "window", 6) == 0)
+                   || (name.len == 7
+                       && ngx_strncmp(name.data, "history", 7) == 0))
+        {
+            n = ngx_parse_time(&v, 1);
+            if (n == NGX_ERROR || n % 3600 != 0 || n / 3600 < 1
+                || n / 3600 > MITTE_RING_HISTORY)
+            {
+                goto invalid;
+            }
+
+            if (name.len == 6) {
+                mmcf->anomaly.window = (uint32_t) (n / 3600);
+
+            } else {
+                mmcf->anomaly.history = (uint32_t) (n / 3600);
+            }
+
+        } else if (name.len == 6 && ngx_strncmp(name.data, "zscore", 6) == 0) {
+            n = ngx_atofp(v.data, v.len, 3);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            mmcf->anomaly.zscore = (double) n / 1000;
+
+        } else if ((name.len == 19
+                    && ngx_strncmp(name.data, "zscore_min_requests", 19) == 0)
+                   || (name.len == 17
+                       && ngx_strncmp(name.data, "rate_min_requests", 17)
+                          == 0))
+        {
+            n = ngx_atoi(v.data, v.len);
+            if (n < 1 || n > 1000000000) {
+                goto invalid;
+            }
+
+            if (name.len == 19) {
+                mmcf->anomaly.zscore_min_requests = (uint32_t) n;
+
+            } else {
+                mmcf->anomaly.rate_min_requests = (uint32_t) n;
+            }
+
+        } else if (name.len == 4 && ngx_strncmp(name.data, "rate", 4) == 0) {
+            if (v.data[v.len - 1] != '%') {
+                goto invalid;
+            }
+
+            n = ngx_atofp(v.data, v.len - 1, 2);
+            if (n == NGX_ERROR || n > 10000) {
+                goto invalid;
+            }
+
+            mmcf->anomaly.rate = (double) n / 10000;
+
+        } else if (name.len == 8 && ngx_strncmp(name.data, "cooldown", 8) == 0)
+        {
+            n = ngx_parse_time(&v, 1);
+            if (n == NGX_ERROR) {
+                goto invalid;
+            }
+
+            mmcf->cooldown = (time_t) n;
+
+        } else {
+            goto invalid;
+        }
+    }
+
+    if (mmcf->anomaly.history > mmcf->anomaly.window) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mitte_anomaly\" history=%uDh is longer than "
+                           "window=%uDh", mmcf->anomaly.history,
+                           mmcf->anomaly.window);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"mitte_anomaly\", "
+                       "expected off, interval=time (1s or more), "
+                       "window=1h..48h, history=1h..48h, zscore=number, "
+                       "zscore_min_requests=n, rate=percent, "
+                       "rate_min_requests=n or cooldown=time", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_mitte_trial_notice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_main_conf_t *mmcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (mmcf->trial_notice != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        mmcf->trial_notice = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_parse_time(&value[1], 1);
+
+    if (n == NGX_ERROR || n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"mitte_trial_notice\", "
+                           "expected off or a time such as 3d", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    mmcf->trial_notice = (time_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* a content handler directive without arguments; the handler in cmd->post */
+
+static char *
+ngx_http_mitte_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate or conflicts with another content handler";
+    }
+
+    clcf->handler = (ngx_http_handler_pt) cmd->post;
+
+    return NGX_CONF_OK;
+}
+
+
+/* the Resend API key: the first line of mitte_email_key_file */
+
+static ngx_int_t
+ngx_http_mitte_read_key(ngx_conf_t *cf, ngx_http_mitte_main_conf_t *mmcf)
+{
+    u_char     *p, *last, buf[1024];
+    ssize_t     n;
+    ngx_fd_t    fd;
+    ngx_file_t  file;
+
+    if (mmcf->email_key_file.len == 0) {
+        ngx_conf_log_error(NGX_LOG_NOTICE, cf, 0,
+                           "mitte: email channel off: no "
+                           "\"mitte_email_key_file\"");
+        return NGX_OK;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &mmcf->email_key_file, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(mmcf->email_key_file.data, NGX_FILE_RDONLY,
+                       NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"mitte_email_key_file\" \"%V\" cannot be "
+                           "opened", &mmcf->email_key_file);
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.fd = fd;
+    file.name = mmcf->email_key_file;
+    file.log = cf->log;
+
+    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed",
+                           &mmcf->email_key_file);
+    }
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    last = buf + n;
+
+    for (p = buf; p < last && *p != CR && *p != LF; p++) {
+        /* void */
+    }
+
+    while (p > buf && (p[-1] == ' ' || p[-1] == '\t')) {
+        p--;
+    }
+
+    if (p == buf) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "mitte: email channel off: \"%V\" holds no key",
+                           &mmcf->email_key_file);
+        return NGX_OK;
+    }
+
+    mmcf->email_key.len = p - buf;
+    mmcf->email_key.data = ngx_pnalloc(cf->pool, mmcf->email_key.len);
+    if (mmcf->email_key.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(mmcf->email_key.data, buf, mmcf->email_key.len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_mitte_sweep_init_process(cycle);
 }

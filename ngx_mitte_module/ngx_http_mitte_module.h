@@ -15,6 +15,7 @@
 #include "mitte_streak.h"
 #include "mitte_time.h"
 #include "mitte_util.h"
+#include "mitte_anomaly.h"
 
 
 /* layout version of the zone's structures; a new layout needs a restart */
@@ -64,6 +65,41 @@ typedef struct {
 } ngx_http_mitte_endpoint_node_t;
 
 
+/* notification types, in SPEC order */
+#define NGX_HTTP_MITTE_ANOMALY_DETECTED     0
+#define NGX_HTTP_MITTE_QUOTA_WARNING        1
+#define NGX_HTTP_MITTE_QUOTA_EXCEEDED       2
+#define NGX_HTTP_MITTE_ENDPOINT_DOWN        3
+#define NGX_HTTP_MITTE_ENDPOINT_RECOVERED   4
+#define NGX_HTTP_MITTE_TRIAL_ENDING         5
+#define NGX_HTTP_MITTE_NTYPES               6
+
+#define NGX_HTTP_MITTE_MESSAGE_MAX      400
+/* "%012xL%08xD": creation time in ms and the zone's sequence number */
+#define NGX_HTTP_MITTE_ID_LEN           20
+
+
+/* an in-app notification: pointer-free */
+typedef struct {
+    uint64_t                    created_ms;
+    uint32_t                    seq;
+    uint8_t                     type;
+    uint8_t                     read;
+    uint8_t                     slug_len;   /* 0: no endpoint */
+    uint8_t                     reserved;
+    uint16_t                    message_len;
+    uint16_t                    reserved2;
+    u_char                      slug[MITTE_SLUG_MAX];
+    u_char                      message[NGX_HTTP_MITTE_MESSAGE_MAX];
+} ngx_http_mitte_notification_t;
+
+
+typedef struct {
+    ngx_queue_t                 queue;      /* the user's, newest first */
+    ngx_http_mitte_notification_t  n;
+} ngx_http_mitte_note_node_t;
+
+
 #define NGX_HTTP_MITTE_USER_WARNED      0x01    /* QUOTA_WARNING this month */
 #define NGX_HTTP_MITTE_USER_EXCEEDED    0x02    /* QUOTA_EXCEEDED this month */
 
@@ -87,6 +123,10 @@ typedef struct {
     u_char                      color;
     u_char                      dummy;
     ngx_queue_t                 queue;      /* LRU */
+    ngx_queue_t                 notes;      /* newest first */
+    uint32_t                    nnotes;
+    uint32_t                    unread;
+    uint32_t                    prefs_off;  /* offset in the zone, 0: none */
     ngx_http_mitte_user_t       user;
 } ngx_http_mitte_user_node_t;
 
@@ -100,6 +140,10 @@ typedef struct {
     uint64_t                    endpoints;
     uint64_t                    users;
     uint64_t                    nomem;      /* allocations that failed */
+    uint64_t                    notifications[NGX_HTTP_MITTE_NTYPES];
+    uint64_t                    sweeps;
+    uint64_t                    sweep_usec; /* CPU time of the last sweep */
+    uint64_t                    sweep_slice_usec; /* its longest slice */
 } ngx_http_mitte_counters_t;
 
 
@@ -111,6 +155,7 @@ typedef struct {
     ngx_rbtree_t                user_rbtree;
     ngx_rbtree_node_t           user_sentinel;
     ngx_queue_t                 user_lru;
+    uint32_t                    seq;        /* of the last notification */
     ngx_http_mitte_counters_t   counters;
 } ngx_http_mitte_sh_t;
 
@@ -134,6 +179,16 @@ typedef struct {
     ngx_msec_t                  down_reset;
     time_t                      warned;     /* last "at most once a minute"
                                                warning of this process */
+
+    ngx_flag_t                  anomaly_on;
+    ngx_msec_t                  sweep_interval;
+    mitte_anomaly_conf_t        anomaly;
+    time_t                      cooldown;
+    time_t                      trial_notice;       /* 0: off */
+    ngx_uint_t                  notes_keep;
+    ngx_str_t                   email_key_file;
+    ngx_str_t                   email_key;          /* empty: no email */
+
 } ngx_http_mitte_main_conf_t;
 
 
@@ -182,6 +237,7 @@ typedef struct {
     int64_t                     trial_ends; /* -1: not given */
     ngx_str_t                   email;      /* empty: not given */
     int64_t                     now;
+    uint64_t                    now_ms;
 } ngx_http_mitte_visit_t;
 
 
@@ -201,6 +257,12 @@ ngx_int_t ngx_http_mitte_value(ngx_http_request_t *r,
 
 /* ngx_http_mitte_zone.c */
 ngx_int_t ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+void *ngx_http_mitte_alloc(ngx_http_mitte_zone_ctx_t *ctx, size_t size,
+    void *keep);
+void ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_user_node_t *un);
+void ngx_http_mitte_notes_free(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_user_node_t *un);
 ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_lookup(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
 ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_get(
@@ -216,13 +278,21 @@ void ngx_http_mitte_endpoint_name(ngx_http_mitte_zone_ctx_t *ctx,
 ngx_http_mitte_user_node_t *ngx_http_mitte_user_lookup(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len);
 ngx_http_mitte_user_node_t *ngx_http_mitte_user_get(
-    ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len);
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len, void *keep);
 void ngx_http_mitte_user_roll(ngx_http_mitte_user_t *u, int64_t now);
+
+/* ngx_http_mitte_rules.c */
 ngx_http_mitte_quota_e ngx_http_mitte_zone_visit(
     ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_visit_t *v,
     ngx_uint_t enforce, ngx_uint_t *limit);
 ngx_int_t ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_delivery_t *d);
+void ngx_http_mitte_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_endpoint_node_t *en,
+    int64_t now, ngx_uint_t *notes);
+void ngx_http_mitte_sweep_user(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    int64_t now, ngx_uint_t *notes);
 
 /* ngx_http_mitte_record.c */
 ngx_int_t ngx_http_mitte_precontent_handler(ngx_http_request_t *r);
@@ -256,6 +326,18 @@ ngx_int_t ngx_http_mitte_write_quota(ngx_http_request_t *r,
     int64_t now, ngx_chain_t **last);
 ngx_int_t ngx_http_mitte_write(ngx_http_request_t *r, ngx_chain_t **last,
     u_char *s, size_t len);
+
+/* ngx_http_mitte_notify.c */
+ngx_int_t ngx_http_mitte_notify(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    ngx_uint_t type, u_char *slug, size_t slug_len, u_char *msg,
+    size_t msg_len, uint64_t now_ms, void *keep);
+u_char *ngx_http_mitte_note_id(u_char *p, ngx_http_mitte_notification_t *n);
+ngx_int_t ngx_http_mitte_notifications_handler(ngx_http_request_t *r);
+
+/* ngx_http_mitte_sweep.c */
+ngx_int_t ngx_http_mitte_sweep_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_mitte_sweep_request(ngx_http_request_t *r);
 
 /* ngx_http_mitte_admin.c */
 ngx_int_t ngx_http_mitte_admin_handler(ngx_http_request_t *r);

@@ -20,6 +20,7 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
 {
     int64_t                      t;
     ngx_str_t                    slug, user, s;
+    ngx_time_t                  *tp;
     ngx_uint_t                   limit;
     ngx_http_mitte_ctx_t        *ctx;
     ngx_http_mitte_visit_t       v;
@@ -94,7 +95,9 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
     v.plan = -1;
     v.trial_ends = -1;
     ngx_str_null(&v.email);
-    v.now = ngx_time();
+    tp = ngx_timeofday();
+    v.now = tp->sec;
+    v.now_ms = (uint64_t) tp->sec * 1000 + tp->msec;
 
     if (mlcf->plan
         && ngx_http_mitte_value(r, mlcf->plan, &s) == NGX_OK

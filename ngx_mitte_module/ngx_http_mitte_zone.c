@@ -2,10 +2,9 @@
  * Copyright (C) ngx_mitte_module authors
  *
  * The shared memory zone: endpoints and users, each in an rbtree with an
- * LRU queue, as limit_req keeps its nodes. Callers hold the zone mutex
- * around every function here except ngx_http_mitte_init_zone(),
- * ngx_http_mitte_zone_visit() and ngx_http_mitte_zone_deliver(), which
- * take it themselves for one short section.
+ * LRU queue, as limit_req keeps its nodes, and the users' notifications.
+ * Storage only: callers hold the zone mutex around every function here but
+ * ngx_http_mitte_init_zone().
  */
 
 
@@ -24,12 +23,8 @@ static void ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static void ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static void *ngx_http_mitte_alloc(ngx_http_mitte_zone_ctx_t *ctx,
-    size_t size, void *keep);
 static ngx_int_t ngx_http_mitte_evict(ngx_http_mitte_zone_ctx_t *ctx,
     void *keep);
-static void ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
-    ngx_http_mitte_user_node_t *un);
 
 
 ngx_int_t
@@ -184,10 +179,11 @@ ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
 
 /*
  * Allocates from the zone; when it is full, evicts the least recently used
- * endpoint (then user), never "keep", and tries again.
+ * endpoint (then user), never "keep" nor the most recently used of either
+ * kind (the ones the caller is working on), and tries again.
  */
 
-static void *
+void *
 ngx_http_mitte_alloc(ngx_http_mitte_zone_ctx_t *ctx, size_t size, void *keep)
 {
     void        *p;
@@ -223,7 +219,11 @@ ngx_http_mitte_evict(ngx_http_mitte_zone_ctx_t *ctx, void *keep)
     {
         en = ngx_queue_data(q, ngx_http_mitte_endpoint_node_t, queue);
 
-        if (en != keep) {
+        if (q == ngx_queue_head(&ctx->sh->ep_lru)) {
+            break;
+        }
+
+        if ((void *) en != keep) {
             ngx_http_mitte_endpoint_delete(ctx, en);
             ctx->sh->counters.evicted_endpoints++;
             return NGX_OK;
@@ -236,7 +236,11 @@ ngx_http_mitte_evict(ngx_http_mitte_zone_ctx_t *ctx, void *keep)
     {
         un = ngx_queue_data(q, ngx_http_mitte_user_node_t, queue);
 
-        if (un != keep) {
+        if (q == ngx_queue_head(&ctx->sh->user_lru)) {
+            break;
+        }
+
+        if ((void *) un != keep) {
             ngx_http_mitte_user_delete(ctx, un);
             ctx->sh->counters.evicted_users++;
             return NGX_OK;
@@ -484,7 +488,7 @@ ngx_http_mitte_user_lookup(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
 
 ngx_http_mitte_user_node_t *
 ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
-    size_t len)
+    size_t len, void *keep)
 {
     ngx_rbtree_node_t           *node;
     ngx_http_mitte_user_node_t  *un;
@@ -503,7 +507,7 @@ ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
 
     node = ngx_http_mitte_alloc(ctx,
                            ngx_http_mitte_node_size(ngx_http_mitte_user_node_t),
-                           NULL);
+                           keep);
     if (node == NULL) {
         return NULL;
     }
@@ -513,6 +517,7 @@ ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
     ngx_memzero(un, sizeof(ngx_http_mitte_user_node_t));
 
     node->key = ngx_crc32_short(id, len);
+    ngx_queue_init(&un->notes);
     un->user.id_len = (uint8_t) len;
     ngx_memcpy(un->user.id, id, len);
 
@@ -525,10 +530,17 @@ ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
 }
 
 
-static void
+void
 ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_user_node_t *un)
 {
+    ngx_http_mitte_notes_free(ctx, un);
+
+    if (un->prefs_off) {
+        ngx_slab_free_locked(ctx->shpool,
+                             (u_char *) ctx->shpool + un->prefs_off);
+    }
+
     ngx_queue_remove(&un->queue);
     ngx_rbtree_delete(&ctx->sh->user_rbtree, ngx_http_mitte_rbnode(un));
     ngx_slab_free_locked(ctx->shpool, ngx_http_mitte_rbnode(un));
@@ -555,109 +567,21 @@ ngx_http_mitte_user_roll(ngx_http_mitte_user_t *u, int64_t now)
 }
 
 
-ngx_http_mitte_quota_e
-ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
-    ngx_http_mitte_visit_t *v, ngx_uint_t enforce, ngx_uint_t *limit)
+void
+ngx_http_mitte_notes_free(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_user_node_t *un)
 {
-    ngx_http_mitte_user_t       *u;
-    ngx_http_mitte_zone_ctx_t   *ctx;
-    ngx_http_mitte_user_node_t  *un;
+    ngx_queue_t                 *q;
+    ngx_http_mitte_note_node_t  *nn;
 
-    ctx = mmcf->shm_zone->data;
+    while (!ngx_queue_empty(&un->notes)) {
+        q = ngx_queue_last(&un->notes);
+        nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    un = ngx_http_mitte_user_get(ctx, v->user.data, v->user.len);
-
-    if (un == NULL) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_HTTP_MITTE_QUOTA_UNKNOWN;
+        ngx_queue_remove(q);
+        ngx_slab_free_locked(ctx->shpool, nn);
     }
 
-    u = &un->user;
-
-    if (v->plan >= 0 && (u->plan != v->plan || !u->plan_set)) {
-        u->plan = (uint8_t) v->plan;
-        u->plan_set = 1;
-    }
-
-    if (v->trial_ends >= 0) {
-        u->trial_ends = v->trial_ends;
-    }
-
-    if (v->email.len
-        && (v->email.len != u->email_len
-            || ngx_memcmp(v->email.data, u->email, v->email.len) != 0))
-    {
-        ngx_memcpy(u->email, v->email.data, v->email.len);
-        u->email_len = (uint8_t) v->email.len;
-    }
-
-    ngx_http_mitte_user_roll(u, v->now);
-
-    *limit = mmcf->quota[u->plan].limit;
-
-    if (u->used >= *limit && enforce) {
-        u->flags |= NGX_HTTP_MITTE_USER_EXCEEDED;
-        ctx->sh->counters.quota_rejections++;
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_HTTP_MITTE_QUOTA_REFUSE;
-    }
-
-    if (u->used < 0xffffffff) {
-        u->used++;
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    return NGX_HTTP_MITTE_QUOTA_PASS;
-}
-
-
-ngx_int_t
-ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
-    ngx_http_mitte_delivery_t *d)
-{
-    uint32_t                         hour;
-    ngx_http_mitte_zone_ctx_t       *ctx;
-    ngx_http_mitte_endpoint_node_t  *en;
-
-    ctx = mmcf->shm_zone->data;
-    hour = mitte_hour_of((int64_t) (d->now_ms / 1000));
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    if (d->success) {
-        ctx->sh->counters.success++;
-
-    } else {
-        ctx->sh->counters.failure++;
-    }
-
-    en = ngx_http_mitte_endpoint_get(ctx, d->slug.data, d->slug.len);
-
-    if (en == NULL) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_ERROR;
-    }
-
-    if (d->user.len) {
-        (void) ngx_http_mitte_endpoint_set_user(en, &d->user);
-    }
-
-    if (d->name.len) {
-        ngx_http_mitte_endpoint_set_name(ctx, en, &d->name);
-    }
-
-    (void) mitte_ring_add(&en->ep.ring, hour, 1, d->success ? 0 : 1);
-
-    (void) mitte_streak_record(&en->ep.streak, d->now_ms, d->success,
-                               (uint32_t) mmcf->down_threshold,
-                               mmcf->down_reset);
-
-    en->last_status = (uint16_t) d->status;
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    return NGX_OK;
+    un->nnotes = 0;
+    un->unread = 0;
 }

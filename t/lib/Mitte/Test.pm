@@ -395,6 +395,7 @@ sub _expand {
         UPSTREAM_PORT => $self->{upstream_port},
         DEAD          => "127.0.0.1:$self->{dead_port}",
         DIR           => $self->{dir},
+        %{ $self->{peer_addr} || {} },
     );
     $text =~ s{%%(\w+)%%}{
         defined $v{$1} ? $v{$1} : croak "unknown placeholder %%$1%%"
@@ -670,6 +671,70 @@ sub reload {
     die "reload did not complete in 15s:\n" . $self->_log_tail;
 }
 
+# peer(NAME, MODE): a fake upstream in a child process on a new loopback
+# port, named %%NAME%% (127.0.0.1:port) in the configuration; call it before
+# start(). MODE: "silent" reads the request and never answers; "close"
+# reads the request head and closes; "badheader" answers a status line and
+# a malformed header. Stopped with nginx.
+sub peer {
+    my ($self, $name, $mode) = @_;
+    croak "unknown peer mode $mode"
+        unless $mode =~ /^(?:silent|close|badheader)$/;
+
+    my $listen = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1',
+        LocalPort => 0,
+        Proto     => 'tcp',
+        Listen    => 128,
+        ReuseAddr => 1,
+    ) or die "peer: cannot listen: $!";
+    my $port = $listen->sockport;
+
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+
+    if ($pid == 0) {
+        # never return into the test: no END blocks, no Test::More output
+        eval {
+            $SIG{TERM} = sub { POSIX::_exit(0) };
+            my @held;
+            while (my $c = $listen->accept) {
+                my $buf = '';
+                while ($buf !~ /\r\n\r\n/) {
+                    my $n = sysread $c, $buf, 65536, length $buf;
+                    last unless $n;
+                }
+                if ($mode eq 'silent') {
+                    push @held, $c;
+                    @held = grep { $_->connected } @held;
+                } elsif ($mode eq 'close') {
+                    close $c;
+                } else {
+                    syswrite $c, "HTTP/1.1 200 OK\r\nBroken header line\r\n"
+                                 . "Content-Length: 3\r\n\r\nok\n";
+                    close $c;
+                }
+            }
+        };
+        POSIX::_exit(0);
+    }
+
+    close $listen;
+    $self->{peer_addr}{$name} = "127.0.0.1:$port";
+    push @{ $self->{peers} }, $pid;
+    return "127.0.0.1:$port";
+}
+
+sub _stop_peers {
+    my ($self) = @_;
+    for my $pid (@{ $self->{peers} || [] }) {
+        kill 'TERM', $pid;
+        waitpid $pid, 0;
+    }
+    $self->{peers} = [];
+    return;
+}
+
 # stop(): QUIT and wait (KILL after 10s), then the error log check, as test
 # assertions. Returns the result of the log check.
 sub stop {
@@ -685,7 +750,9 @@ sub stop {
 
 sub _shutdown {
     my ($self) = @_;
-    return unless $self->{pid} && $$ == $self->{owner};
+    return unless $$ == $self->{owner};
+    $self->_stop_peers;
+    return unless $self->{pid};
 
     my $pid = $self->{pid};
     my @kids = $self->_all_child_pids;
@@ -765,6 +832,7 @@ sub DESTROY {
     my ($self) = @_;
     return unless $$ == ($self->{owner} || 0);
     local ($?, $@);
+    $self->_stop_peers;
     if ($self->{pid}) {
         $self->_shutdown;
         my @bad = $self->_bad_lines;
@@ -778,7 +846,7 @@ sub DESTROY {
 END {
     local $?;    # the exit status of the test script
     for my $t (values %LIVE) {
-        $t->_shutdown if $t && $t->{pid};
+        $t->_shutdown if $t;
     }
 }
 
@@ -813,6 +881,74 @@ sub request {
         diag("$method $path: client error: $r->{content}");
     }
     return $r;
+}
+
+# raw(BYTES): sends BYTES as they are (a request with "Connection: close")
+# and reads the answer to EOF; returns {status, headers, content} as
+# HTTP::Tiny does (a chunked answer is decoded), status 599 when none came.
+sub raw {
+    my ($self, $bytes) = @_;
+    local $SIG{PIPE} = 'IGNORE';
+
+    my $s = IO::Socket::INET->new(
+        PeerAddr => '127.0.0.1',
+        PeerPort => $self->{port},
+        Proto    => 'tcp',
+        Timeout  => 10,
+    ) or return { status => 599, headers => {}, content => "connect: $!" };
+
+    my $off = 0;
+    while ($off < length $bytes) {
+        my $n = syswrite $s, $bytes, 65536, $off;
+        last unless $n;    # an early answer may close the connection
+        $off += $n;
+    }
+
+    my $in = '';
+    my $deadline = time() + 15;
+    while (time() < $deadline) {
+        my $n = sysread $s, $in, 65536, length $in;
+        last unless $n;
+    }
+    close $s;
+
+    my ($head, $body) = split /\r\n\r\n/, $in, 2;
+    my ($status) = ($head // '') =~ m{^HTTP/\d\.\d (\d{3})};
+    return { status => 599, headers => {}, content => $in }
+        unless $status;
+
+    my %h;
+    for my $l (split /\r\n/, $head) {
+        next unless $l =~ /^([^:\s]+):\s*(.*)$/;
+        $h{lc $1} = $2;
+    }
+    $body //= '';
+    if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        my $out = '';
+        while ($body =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+            my $len = hex $1;
+            last if $len == 0;
+            $out .= substr($body, 0, $len, '');
+            $body =~ s/^\r\n//;
+        }
+        $body = $out;
+    }
+    return { status => $status, headers => \%h, content => $body };
+}
+
+# a request in chunked transfer encoding, BODY in chunks of CHUNK bytes
+sub chunked {
+    my ($self, $method, $path, $body, $chunk) = @_;
+    $chunk ||= 4096;
+    my $req = "$method $path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        . "Content-Type: application/json\r\nConnection: close\r\n"
+        . "Transfer-Encoding: chunked\r\n\r\n";
+    for (my $i = 0; $i < length $body; $i += $chunk) {
+        my $part = substr $body, $i, $chunk;
+        $req .= sprintf("%x\r\n", length $part) . $part . "\r\n";
+    }
+    $req .= "0\r\n\r\n";
+    return $self->raw($req);
 }
 
 sub get    { my $s = shift; return $s->request('GET', @_) }
@@ -909,10 +1045,12 @@ sub metrics {
     my (%m, @bad);
     for my $l (split /\n/, $r->{content} // '') {
         next if $l =~ /^\s*$/ || $l =~ /^#/;
-        if ($l =~ /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)(?:\s+\d+)?$/
-            && $2 =~ /^(?:[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|NaN|Inf))$/)
+        my ($key, $val) = $l =~
+            /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)(?:\s+\d+)?$/;
+        if (defined $val
+            && $val =~ /^[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|NaN|[-+]?Inf)$/)
         {
-            $m{$1} = $2;
+            $m{$key} = $val;
         } else {
             push @bad, $l;
         }

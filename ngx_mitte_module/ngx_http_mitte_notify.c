@@ -1,0 +1,538 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * Notifications: creation into the user's in-app store, and the
+ * notifications API (mitte_notifications).
+ */
+
+
+#include "ngx_http_mitte_module.h"
+
+#include <cjson/cJSON.h>
+
+
+#define NGX_HTTP_MITTE_NOTE_JSON        3072
+
+
+static ngx_int_t ngx_http_mitte_notes_list(ngx_http_request_t *r,
+    ngx_str_t *user);
+static void ngx_http_mitte_notes_read_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mitte_notes_read(ngx_http_request_t *r,
+    ngx_str_t *user, ngx_str_t *body);
+static ngx_int_t ngx_http_mitte_note_seq(u_char *p, size_t len,
+    uint32_t *seq);
+static u_char *ngx_http_mitte_write_note(u_char *p,
+    ngx_http_mitte_notification_t *n);
+static ngx_int_t ngx_http_mitte_notes_user(ngx_http_request_t *r,
+    ngx_str_t *user);
+
+
+static ngx_str_t  ngx_http_mitte_note_types[] = {
+    ngx_string("ANOMALY_DETECTED"),
+    ngx_string("QUOTA_WARNING"),
+    ngx_string("QUOTA_EXCEEDED"),
+    ngx_string("ENDPOINT_DOWN"),
+    ngx_string("ENDPOINT_RECOVERED"),
+    ngx_string("TRIAL_ENDING")
+};
+
+
+static ngx_str_t  ngx_http_mitte_note_titles[] = {
+    ngx_string("Failure rate spike detected"),
+    ngx_string("Approaching monthly quota"),
+    ngx_string("Monthly quota reached"),
+    ngx_string("Endpoint down"),
+    ngx_string("Endpoint recovered"),
+    ngx_string("Your Pro trial ends soon")
+};
+
+
+/*
+ * Creates a notification for the user, with the zone locked: kept in-app
+ * (the newest mitte_notifications_keep), and counted.
+ */
+
+ngx_int_t
+ngx_http_mitte_notify(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    ngx_uint_t type, u_char *slug, size_t slug_len, u_char *msg,
+    size_t msg_len, uint64_t now_ms, void *keep)
+{
+    ngx_queue_t                    *q;
+    ngx_http_mitte_note_node_t     *nn, *old;
+    ngx_http_mitte_notification_t  *n;
+
+    nn = ngx_http_mitte_alloc(ctx, sizeof(ngx_http_mitte_note_node_t),
+                              keep ? keep : un);
+    if (nn == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = &nn->n;
+
+    ngx_memzero(n, sizeof(ngx_http_mitte_notification_t));
+
+    n->created_ms = now_ms;
+    n->seq = ++ctx->sh->seq;
+    n->type = (uint8_t) type;
+    n->slug_len = (uint8_t) ngx_min(slug_len, MITTE_SLUG_MAX);
+    ngx_memcpy(n->slug, slug, n->slug_len);
+    n->message_len = (uint16_t) ngx_min(msg_len, NGX_HTTP_MITTE_MESSAGE_MAX);
+    ngx_memcpy(n->message, msg, n->message_len);
+
+    ngx_queue_insert_head(&un->notes, &nn->queue);
+    un->nnotes++;
+    un->unread++;
+
+    while (un->nnotes > mmcf->notes_keep) {
+        q = ngx_queue_last(&un->notes);
+        old = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
+
+        if (!old->n.read) {
+            un->unread--;
+        }
+
+        ngx_queue_remove(q);
+        ngx_slab_free_locked(ctx->shpool, old);
+        un->nnotes--;
+    }
+
+    ctx->sh->counters.notifications[type]++;
+
+    return NGX_OK;
+}
+
+
+u_char *
+ngx_http_mitte_note_id(u_char *p, ngx_http_mitte_notification_t *n)
+{
+    return ngx_sprintf(p, "%012xL%08xD", n->created_ms, n->seq);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_note_seq(u_char *p, size_t len, uint32_t *seq)
+{
+    ngx_int_t  n;
+
+    if (len != NGX_HTTP_MITTE_ID_LEN) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_hextoi(p, 12) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_hextoi(p + 12, 8);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *seq = (uint32_t) n;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_mitte_write_note(u_char *p, ngx_http_mitte_notification_t *n)
+{
+    p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
+    p = ngx_http_mitte_note_id(p, n);
+    p = ngx_sprintf(p, "\",\"type\":\"%V\",\"title\":\"%V\",\"message\":",
+                    &ngx_http_mitte_note_types[n->type],
+                    &ngx_http_mitte_note_titles[n->type]);
+    p = ngx_http_mitte_json_str(p, n->message, n->message_len);
+    p = ngx_cpymem(p, ",\"endpointSlug\":", sizeof(",\"endpointSlug\":") - 1);
+
+    if (n->slug_len) {
+        p = ngx_http_mitte_json_str(p, n->slug, n->slug_len);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"timestamp\":", sizeof(",\"timestamp\":") - 1);
+    p = ngx_http_mitte_json_time(p, (int64_t) n->created_ms);
+
+    if (n->read) {
+        p = ngx_cpymem(p, ",\"read\":true}", sizeof(",\"read\":true}") - 1);
+
+    } else {
+        p = ngx_cpymem(p, ",\"read\":false}", sizeof(",\"read\":false}") - 1);
+    }
+
+    return p;
+}
+
+
+ngx_int_t
+ngx_http_mitte_notifications_handler(ngx_http_request_t *r)
+{
+    ngx_str_t                  path, user;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (ngx_http_mitte_notes_user(r, &user) != NGX_OK) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_mitte_send_error(r, NGX_HTTP_UNAUTHORIZED,
+                                         "unauthorized",
+                                         "No user: mitte_user is empty for "
+                                         "this request.");
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    path = r->uri;
+
+    if (clcf->name.len <= path.len
+        && ngx_strncmp(path.data, clcf->name.data, clcf->name.len) == 0)
+    {
+        path.data += clcf->name.len;
+        path.len -= clcf->name.len;
+    }
+
+    while (path.len && path.data[0] == '/') {
+        path.data++;
+        path.len--;
+    }
+
+    if (path.len == 0) {
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+        }
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_mitte_notes_list(r, &user);
+    }
+
+    if (path.len == 4 && ngx_strncmp(path.data, "read", 4) == 0) {
+        if (!(r->method & NGX_HTTP_POST)) {
+            return ngx_http_mitte_send_not_allowed(r, "POST");
+        }
+
+        return ngx_http_mitte_read_body(r, ngx_http_mitte_notes_read_body);
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                     "No such notifications resource.");
+}
+
+
+static ngx_int_t
+ngx_http_mitte_notes_user(ngx_http_request_t *r, ngx_str_t *user)
+{
+    ngx_http_mitte_loc_conf_t  *mlcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mitte_module);
+
+    if (mlcf->user == NULL
+        || ngx_http_mitte_value(r, mlcf->user, user) != NGX_OK
+        || user->len == 0 || user->len > MITTE_USER_MAX)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_notes_list(ngx_http_request_t *r, ngx_str_t *user)
+{
+    u_char                      *p;
+    uint32_t                     before;
+    ngx_int_t                    limit;
+    ngx_str_t                    arg;
+    ngx_uint_t                   unread_only, n, unread;
+    ngx_queue_t                 *q;
+    ngx_chain_t                 *out, *last, *cl;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_mitte_user_node_t  *un;
+    ngx_http_mitte_note_node_t  *nn;
+
+    unread_only = 0;
+    limit = 50;
+    before = 0;
+
+    if (ngx_http_arg(r, (u_char *) "unread", 6, &arg) == NGX_OK) {
+        if ((arg.len == 1 && arg.data[0] == '1')
+            || (arg.len == 4 && ngx_strncmp(arg.data, "true", 4) == 0))
+        {
+            unread_only = 1;
+
+        } else if (!(arg.len == 1 && arg.data[0] == '0')
+                   && !(arg.len == 5 && ngx_strncmp(arg.data, "false", 5) == 0))
+        {
+            return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_field",
+                                             "unread must be 1 or 0.");
+        }
+    }
+
+    if (ngx_http_arg(r, (u_char *) "limit", 5, &arg) == NGX_OK) {
+        limit = ngx_atoi(arg.data, arg.len);
+
+        if (limit < 1 || limit > 100) {
+            return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_field",
+                                             "limit must be a number from 1 "
+                                             "to 100.");
+        }
+    }
+
+    if (ngx_http_arg(r, (u_char *) "before", 6, &arg) == NGX_OK
+        && ngx_http_mitte_note_seq(arg.data, arg.len, &before) != NGX_OK)
+    {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_field",
+                                         "before is not a notification id.");
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    last = NULL;
+
+    out = ngx_http_mitte_chain(r, &last, 64);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* "unread" is written last: the header is in a buffer of its own */
+
+    cl = last;
+
+    last = NULL;
+    if (ngx_http_mitte_chain(r, &last, NGX_HTTP_MITTE_NOTE_JSON) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cl->next = last;
+
+    n = 0;
+    unread = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    un = ngx_http_mitte_user_lookup(ctx, user->data, user->len);
+
+    if (un) {
+        unread = un->unread;
+
+        for (q = ngx_queue_head(&un->notes);
+             q != ngx_queue_sentinel(&un->notes) && n < (ngx_uint_t) limit;
+             q = ngx_queue_next(q))
+        {
+            nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
+
+            if ((before && nn->n.seq >= before)
+                || (unread_only && nn->n.read))
+            {
+                continue;
+            }
+
+            if (ngx_http_mitte_chain(r, &last, NGX_HTTP_MITTE_NOTE_JSON)
+                == NULL)
+            {
+                ngx_shmtx_unlock(&ctx->shpool->mutex);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            p = last->buf->last;
+
+            if (n++) {
+                *p++ = ',';
+            }
+
+            last->buf->last = ngx_http_mitte_write_note(p, &nn->n);
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    cl->buf->last = ngx_sprintf(cl->buf->last,
+                                "{\"unread\":%ui,\"notifications\":[",
+                                unread);
+
+    if (ngx_http_mitte_write(r, &last, (u_char *) "]}\n", 3) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+static void
+ngx_http_mitte_notes_read_body(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+    ngx_str_t  body, user;
+
+    rc = ngx_http_mitte_body(r, &body);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_mitte_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "too_large",
+                                       "The request body is larger than "
+                                       "64 KiB.");
+
+    } else if (rc != NGX_OK
+               || ngx_http_mitte_notes_user(r, &user) != NGX_OK)
+    {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else {
+        rc = ngx_http_mitte_notes_read(r, &user, &body);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_str_t *body)
+{
+    u_char                      *p;
+    cJSON                       *doc, *item, *ids, *all, *id;
+    uint32_t                     seq;
+    ngx_buf_t                   *b;
+    ngx_uint_t                   unread, mark_all;
+    ngx_chain_t                 *out;
+    ngx_queue_t                 *q;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_mitte_user_node_t  *un;
+    ngx_http_mitte_note_node_t  *nn;
+
+    doc = cJSON_ParseWithLength((char *) body->data, body->len);
+
+    if (doc == NULL || !cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_json",
+                                         "The body is not a JSON object.");
+    }
+
+    ids = NULL;
+    all = NULL;
+
+    for (item = doc->child; item; item = item->next) {
+        if (ngx_strcmp(item->string, "ids") == 0) {
+            ids = item;
+
+        } else if (ngx_strcmp(item->string, "all") == 0) {
+            all = item;
+
+        } else {
+            cJSON_Delete(doc);
+            return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_field",
+                                             "Unknown field: expected \"ids\" "
+                                             "or \"all\".");
+        }
+    }
+
+    if ((ids == NULL && all == NULL)
+        || (ids && !cJSON_IsArray(ids))
+        || (all && !cJSON_IsBool(all)))
+    {
+        cJSON_Delete(doc);
+        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_field",
+                                         "Expected {\"ids\": [...]} or "
+                                         "{\"all\": true}.");
+    }
+
+    if (ids) {
+        cJSON_ArrayForEach(id, ids) {
+            if (!cJSON_IsString(id)) {
+                cJSON_Delete(doc);
+                return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "invalid_field",
+                                                 "ids must be strings.");
+            }
+        }
+    }
+
+    mark_all = (all && cJSON_IsTrue(all));
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    unread = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    un = ngx_http_mitte_user_lookup(ctx, user->data, user->len);
+
+    if (un) {
+        for (q = ngx_queue_head(&un->notes);
+             q != ngx_queue_sentinel(&un->notes);
+             q = ngx_queue_next(q))
+        {
+            nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
+
+            if (nn->n.read) {
+                continue;
+            }
+
+            if (!mark_all) {
+                if (ids == NULL) {
+                    break;
+                }
+
+                cJSON_ArrayForEach(id, ids) {
+                    p = (u_char *) id->valuestring;
+
+                    if (ngx_http_mitte_note_seq(p, ngx_strlen(p), &seq)
+                        == NGX_OK && seq == nn->n.seq)
+                    {
+                        break;
+                    }
+                }
+
+                if (id == NULL) {
+                    continue;
+                }
+            }
+
+            nn->n.read = 1;
+            un->unread--;
+        }
+
+        unread = un->unread;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    cJSON_Delete(doc);
+
+    b = ngx_create_temp_buf(r->pool, 64);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last, "{\"unread\":%ui}\n", unread);
+
+    out = ngx_alloc_chain_link(r->pool);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    out->buf = b;
+    out->next = NULL;
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}

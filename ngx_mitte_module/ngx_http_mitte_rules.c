@@ -1,0 +1,306 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The rules: what a request, a delivery and a sweep do to the zone, and
+ * the notifications they raise (SPEC section 4).
+ */
+
+
+#include "ngx_http_mitte_module.h"
+
+
+static void ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    int64_t now, uint64_t now_ms, ngx_uint_t *notes);
+
+
+ngx_http_mitte_quota_e
+ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_visit_t *v, ngx_uint_t enforce, ngx_uint_t *limit)
+{
+    u_char                       msg[NGX_HTTP_MITTE_MESSAGE_MAX], *p;
+    uint32_t                     threshold;
+    ngx_uint_t                   plan, notes;
+    ngx_http_mitte_user_t       *u;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_user_node_t  *un;
+    u_char                       month[MITTE_MONTH_LEN];
+
+    ctx = mmcf->shm_zone->data;
+    notes = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    un = ngx_http_mitte_user_get(ctx, v->user.data, v->user.len, NULL);
+
+    if (un == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_HTTP_MITTE_QUOTA_UNKNOWN;
+    }
+
+    u = &un->user;
+
+    if (v->plan >= 0 && (u->plan != v->plan || !u->plan_set)) {
+        u->plan = (uint8_t) v->plan;
+        u->plan_set = 1;
+    }
+
+    if (v->email.len
+        && (v->email.len != u->email_len
+            || ngx_memcmp(v->email.data, u->email, v->email.len) != 0))
+    {
+        ngx_memcpy(u->email, v->email.data, v->email.len);
+        u->email_len = (uint8_t) v->email.len;
+    }
+
+    if (v->trial_ends >= 0 && u->trial_ends != v->trial_ends) {
+        u->trial_ends = v->trial_ends;
+        ngx_http_mitte_trial_check(mmcf, ctx, un, v->now, v->now_ms,
+                                   &notes);
+    }
+
+    ngx_http_mitte_user_roll(u, v->now);
+
+    plan = u->plan;
+    *limit = mmcf->quota[plan].limit;
+
+    if (u->used >= *limit && enforce) {
+        ctx->sh->counters.quota_rejections++;
+
+        if (!(u->flags & NGX_HTTP_MITTE_USER_EXCEEDED)) {
+            u->flags |= NGX_HTTP_MITTE_USER_EXCEEDED;
+
+            (void) mitte_month_format((char *) month, u->month + 1);
+
+            p = ngx_snprintf(msg, sizeof(msg),
+                             "You have reached your monthly limit of %ui "
+                             "requests; further requests are refused until "
+                             "%*s-01.", *limit, (size_t) MITTE_MONTH_LEN,
+                             month);
+
+            (void) ngx_http_mitte_notify(mmcf, ctx, un,
+                                         NGX_HTTP_MITTE_QUOTA_EXCEEDED,
+                                         NULL, 0, msg, p - msg,
+                                         v->now_ms, NULL);
+        }
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_HTTP_MITTE_QUOTA_REFUSE;
+    }
+
+    if (u->used < 0xffffffff) {
+        u->used++;
+    }
+
+    threshold = mitte_quota_threshold((uint32_t) *limit,
+                                      (uint32_t) mmcf->quota[plan].warn);
+
+    if (u->used >= threshold && !(u->flags & NGX_HTTP_MITTE_USER_WARNED)) {
+        u->flags |= NGX_HTTP_MITTE_USER_WARNED;
+
+        p = ngx_snprintf(msg, sizeof(msg),
+                         "You have used %uD of your %ui monthly requests "
+                         "(%uD%%).", u->used, *limit,
+                         (uint32_t) ((uint64_t) u->used * 100 / *limit));
+
+        (void) ngx_http_mitte_notify(mmcf, ctx, un,
+                                     NGX_HTTP_MITTE_QUOTA_WARNING,
+                                     NULL, 0, msg, p - msg,
+                                     v->now_ms, NULL);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_HTTP_MITTE_QUOTA_PASS;
+}
+
+
+ngx_int_t
+ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_delivery_t *d)
+{
+    u_char                           msg[NGX_HTTP_MITTE_MESSAGE_MAX], *p;
+    uint32_t                         hour, count;
+    ngx_str_t                        name;
+    ngx_uint_t                       type;
+    mitte_streak_event_e             ev;
+    ngx_http_mitte_zone_ctx_t       *ctx;
+    ngx_http_mitte_user_node_t      *un;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    ctx = mmcf->shm_zone->data;
+    hour = mitte_hour_of((int64_t) (d->now_ms / 1000));
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (d->success) {
+        ctx->sh->counters.success++;
+
+    } else {
+        ctx->sh->counters.failure++;
+    }
+
+    en = ngx_http_mitte_endpoint_get(ctx, d->slug.data, d->slug.len);
+
+    if (en == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    if (d->user.len) {
+        (void) ngx_http_mitte_endpoint_set_user(en, &d->user);
+    }
+
+    if (d->name.len) {
+        ngx_http_mitte_endpoint_set_name(ctx, en, &d->name);
+    }
+
+    (void) mitte_ring_add(&en->ep.ring, hour, 1, d->success ? 0 : 1);
+
+    count = en->ep.streak.count;
+
+    ev = mitte_streak_record(&en->ep.streak, d->now_ms, d->success,
+                             (uint32_t) mmcf->down_threshold,
+                             mmcf->down_reset);
+
+    en->last_status = (uint16_t) d->status;
+
+    if (ev == MITTE_STREAK_NONE || en->user_len == 0) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_OK;
+    }
+
+    un = ngx_http_mitte_user_get(ctx, en->ep.user, en->user_len, en);
+
+    if (un) {
+        ngx_http_mitte_endpoint_name(ctx, en, &name);
+        name.len = ngx_min(name.len, MITTE_NAME_MAX);
+
+        if (ev == MITTE_STREAK_DOWN) {
+            type = NGX_HTTP_MITTE_ENDPOINT_DOWN;
+            p = ngx_snprintf(msg, sizeof(msg),
+                             "Endpoint '%V' failed %uD consecutive "
+                             "deliveries (last status %ui).",
+                             &name, en->ep.streak.count, d->status);
+
+        } else {
+            type = NGX_HTTP_MITTE_ENDPOINT_RECOVERED;
+            p = ngx_snprintf(msg, sizeof(msg),
+                             "Endpoint '%V' is delivering again (status %ui) "
+                             "after %uD consecutive failures.",
+                             &name, d->status, count);
+        }
+
+        (void) ngx_http_mitte_notify(mmcf, ctx, un, type, en->ep.slug,
+                                     en->slug_len, msg, p - msg, d->now_ms,
+                                     en);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* the sweep's work on one endpoint, with the zone locked */
+
+void
+ngx_http_mitte_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_endpoint_node_t *en,
+    int64_t now, ngx_uint_t *notes)
+{
+    u_char                       msg[NGX_HTTP_MITTE_MESSAGE_MAX];
+    size_t                       len;
+    ngx_str_t                    name;
+    mitte_anomaly_result_t       res;
+    ngx_http_mitte_user_node_t  *un;
+
+    if (!mmcf->anomaly_on) {
+        return;
+    }
+
+    if (en->ep.anomaly_at && now - (int64_t) en->ep.anomaly_at
+                             < (int64_t) mmcf->cooldown)
+    {
+        return;
+    }
+
+    if (!mitte_anomaly_check(&en->ep.ring, mitte_hour_of(now),
+                             &mmcf->anomaly, &res))
+    {
+        return;
+    }
+
+    en->ep.anomaly_at = (uint32_t) now;
+
+    if (en->user_len == 0) {
+        return;
+    }
+
+    un = ngx_http_mitte_user_get(ctx, en->ep.user, en->user_len, en);
+    if (un == NULL) {
+        return;
+    }
+
+    ngx_http_mitte_endpoint_name(ctx, en, &name);
+
+    len = mitte_anomaly_message((char *) msg, sizeof(msg), (char *) name.data,
+                                ngx_min(name.len, MITTE_NAME_MAX), &res);
+    len = ngx_min(len, sizeof(msg) - 1);
+
+    if (ngx_http_mitte_notify(mmcf, ctx, un, NGX_HTTP_MITTE_ANOMALY_DETECTED,
+                              en->ep.slug, en->slug_len, msg, len,
+                              (uint64_t) now * 1000, en)
+        == NGX_OK)
+    {
+        (*notes)++;
+    }
+}
+
+
+/* the sweep's work on one user, with the zone locked */
+
+void
+ngx_http_mitte_sweep_user(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    int64_t now, ngx_uint_t *notes)
+{
+    ngx_http_mitte_trial_check(mmcf, ctx, un, now, (uint64_t) now * 1000,
+                               notes);
+}
+
+
+static void
+ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    int64_t now, uint64_t now_ms, ngx_uint_t *notes)
+{
+    u_char                  msg[NGX_HTTP_MITTE_MESSAGE_MAX], *p;
+    int64_t                 end;
+    u_char                  iso[MITTE_ISO8601_LEN];
+    ngx_http_mitte_user_t  *u;
+
+    u = &un->user;
+    end = u->trial_ends;
+
+    if (mmcf->trial_notice == 0 || end == 0 || end <= now
+        || end - now > (int64_t) mmcf->trial_notice
+        || u->trial_noted == end)
+    {
+        return;
+    }
+
+    u->trial_noted = end;
+
+    (void) mitte_iso8601_format((char *) iso, end * 1000);
+
+    p = ngx_snprintf(msg, sizeof(msg), "Your Pro trial ends on %*s.",
+                     (size_t) MITTE_ISO8601_LEN, iso);
+
+    if (ngx_http_mitte_notify(mmcf, ctx, un, NGX_HTTP_MITTE_TRIAL_ENDING,
+                              NULL, 0, msg, p - msg, now_ms, un)
+        == NGX_OK)
+    {
+        (*notes)++;
+    }
+}

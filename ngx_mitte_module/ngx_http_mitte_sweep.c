@@ -1,0 +1,336 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The sweep: every endpoint through the anomaly rule and every user
+ * through the trial rule, in slices of a few hundred nodes, each under
+ * the zone lock for a short while, one slice per turn of the event loop.
+ * A timer runs it in worker 0 every interval; POST .../sweep runs it at
+ * once in the worker that got the request.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+
+#include <time.h>
+
+
+#define NGX_HTTP_MITTE_SWEEP_SLICE      512
+
+
+typedef struct {
+    ngx_event_t                  ev;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_request_t          *request;   /* a manual sweep's */
+    int64_t                      now;
+    ngx_uint_t                   phase;     /* 0: endpoints, 1: users */
+    ngx_uint_t                   started;   /* the cursor is set */
+    ngx_rbtree_key_t             key;       /* cursor: the last node */
+    size_t                       len;
+    u_char                       id[MITTE_USER_MAX];
+    ngx_uint_t                   endpoints;
+    ngx_uint_t                   notes;
+    uint64_t                     usec;
+    uint64_t                     longest;
+} ngx_http_mitte_sweep_t;
+
+
+static void ngx_http_mitte_sweep_start(ngx_http_mitte_sweep_t *sw);
+static ngx_uint_t ngx_http_mitte_sweep_slice(ngx_http_mitte_sweep_t *sw);
+static ngx_rbtree_node_t *ngx_http_mitte_sweep_after(ngx_rbtree_t *tree,
+    ngx_http_mitte_sweep_t *sw);
+static void ngx_http_mitte_sweep_timer(ngx_event_t *ev);
+static void ngx_http_mitte_sweep_manual(ngx_event_t *ev);
+static uint64_t ngx_http_mitte_cpu_usec(void);
+
+
+ngx_int_t
+ngx_http_mitte_sweep_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mitte_sweep_t      *sw;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_worker != 0) {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
+
+    if (mmcf == NULL || mmcf->shm_zone == NULL || mmcf->sweep_interval == 0) {
+        return NGX_OK;
+    }
+
+    sw = ngx_pcalloc(cycle->pool, sizeof(ngx_http_mitte_sweep_t));
+    if (sw == NULL) {
+        return NGX_ERROR;
+    }
+
+    sw->mmcf = mmcf;
+    sw->ev.handler = ngx_http_mitte_sweep_timer;
+    sw->ev.data = sw;
+    sw->ev.log = cycle->log;
+    sw->ev.cancelable = 1;
+    sw->phase = 2;
+
+    ngx_add_timer(&sw->ev, mmcf->sweep_interval);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mitte_sweep_timer(ngx_event_t *ev)
+{
+    ngx_http_mitte_sweep_t  *sw = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (sw->phase >= 2) {
+        ngx_http_mitte_sweep_start(sw);
+    }
+
+    if (!ngx_http_mitte_sweep_slice(sw)) {
+        ngx_post_event(ev, &ngx_posted_next_events);
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "mitte sweep: %ui endpoints, %ui notifications",
+                   sw->endpoints, sw->notes);
+
+    ngx_add_timer(ev, sw->mmcf->sweep_interval);
+}
+
+
+ngx_int_t
+ngx_http_mitte_sweep_request(ngx_http_request_t *r)
+{
+    ngx_http_mitte_sweep_t  *sw;
+
+    sw = ngx_pcalloc(r->pool, sizeof(ngx_http_mitte_sweep_t));
+    if (sw == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sw->mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    sw->request = r;
+    sw->ev.handler = ngx_http_mitte_sweep_manual;
+    sw->ev.data = sw;
+    sw->ev.log = r->connection->log;
+
+    ngx_http_mitte_sweep_start(sw);
+
+    if (ngx_http_mitte_sweep_slice(sw)) {
+        ngx_http_mitte_sweep_manual(&sw->ev);
+        return NGX_DONE;
+    }
+
+    ngx_post_event(&sw->ev, &ngx_posted_next_events);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_mitte_sweep_manual(ngx_event_t *ev)
+{
+    ngx_http_mitte_sweep_t  *sw = ev->data;
+
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_chain_t         *out;
+    ngx_http_request_t  *r;
+
+    r = sw->request;
+
+    if (sw->phase < 2 && !ngx_http_mitte_sweep_slice(sw)) {
+        ngx_post_event(ev, &ngx_posted_next_events);
+        return;
+    }
+
+    b = ngx_create_temp_buf(r->pool, 96);
+    if (b == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    b->last = ngx_sprintf(b->last, "{\"endpoints\":%ui,\"notifications\":%ui}\n",
+                          sw->endpoints, sw->notes);
+
+    out = ngx_alloc_chain_link(r->pool);
+    if (out == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    out->buf = b;
+    out->next = NULL;
+
+    rc = ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static void
+ngx_http_mitte_sweep_start(ngx_http_mitte_sweep_t *sw)
+{
+    sw->now = ngx_time();
+    sw->phase = 0;
+    sw->started = 0;
+    sw->endpoints = 0;
+    sw->notes = 0;
+    sw->usec = 0;
+    sw->longest = 0;
+}
+
+
+/* one slice; 1 when the sweep is done */
+
+static ngx_uint_t
+ngx_http_mitte_sweep_slice(ngx_http_mitte_sweep_t *sw)
+{
+    uint64_t                         start, spent;
+    ngx_uint_t                       i;
+    ngx_rbtree_t                    *tree;
+    ngx_rbtree_node_t               *node;
+    ngx_http_mitte_zone_ctx_t       *ctx;
+    ngx_http_mitte_user_node_t      *un;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    ctx = sw->mmcf->shm_zone->data;
+
+    start = ngx_http_mitte_cpu_usec();
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    tree = (sw->phase == 0) ? &ctx->sh->ep_rbtree : &ctx->sh->user_rbtree;
+
+    if (sw->started) {
+        node = ngx_http_mitte_sweep_after(tree, sw);
+
+    } else if (tree->root != tree->sentinel) {
+        node = ngx_rbtree_min(tree->root, tree->sentinel);
+
+    } else {
+        node = NULL;
+    }
+
+    for (i = 0; node && i < NGX_HTTP_MITTE_SWEEP_SLICE; i++) {
+
+        sw->key = node->key;
+        sw->started = 1;
+
+        if (sw->phase == 0) {
+            en = (ngx_http_mitte_endpoint_node_t *) &node->color;
+
+            sw->len = en->slug_len;
+            ngx_memcpy(sw->id, en->ep.slug, sw->len);
+
+            ngx_http_mitte_sweep_endpoint(sw->mmcf, ctx, en, sw->now,
+                                          &sw->notes);
+            sw->endpoints++;
+
+        } else {
+            un = (ngx_http_mitte_user_node_t *) &node->color;
+
+            sw->len = un->user.id_len;
+            ngx_memcpy(sw->id, un->user.id, sw->len);
+
+            ngx_http_mitte_sweep_user(sw->mmcf, ctx, un, sw->now,
+                                      &sw->notes);
+        }
+
+        node = ngx_rbtree_next(tree, node);
+    }
+
+    if (node == NULL) {
+        sw->phase++;
+        sw->started = 0;
+    }
+
+    spent = ngx_http_mitte_cpu_usec() - start;
+    sw->usec += spent;
+
+    if (spent > sw->longest) {
+        sw->longest = spent;
+    }
+
+    if (sw->phase >= 2) {
+        ctx->sh->counters.sweeps++;
+        ctx->sh->counters.sweep_usec = sw->usec;
+        ctx->sh->counters.sweep_slice_usec = sw->longest;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return sw->phase >= 2;
+}
+
+
+/* the first node after the cursor, which may itself be gone by now */
+
+static ngx_rbtree_node_t *
+ngx_http_mitte_sweep_after(ngx_rbtree_t *tree, ngx_http_mitte_sweep_t *sw)
+{
+    u_char                          *id;
+    size_t                           len;
+    ngx_int_t                        rc;
+    ngx_rbtree_node_t               *node, *found;
+    ngx_http_mitte_user_node_t      *un;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    node = tree->root;
+    found = NULL;
+
+    while (node != tree->sentinel) {
+
+        if (sw->key != node->key) {
+            rc = (sw->key < node->key) ? -1 : 1;
+
+        } else {
+            if (sw->phase == 0) {
+                en = (ngx_http_mitte_endpoint_node_t *) &node->color;
+                id = en->ep.slug;
+                len = en->slug_len;
+
+            } else {
+                un = (ngx_http_mitte_user_node_t *) &node->color;
+                id = un->user.id;
+                len = un->user.id_len;
+            }
+
+            rc = ngx_memn2cmp(sw->id, id, sw->len, len);
+        }
+
+        if (rc < 0) {
+            found = node;
+            node = node->left;
+
+        } else {
+            node = node->right;
+        }
+    }
+
+    return found;
+}
+
+
+static uint64_t
+ngx_http_mitte_cpu_usec(void)
+{
+    struct timespec  ts;
+
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) {
+        return 0;
+    }
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
