@@ -46,7 +46,8 @@ $(NGX_BUILD)/objs/Makefile: config
 
 $(MODULE): $(NGX_BUILD)/objs/Makefile $(SOURCES)
 	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/ngx_http_mitte_module.so $(MODULE)
+	cp $(NGX_BUILD)/objs/ngx_http_mitte_module.so $(MODULE).tmp
+	mv -f $(MODULE).tmp $(MODULE)
 
 run: deps all
 	@mkdir -p $(BUILD)/run

@@ -95,7 +95,7 @@ mitte_cidr_parse(const char *s, size_t len, mitte_cidr_t *out)
 
     memset(out, 0, sizeof(mitte_cidr_t));
 
-    if (s == NULL || len == 0) {
+    if (s == NULL || len == 0 || memchr(s, '\0', len) != NULL) {
         return -1;
     }
 
@@ -245,7 +245,7 @@ mitte_host_literal(const char *host, size_t len,
 
     memset(out, 0, sizeof(struct sockaddr_storage));
 
-    if (host == NULL || len == 0) {
+    if (host == NULL || len == 0 || memchr(host, '\0', len) != NULL) {
         return -1;
     }
 

@@ -19,14 +19,6 @@
 #define MITTE_DOC_SEC_MAX  (((int64_t) UINT32_MAX + 1) * 3600 - 1)
 
 
-static cJSON *mitte_doc_parse(const char *body, size_t len,
-    mitte_doc_error_t *err);
-static int mitte_doc_fail(mitte_doc_error_t *err, const char *code,
-    const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
 static int mitte_doc_whole(const cJSON *item, double max, uint64_t *value);
 static int mitte_doc_time(const cJSON *item, int64_t *sec);
 static int mitte_doc_string(const cJSON *item, size_t max, char *dst,
@@ -221,7 +213,7 @@ failed:
  * silently end there.
  */
 
-static cJSON *
+cJSON *
 mitte_doc_parse(const char *body, size_t len, mitte_doc_error_t *err)
 {
     char        *copy;
@@ -301,7 +293,7 @@ invalid:
 }
 
 
-static int
+int
 mitte_doc_fail(mitte_doc_error_t *err, const char *code, const char *fmt,
     ...)
 {

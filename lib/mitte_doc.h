@@ -70,4 +70,24 @@ void mitte_endpoint_doc_free(mitte_endpoint_doc_t *doc);
 int mitte_user_doc_parse(const char *body, size_t len, mitte_user_doc_t *doc,
     mitte_doc_error_t *err);
 
+
+struct cJSON;
+
+/*
+ * Parses a body that must be one JSON object, as the parsers above and
+ * mitte_prefs_patch() read it (the body need not be NUL-terminated). NULL
+ * with "err" filled: invalid_json for anything but an object, invalid_field
+ * for a "\u0000" in it. The caller cJSON_Delete()s the object.
+ */
+struct cJSON *mitte_doc_parse(const char *body, size_t len,
+    mitte_doc_error_t *err);
+
+/* fills "err" with the code and a printf-formatted message; returns -1 */
+int mitte_doc_fail(mitte_doc_error_t *err, const char *code,
+    const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 #endif /* MITTE_DOC_H */

@@ -44,6 +44,9 @@ typedef enum {
 } mitte_webhook_format_e;
 
 
+/* the longest webhook secret stored */
+#define MITTE_WEBHOOK_SECRET_MAX 256
+
 /* "v1," and the base64 of a SHA-256 HMAC, without the NUL */
 #define MITTE_WEBHOOK_SIG_LEN    47
 

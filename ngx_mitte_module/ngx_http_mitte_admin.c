@@ -674,7 +674,7 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    b = ngx_create_temp_buf(r->pool, 4096);
+    b = ngx_create_temp_buf(r->pool, 8192);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -31,6 +31,9 @@ static char *ngx_http_mitte_stats(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mitte_admin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_mitte_sse(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_mitte_init_module(ngx_cycle_t *cycle);
 static char *ngx_http_mitte_anomaly(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mitte_trial_notice(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -157,6 +160,27 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
       0,
       ngx_http_mitte_notifications_handler },
 
+    { ngx_string("mitte_sse"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_mitte_sse,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mitte_sse_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mitte_loc_conf_t, heartbeat),
+      NULL },
+
+    { ngx_string("mitte_sse_replay"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mitte_main_conf_t, sse_replay),
+      NULL },
+
     { ngx_string("mitte_stats"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_mitte_stats,
@@ -196,7 +220,7 @@ ngx_module_t  ngx_http_mitte_module = {
     ngx_http_mitte_commands,               /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_mitte_init_module,            /* init module */
     ngx_http_mitte_init_process,           /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -241,6 +265,8 @@ ngx_http_mitte_create_main_conf(ngx_conf_t *cf)
     mmcf->cooldown = NGX_CONF_UNSET;
     mmcf->trial_notice = NGX_CONF_UNSET;
     mmcf->notes_keep = NGX_CONF_UNSET_UINT;
+    mmcf->sse_replay = NGX_CONF_UNSET_UINT;
+    mmcf->request_id_index = NGX_ERROR;
 
     mitte_anomaly_conf_default(&mmcf->anomaly);
 
@@ -253,7 +279,8 @@ ngx_http_mitte_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_mitte_main_conf_t  *mmcf = conf;
 
-    ngx_uint_t  i;
+    ngx_uint_t                  i;
+    ngx_http_mitte_zone_ctx_t  *ctx;
 
     for (i = 0; i < MITTE_PLAN_N; i++) {
         ngx_conf_init_uint_value(mmcf->quota[i].limit,
@@ -277,7 +304,23 @@ ngx_http_mitte_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (mmcf->shm_zone && ngx_http_mitte_read_key(cf, mmcf) != NGX_OK) {
+    ngx_conf_init_uint_value(mmcf->sse_replay, 1024);
+
+    if (mmcf->sse_replay < 16 || mmcf->sse_replay > 1000000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"mitte_sse_replay\" %ui, "
+                           "expected 16..1000000", mmcf->sse_replay);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mmcf->shm_zone == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    ctx = mmcf->shm_zone->data;
+    ctx->nevents = mmcf->sse_replay;
+
+    if (ngx_http_mitte_read_key(cf, mmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -310,6 +353,7 @@ ngx_http_mitte_create_loc_conf(ngx_conf_t *cf)
     mlcf->success = NGX_CONF_UNSET_PTR;
     mlcf->enforce = NGX_CONF_UNSET;
     mlcf->enforce_status = NGX_CONF_UNSET_UINT;
+    mlcf->heartbeat = NGX_CONF_UNSET_MSEC;
 
     return mlcf;
 }
@@ -332,6 +376,14 @@ ngx_http_mitte_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enforce, prev->enforce, 1);
     ngx_conf_merge_uint_value(conf->enforce_status, prev->enforce_status,
                               NGX_HTTP_TOO_MANY_REQUESTS);
+
+    ngx_conf_merge_msec_value(conf->heartbeat, prev->heartbeat, 15000);
+
+    if (conf->heartbeat < 100) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mitte_sse_heartbeat\" must be at least 100ms");
+        return NGX_CONF_ERROR;
+    }
 
     ngx_conf_merge_ptr_value(conf->success, prev->success, NULL);
 
@@ -359,6 +411,8 @@ ngx_http_mitte_init(ngx_conf_t *cf)
     ngx_http_mitte_main_conf_t  *mmcf;
     ngx_http_core_main_conf_t   *cmcf;
 
+    static ngx_str_t  request_id = ngx_string("request_id");
+
     mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mitte_module);
 
     if (mmcf->shm_zone == NULL) {
@@ -381,6 +435,11 @@ ngx_http_mitte_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_mitte_log_handler;
+
+    mmcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
+    if (mmcf->request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
@@ -1158,7 +1217,55 @@ ngx_http_mitte_read_key(ngx_conf_t *cf, ngx_http_mitte_main_conf_t *mmcf)
 
 
 static ngx_int_t
+ngx_http_mitte_init_module(ngx_cycle_t *cycle)
+{
+    return ngx_http_mitte_sse_init_module(cycle);
+}
+
+
+static ngx_int_t
 ngx_http_mitte_init_process(ngx_cycle_t *cycle)
 {
-    return ngx_http_mitte_sweep_init_process(cycle);
+    if (ngx_http_mitte_sweep_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mitte_sse_init_process(cycle);
+}
+
+
+static char *
+ngx_http_mitte_sse(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_loc_conf_t *mlcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate or conflicts with another content handler";
+    }
+
+    if (cf->args->nelts == 2) {
+        value = cf->args->elts;
+
+        if (ngx_strcmp(value[1].data, "all") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" in \"mitte_sse\", "
+                               "expected \"all\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        mlcf->sse_all = 1;
+    }
+
+    clcf->handler = ngx_http_mitte_sse_handler;
+
+    return NGX_CONF_OK;
 }

@@ -100,6 +100,50 @@ typedef struct {
 } ngx_http_mitte_note_node_t;
 
 
+#define NGX_HTTP_MITTE_EVENT_DELIVERED      1
+#define NGX_HTTP_MITTE_EVENT_NOTIFICATION   2
+
+#define NGX_HTTP_MITTE_METHOD_MAX       16
+#define NGX_HTTP_MITTE_RID_MAX          32
+#define NGX_HTTP_MITTE_MAX_WORKERS      64
+#define NGX_HTTP_MITTE_FRAME_MAX        4096
+
+
+/* an event in the replay ring: pointer-free */
+typedef struct {
+    uint64_t                    seq;        /* 0: empty slot */
+    uint64_t                    time_ms;
+    uint32_t                    value;      /* duration ms, or note seq */
+    uint16_t                    status;
+    uint16_t                    message_len;
+    uint8_t                     kind;
+    uint8_t                     flag;       /* success, or note type */
+    uint8_t                     user_len;
+    uint8_t                     slug_len;
+    uint8_t                     name_len;
+    uint8_t                     method_len;
+    uint8_t                     rid_len;
+    uint8_t                     reserved;
+    u_char                      user[MITTE_USER_MAX];
+    u_char                      slug[MITTE_SLUG_MAX];
+    union {
+        struct {
+            u_char              name[MITTE_NAME_MAX];
+            u_char              method[NGX_HTTP_MITTE_METHOD_MAX];
+            u_char              rid[NGX_HTTP_MITTE_RID_MAX];
+        } d;
+        u_char                  message[NGX_HTTP_MITTE_MESSAGE_MAX];
+    } u;
+} ngx_http_mitte_event_t;
+
+
+/* what a worker publishes of its event stream subscribers */
+typedef struct {
+    ngx_atomic_t                subscribers;
+    ngx_atomic_t                wake;       /* a wake-up is under way */
+} ngx_http_mitte_worker_t;
+
+
 #define NGX_HTTP_MITTE_USER_WARNED      0x01    /* QUOTA_WARNING this month */
 #define NGX_HTTP_MITTE_USER_EXCEEDED    0x02    /* QUOTA_EXCEEDED this month */
 
@@ -157,12 +201,18 @@ typedef struct {
     ngx_queue_t                 user_lru;
     uint32_t                    seq;        /* of the last notification */
     ngx_http_mitte_counters_t   counters;
+
+    ngx_http_mitte_event_t     *events;     /* the replay ring */
+    ngx_uint_t                  nevents;
+    uint64_t                    event_seq;  /* of the newest event */
+    ngx_http_mitte_worker_t     workers[NGX_HTTP_MITTE_MAX_WORKERS];
 } ngx_http_mitte_sh_t;
 
 
 typedef struct {
     ngx_http_mitte_sh_t        *sh;
     ngx_slab_pool_t            *shpool;
+    ngx_uint_t                  nevents;    /* mitte_sse_replay */
 } ngx_http_mitte_zone_ctx_t;
 
 
@@ -188,6 +238,8 @@ typedef struct {
     ngx_uint_t                  notes_keep;
     ngx_str_t                   email_key_file;
     ngx_str_t                   email_key;          /* empty: no email */
+    ngx_uint_t                  sse_replay;
+    ngx_int_t                   request_id_index;
 
 } ngx_http_mitte_main_conf_t;
 
@@ -207,6 +259,8 @@ typedef struct {
     ngx_flag_t                  enforce;
     ngx_uint_t                  enforce_status;
     ngx_uint_t                  all;        /* "mitte_stats all" */
+    ngx_uint_t                  sse_all;    /* "mitte_sse all" */
+    ngx_msec_t                  heartbeat;
 } ngx_http_mitte_loc_conf_t;
 
 
@@ -224,8 +278,11 @@ typedef struct {
     ngx_str_t                   slug;
     ngx_str_t                   user;
     ngx_str_t                   name;
+    ngx_str_t                   method;
+    ngx_str_t                   rid;
     ngx_uint_t                  status;
     ngx_uint_t                  success;
+    ngx_msec_t                  duration;
     uint64_t                    now_ms;
 } ngx_http_mitte_delivery_t;
 
@@ -249,6 +306,8 @@ typedef enum {
 
 
 extern ngx_module_t  ngx_http_mitte_module;
+extern ngx_str_t     ngx_http_mitte_note_types[];
+extern ngx_str_t     ngx_http_mitte_note_titles[];
 
 
 /* ngx_http_mitte_module.c */
@@ -338,6 +397,24 @@ ngx_int_t ngx_http_mitte_notifications_handler(ngx_http_request_t *r);
 /* ngx_http_mitte_sweep.c */
 ngx_int_t ngx_http_mitte_sweep_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_mitte_sweep_request(ngx_http_request_t *r);
+
+/* ngx_http_mitte_events.c */
+ngx_int_t ngx_http_mitte_events_init(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_zone_ctx_t *octx);
+void ngx_http_mitte_event_delivered(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_delivery_t *d, ngx_http_mitte_endpoint_node_t *en);
+void ngx_http_mitte_event_notification(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_str_t *user, ngx_http_mitte_notification_t *n);
+ngx_uint_t ngx_http_mitte_events_copy(ngx_http_mitte_zone_ctx_t *ctx,
+    uint64_t after, ngx_http_mitte_event_t *out, ngx_uint_t max,
+    uint64_t *head);
+u_char *ngx_http_mitte_event_frame(u_char *p, ngx_http_mitte_event_t *e);
+
+/* ngx_http_mitte_sse.c */
+ngx_int_t ngx_http_mitte_sse_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle);
+void ngx_http_mitte_sse_wake(ngx_http_mitte_zone_ctx_t *ctx);
+ngx_int_t ngx_http_mitte_sse_handler(ngx_http_request_t *r);
 
 /* ngx_http_mitte_admin.c */
 ngx_int_t ngx_http_mitte_admin_handler(ngx_http_request_t *r);

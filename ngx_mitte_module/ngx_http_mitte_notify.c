@@ -27,7 +27,7 @@ static ngx_int_t ngx_http_mitte_notes_user(ngx_http_request_t *r,
     ngx_str_t *user);
 
 
-static ngx_str_t  ngx_http_mitte_note_types[] = {
+ngx_str_t  ngx_http_mitte_note_types[] = {
     ngx_string("ANOMALY_DETECTED"),
     ngx_string("QUOTA_WARNING"),
     ngx_string("QUOTA_EXCEEDED"),
@@ -37,7 +37,7 @@ static ngx_str_t  ngx_http_mitte_note_types[] = {
 };
 
 
-static ngx_str_t  ngx_http_mitte_note_titles[] = {
+ngx_str_t  ngx_http_mitte_note_titles[] = {
     ngx_string("Failure rate spike detected"),
     ngx_string("Approaching monthly quota"),
     ngx_string("Monthly quota reached"),
@@ -58,6 +58,7 @@ ngx_http_mitte_notify(ngx_http_mitte_main_conf_t *mmcf,
     ngx_uint_t type, u_char *slug, size_t slug_len, u_char *msg,
     size_t msg_len, uint64_t now_ms, void *keep)
 {
+    ngx_str_t                       user;
     ngx_queue_t                    *q;
     ngx_http_mitte_note_node_t     *nn, *old;
     ngx_http_mitte_notification_t  *n;
@@ -98,6 +99,11 @@ ngx_http_mitte_notify(ngx_http_mitte_main_conf_t *mmcf,
     }
 
     ctx->sh->counters.notifications[type]++;
+
+    user.data = un->user.id;
+    user.len = un->user.id_len;
+
+    ngx_http_mitte_event_notification(ctx, &user, n);
 
     return NGX_OK;
 }

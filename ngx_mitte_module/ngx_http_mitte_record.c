@@ -126,6 +126,8 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
 
     rc = ngx_http_mitte_zone_visit(mmcf, &v, mlcf->enforce, &limit);
 
+    ngx_http_mitte_sse_wake(mmcf->shm_zone->data);
+
     if (rc == NGX_HTTP_MITTE_QUOTA_REFUSE) {
         ctx->slug_len = 0;
         return ngx_http_mitte_refuse(r, mlcf, limit, v.now);
@@ -184,7 +186,9 @@ ngx_int_t
 ngx_http_mitte_log_handler(ngx_http_request_t *r)
 {
     ngx_time_t                  *tp;
+    ngx_msec_int_t               ms;
     ngx_http_mitte_ctx_t        *ctx;
+    ngx_http_variable_value_t   *vv;
     ngx_http_mitte_delivery_t    d;
     ngx_http_mitte_loc_conf_t   *mlcf;
     ngx_http_mitte_main_conf_t  *mmcf;
@@ -217,13 +221,33 @@ ngx_http_mitte_log_handler(ngx_http_request_t *r)
     tp = ngx_timeofday();
     d.now_ms = (uint64_t) tp->sec * 1000 + tp->msec;
 
-    if (ngx_http_mitte_zone_deliver(mmcf, &d) != NGX_OK
-        && ngx_http_mitte_may_warn(r))
-    {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "mitte: zone full, delivery to \"%V\" not recorded",
-                      &d.slug);
+    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                           + (tp->msec - r->start_msec));
+    d.duration = (ms > 0) ? (ngx_msec_t) ms : 0;
+
+    d.method = r->method_name;
+
+    vv = ngx_http_get_indexed_variable(r, mmcf->request_id_index);
+
+    if (vv && !vv->not_found) {
+        d.rid.data = vv->data;
+        d.rid.len = vv->len;
+
+    } else {
+        ngx_str_null(&d.rid);
     }
+
+    if (ngx_http_mitte_zone_deliver(mmcf, &d) != NGX_OK) {
+        if (ngx_http_mitte_may_warn(r)) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "mitte: zone full, delivery to \"%V\" not "
+                          "recorded", &d.slug);
+        }
+
+        return NGX_OK;
+    }
+
+    ngx_http_mitte_sse_wake(mmcf->shm_zone->data);
 
     return NGX_OK;
 }

@@ -165,6 +165,8 @@ ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
 
     en->last_status = (uint16_t) d->status;
 
+    ngx_http_mitte_event_delivered(ctx, d, en);
+
     if (ev == MITTE_STREAK_NONE || en->user_len == 0) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NGX_OK;

@@ -271,6 +271,10 @@ ngx_http_mitte_sweep_slice(ngx_http_mitte_sweep_t *sw)
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
+    if (sw->notes) {
+        ngx_http_mitte_sse_wake(ctx);
+    }
+
     return sw->phase >= 2;
 }
 

@@ -51,14 +51,14 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;
 
-        return NGX_OK;
+        return ngx_http_mitte_events_init(ctx, octx);
     }
 
     ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     if (shm_zone->shm.exists) {
         ctx->sh = ctx->shpool->data;
-        return NGX_OK;
+        return ngx_http_mitte_events_init(ctx, NULL);
     }
 
     ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_mitte_sh_t));
@@ -93,7 +93,7 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a full zone evicts; it is counted in metrics, not logged each time */
     ctx->shpool->log_nomem = 0;
 
-    return NGX_OK;
+    return ngx_http_mitte_events_init(ctx, NULL);
 }
 
 

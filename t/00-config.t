@@ -64,7 +64,8 @@ END
         location /mitte-admin/ { mitte_admin; }
     }
 END
-    ['quota_enforce bad value', "mitte_zone m:1m;\nmitte_quota_enforce maybe;\n",
+    ['quota_enforce bad value',
+     "mitte_zone m:1m;\nmitte_quota_enforce maybe;\n",
      [qr/mitte_quota_enforce/, qr/\bmaybe\b/]],
     ['quota_enforce bad status',
      "mitte_zone m:1m;\nmitte_quota_enforce on status=abc;\n",

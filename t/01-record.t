@@ -9,6 +9,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use MIME::Base64 qw(encode_base64);
 use Time::HiRes qw(time);
 use Mitte::Test qw(:all);
 
@@ -17,7 +18,7 @@ require_module();
 my $t = Mitte::Test->new(
     allow => [
         # the dead upstream
-        qr/connect\(\) failed \(111: Connection refused\) while connecting to upstream/,
+        qr/connect\(\) failed \(111: Connection refused\) while connecting/,
         # "not recorded (logged at most once a minute)", if at error level
         qr/mitte.*slug|slug.*mitte/i,
     ],
@@ -56,6 +57,11 @@ my $t = Mitte::Test->new(
             mitte_user $http_x_mitte_user;
             proxy_pass http://%%DEAD%%;
         }
+        location ~ ^/ops/(?<slug>[^/]+)$ {
+            mitte_endpoint $slug;
+            mitte_user ops;
+            proxy_pass http://%%UPSTREAM%%;
+        }
         location ~ ^/plain/(?<slug>[^/]+)$ {
             proxy_pass http://%%UPSTREAM%%;
         }
@@ -66,6 +72,10 @@ my $t = Mitte::Test->new(
         }
         location = /mitte/all {
             mitte_stats all;
+        }
+        location = /mitte/me {
+            mitte_user $remote_user;
+            mitte_stats;
         }
     }
 END
@@ -106,7 +116,7 @@ deliver('alice', '/hooks/ep-order?status=503', 503, 'order');
 deliver('alice', '/hooks/ep-order?status=503', 503, 'order');
 deliver('alice', '/hooks/ep-order?status=200', 200, 'order');
 
-# -- configured status sets ----------------------------------------------------
+# -- configured status sets --------------------------------------------------
 
 deliver('alice', "/strict/ep-strict?status=$_", $_, 'strict')
     for 200, 201, 204, 304;
@@ -121,11 +131,11 @@ deliver('alice', '/hooks/ep-named?status=200&name=Stripe-Prod', 200, 'named');
 deliver('alice', '/hooks/ep-named?status=500&name=Stripe-Prod', 500, 'named');
 deliver('alice', '/dead/ep-dead', 502, 'dead upstream');
 
-# -- another user ---------------------------------------------------------------
+# -- another user ------------------------------------------------------------
 
 deliver('bob', '/hooks/ep-bob?status=200', 200, 'bob');
 
-# -- not recorded: invalid and over-long slugs, proxied as usual ----------------
+# -- not recorded: invalid and over-long slugs, proxied as usual -------------
 
 my $long = 'a' x 65;
 my $max = 'b' x 64;
@@ -142,7 +152,7 @@ for my $slug ('bad!slug', 'has%20space', $long, '%C3%A9t%C3%A9', 'semi;colon')
 }
 deliver('carol', "/hooks/$max?status=200", 200, '64-byte slug');
 
-# -- statistics of alice ----------------------------------------------------------
+# -- statistics of alice -----------------------------------------------------
 
 my ($r, $doc) = stats('alice');
 json_answer_ok($r, $doc, 200, 'stats of alice');
@@ -192,7 +202,7 @@ is($q->{limit}, 5000, 'quota limit: the default of free');
 is($q->{used}, 15 + 3 + 4 + 5 + 4 + 2 + 1, 'quota used: her deliveries');
 is($q->{period}, period_of(), 'quota period: this month');
 
-# -- filters and scope --------------------------------------------------------------
+# -- filters and scope -------------------------------------------------------
 
 ($r, $doc) = stats('alice', '?endpoint=ep-named');
 json_answer_ok($r, $doc, 200, 'stats ?endpoint=');
@@ -221,7 +231,39 @@ error_ok($r, $doc, 401, 'unauthorized', 'stats without a user');
 ($r, $doc) = stats('');
 error_ok($r, $doc, 401, 'unauthorized', 'stats with an empty user');
 
-# -- every endpoint -----------------------------------------------------------------
+# -- a literal user; the caller from $remote_user ----------------------------
+
+$t->deliver(undef, '/ops/ep-ops?status=200');
+$t->deliver('alice', '/ops/ep-ops?status=500');
+($r, $doc) = $t->json(GET => '/mitte/me', headers => {
+    Authorization => 'Basic ' . encode_base64('ops:secret', '') });
+json_answer_ok($r, $doc, 200, 'stats of $remote_user ops');
+is_deeply([map { $_->{slug} } @{ $doc->{endpoints} || [] }], ['ep-ops'],
+          'ops sees the endpoint of the literal mitte_user');
+check_endpoint(find_endpoint($doc, 'ep-ops'), 'ep-ops', user => 'ops',
+    requests => 2, failures => 1, streak => 1, lastStatus => 500);
+($r, $doc) = $t->json(GET => '/mitte/me');
+error_ok($r, $doc, 401, 'unauthorized', 'stats of an empty $remote_user');
+
+# -- names and users that need escaping in JSON ------------------------------
+
+my $odd = "we\"ird\\us\ter/<x>";    # quote, backslash, tab, slash
+$t->deliver($odd, '/hooks/ep-odd?status=200');
+($r, $doc) = stats($odd);
+json_answer_ok($r, $doc, 200, 'stats of a user with odd characters');
+check_endpoint(find_endpoint($doc, 'ep-odd'), 'ep-odd', user => $odd,
+    requests => 1);
+
+# -- a large webhook body is proxied and recorded ----------------------------
+
+$r = $t->deliver('dave', '/hooks/ep-large?status=201',
+                 content => '{"data":"' . ('x' x 200_000) . '"}');
+is($r->{status}, 201, 'a 200 KB delivery is proxied');
+($r, $doc) = stats('dave');
+check_endpoint(find_endpoint($doc, 'ep-large'), 'ep-large',
+    requests => 1, failures => 0, lastStatus => 201);
+
+# -- every endpoint ----------------------------------------------------------
 
 ($r, $doc) = all_stats();
 json_answer_ok($r, $doc, 200, 'mitte_stats all');
@@ -229,12 +271,20 @@ ok(!exists $doc->{quota}, 'mitte_stats all: no quota');
 my @all = sort map { $_->{slug} } @{ $doc->{endpoints} || [] };
 is_deeply(\@all,
           [sort(qw(ep-default ep-order ep-strict ep-ranges ep-classes
-                   ep-named ep-dead ep-bob), $max)],
+                   ep-named ep-dead ep-bob ep-ops ep-odd ep-large), $max)],
           'every endpoint, none of the invalid slugs');
 check_endpoint(find_endpoint($doc, $max), '64-byte slug', user => 'carol',
     requests => 1, failures => 0, h0 => $h0);
 check_endpoint(find_endpoint($doc, 'ep-default'), 'ep-default in all',
     requests => 15, failures => 11, streak => 11);
+
+($r, $doc) = $t->json(GET => '/mitte/all?endpoint=ep-bob');
+json_answer_ok($r, $doc, 200, 'mitte_stats all ?endpoint=');
+is_deeply([map { $_->{slug} } @{ $doc->{endpoints} || [] }], ['ep-bob'],
+          'mitte_stats all ?endpoint= gives that endpoint only');
+($r, $doc) = $t->json(GET => '/mitte/all?endpoint=no-such-endpoint');
+json_answer_ok($r, $doc, 200, 'mitte_stats all ?endpoint= unknown');
+is_deeply($doc->{endpoints}, [], 'an unknown endpoint: none');
 
 # the invalid slugs are logged at most once a minute (once per worker)
 my @said = grep { /slug/i } $t->error_log_lines;

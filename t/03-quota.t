@@ -103,7 +103,7 @@ sub quota_is {
                     period => period_of() }, "$label: quota");
 }
 
-# -- the hard limit of free (3) ------------------------------------------------
+# -- the hard limit of free (3) ----------------------------------------------
 
 passes('qa', "/hooks/q-a?status=200", "qa request $_") for 1 .. 3;
 refused('qa', '/hooks/q-a?status=200', 'qa request 4');
@@ -126,7 +126,7 @@ passes('qb', '/hooks/q-b?status=200', 'qb request 3');
 refused('qb', '/hooks/q-b?status=200', 'qb request 4');
 quota_is(stats_of('qb'), 'free', 3, 3, 'qb');
 
-# -- the plan from a variable -----------------------------------------------------
+# -- the plan from a variable ------------------------------------------------
 
 passes('qp', '/hooks/q-p?status=200', "qp (pro) request $_",
        'X-Mitte-Plan' => $_ % 2 ? 'pro' : 'PRO')
@@ -143,7 +143,7 @@ refused('qt', '/hooks/q-t?status=200', 'qt (trial) request 5', 429,
         'X-Mitte-Plan' => 'trial');
 quota_is(stats_of('qt'), 'trial', 4, 4, 'qt');
 
-# -- enforcement off: counted, never refused ------------------------------------------
+# -- enforcement off: counted, never refused ---------------------------------
 
 passes('qs', '/soft/q-s?status=200', "qs, enforcement off, request $_")
     for 1 .. 5;
@@ -151,12 +151,12 @@ quota_is(stats_of('qs'), 'free', 5, 3, 'qs');
 refused('qs', '/hooks/q-s?status=200', 'qs where enforcement is on');
 check_endpoint(find_endpoint(stats_of('qs'), 'q-s'), 'qs', requests => 5);
 
-# -- a configured refusal status --------------------------------------------------
+# -- a configured refusal status ---------------------------------------------
 
 passes('qc', '/busy/q-c?status=200', "qc request $_") for 1 .. 3;
 refused('qc', '/busy/q-c?status=200', 'qc request 4 (status=503)', 503);
 
-# -- the operator's view of a user -------------------------------------------------
+# -- the operator's view of a user -------------------------------------------
 
 ($r, $doc) = $t->json(GET => '/mitte-admin/users/qa');
 json_answer_ok($r, $doc, 200, 'admin: user qa');
@@ -164,7 +164,7 @@ is_deeply($doc && $doc->{quota},
           { plan => 'free', used => 3, limit => 3, period => period_of() },
           'admin: quota of qa');
 
-# -- concurrency: exactly `limit` pass ----------------------------------------------
+# -- concurrency: exactly `limit` pass ---------------------------------------
 
 my @kids;
 my $parallel = 4;
@@ -199,7 +199,7 @@ $t->wait_recorded('q-x', 3);
 quota_is(stats_of('qx'), 'free', 3, 3, 'qx');
 check_endpoint(find_endpoint(stats_of('qx'), 'q-x'), 'qx', requests => 3);
 
-# -- metrics -------------------------------------------------------------------------
+# -- metrics -----------------------------------------------------------------
 
 my (undef, $m) = $t->metrics;
 is($m->{mitte_quota_rejections_total}, $rejections,

@@ -64,7 +64,7 @@ sub all_slugs {
     return slugs($doc);
 }
 
-# -- import history ---------------------------------------------------------------
+# -- import history ----------------------------------------------------------
 
 my ($r, $doc) = admin(PUT => '/endpoints/imported', content => {
     name  => 'Imported Hook',
@@ -122,7 +122,23 @@ json_answer_ok($r, $doc, 200, "PUT a body of $len bytes");
 check_endpoint($doc, 'big', name => 'Big', user => 'bob',
     hours => [[$h0 - 3, 4, 1]]);
 
-# -- isolation between users ---------------------------------------------------------
+# names that need escaping: quotes, backslashes, control characters, UTF-8
+my $odd = "Zahlungs \"Hook\" \\ / \n\t\x{1} \x{e9}\x{4e2d}\x{1f600}";
+($r, $doc) = admin(PUT => '/endpoints/odd', content => {
+    name => $odd, user => "\x{e9}ve" });
+json_answer_ok($r, $doc, 200, 'PUT a name with odd characters');
+check_endpoint($doc, 'odd', name => $odd, user => "\x{e9}ve");
+# the same user as UTF-8 bytes in a header (HTTP::Tiny sends ASCII only)
+$r = $t->raw("GET /mitte/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             . "X-Mitte-User: \xc3\xa9ve\r\nConnection: close\r\n\r\n");
+$doc = eval { json_decode($r->{content}) };
+json_answer_ok($r, $doc, 200, 'the stats of a UTF-8 user');
+is_deeply(slugs($doc || {}), ['odd'],
+          'the stats of a UTF-8 user: the endpoint');
+($r, $doc) = admin(DELETE => '/endpoints/odd');
+json_answer_ok($r, $doc, 200, 'DELETE /endpoints/odd');
+
+# -- isolation between users -------------------------------------------------
 
 $t->deliver('bob', '/hooks/bobs?status=200');
 $doc = stats_of('bob');
@@ -145,7 +161,7 @@ is_deeply(slugs(stats_of('alice')), ['bobs', 'imported'],
           'the endpoint moved to alice');
 is_deeply(slugs(stats_of('bob')), ['big'], 'and away from bob');
 
-# -- delete ---------------------------------------------------------------------------
+# -- delete ------------------------------------------------------------------
 
 ($r, $doc) = admin(DELETE => '/endpoints/imported');
 json_answer_ok($r, $doc, 200, 'DELETE /endpoints/imported');
@@ -154,7 +170,17 @@ is_deeply(slugs(stats_of('alice')), ['bobs'], 'from the stats of alice too');
 ($r, $doc) = admin(DELETE => '/endpoints/imported');
 error_ok($r, $doc, 404, 'not_found', 'DELETE an unknown endpoint');
 
-# -- users ----------------------------------------------------------------------------
+# a deleted endpoint starts afresh
+$t->set_delivered('imported', 0);
+$t->deliver('alice', '/hooks/imported?status=200');
+($r, $doc) = admin(GET => '/endpoints');
+check_endpoint(find_endpoint($doc, 'imported'), 'imported, anew',
+    name => 'imported', user => 'alice', streak => 0, lastStatus => 200,
+    requests => 1, failures => 0, h0 => $h0);
+($r, $doc) = admin(DELETE => '/endpoints/imported');
+json_answer_ok($r, $doc, 200, 'DELETE /endpoints/imported again');
+
+# -- users -------------------------------------------------------------------
 
 ($r, $doc) = admin(PUT => '/users/carol', content => {
     plan => 'pro', trialEndsAt => '2026-03-01T00:00:00Z',
@@ -180,7 +206,8 @@ is($doc && $doc->{trialEndsAt}, '2027-01-15T00:00:00.000Z',
 is($doc && $doc->{plan}, 'free', 'the default plan');
 ok($doc && exists $doc->{email} && !defined $doc->{email}, 'no email: null');
 
-($r, $doc) = admin(PUT => '/users/dan', content => { trialEndsAt => 1800000000 });
+($r, $doc) = admin(PUT => '/users/dan',
+                   content => { trialEndsAt => 1800000000 });
 json_answer_ok($r, $doc, 200, 'PUT /users/dan, unix seconds');
 ($r, $doc) = admin(GET => '/users/dan');
 is($doc && $doc->{trialEndsAt}, iso_ms(1800000000 * 1000),
@@ -202,7 +229,7 @@ is_deeply($doc && $doc->{quota},
 ($r, $doc) = admin(GET => '/users/nobody');
 error_ok($r, $doc, 404, 'not_found', 'GET an unknown user');
 
-# -- errors: nothing changes --------------------------------------------------------
+# -- errors: nothing changes -------------------------------------------------
 
 ($r, $doc) = admin(PUT => '/endpoints/broken', content => '{"name": "x", ',
                    headers => { 'Content-Type' => 'application/json' });
@@ -293,7 +320,35 @@ for my $c (['POST', '/endpoints', ['GET']],
     unlike($got, qr/\b$m\b/, "$m /mitte-admin$p: Allow does not name $m");
 }
 
-# -- 401 ---------------------------------------------------------------------------------
+# -- bodies in chunked transfer encoding (no Content-Length) -----------------
+
+$r = $t->chunked(PUT => '/mitte-admin/endpoints/chunky',
+                 json_encode({ name => 'Chunky', user => 'bob' }), 5);
+$doc = eval { json_decode($r->{content}) };
+json_answer_ok($r, $doc, 200, 'a chunked PUT');
+is($doc && $doc->{name}, 'Chunky', 'a chunked PUT: the name');
+
+$r = $t->chunked(PUT => '/mitte-admin/endpoints/chunky',
+                 json_encode($big), 3000);
+$doc = eval { json_decode($r->{content}) };
+json_answer_ok($r, $doc, 200, "a chunked PUT of $len bytes");
+check_endpoint($doc, 'chunky', name => 'Big', user => 'bob',
+    hours => [[$h0 - 3, 4, 1]]);
+
+$r = $t->chunked(PUT => '/mitte-admin/endpoints/chunkhuge',
+                 json_encode({ name => 'x' x 70000 }), 8192);
+$doc = eval { json_decode($r->{content}) };
+error_ok($r, $doc, 413, 'too_large', 'a chunked body over 64 KiB');
+ok(!grep({ $_ eq 'chunkhuge' } @{ all_slugs() }), 'nothing was created');
+
+# -- the statistics location -------------------------------------------------
+
+($r, $doc) = $t->json(POST => '/mitte/stats', content => '{}',
+                      headers => { 'X-Mitte-User' => 'alice' });
+error_ok($r, $doc, 405, 'method_not_allowed', 'POST /mitte/stats');
+like($r->{headers}{allow} // '', qr/\bGET\b/, 'POST /mitte/stats: Allow GET');
+
+# -- 401 ---------------------------------------------------------------------
 
 ($r, $doc) = $t->json(GET => '/mitte/stats');
 error_ok($r, $doc, 401, 'unauthorized', 'stats without a user');

@@ -46,7 +46,7 @@ $t->start;
 
 my $h0 = hour_now();
 
-# -- state before the reload ------------------------------------------------------
+# -- state before the reload -------------------------------------------------
 
 $t->deliver('ru', "/hooks/r-one?status=$_") for 200, 200, 200, 200, 503, 500;
 $t->deliver('ru', '/hooks/r-two?status=201');
@@ -95,7 +95,7 @@ is_deeply($before->{metrics}, {
     'mitte_endpoints' => 4,
 }, 'metrics before');
 
-# -- reload, same configuration -------------------------------------------------------
+# -- reload, same configuration ----------------------------------------------
 
 my @old = $t->worker_pids;
 $t->reload;
@@ -118,7 +118,7 @@ check_endpoint(find_endpoint($doc, 'r-one'), 'r-one after the reload',
     requests => 7, failures => 3, streak => 3, lastStatus => 502);
 is($doc->{quota}{used}, 8, 'quota counts on');
 
-# -- reload with a changed configuration ----------------------------------------------
+# -- reload with a changed configuration -------------------------------------
 
 $t->reload(http => http_conf(8, <<'END'));
         location ~ ^/more/(?<slug>[^/]+)$ {
@@ -157,5 +157,40 @@ is_deeply({ map { $_ => $m->{$_} } @counters }, {
 }, 'metrics after two reloads');
 
 $t->stop;
+
+# -- reloads that add and remove the zone ------------------------------------
+
+my $plain = <<'END';
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location ~ ^/hooks/(?<slug>[^/]+)$ {
+            proxy_pass http://%%UPSTREAM%%;
+        }
+    }
+END
+
+my $t2 = Mitte::Test->new(http => $plain);
+$t2->start;
+is($t2->post('/hooks/p?status=201')->{status}, 201, 'no zone: proxied');
+
+$t2->reload(http => http_conf(100));
+$t2->deliver('pu', '/hooks/p-one?status=503');
+($r, $doc) = $t2->json(GET => '/mitte/all');
+check_endpoint(find_endpoint($doc, 'p-one'), 'the zone added by a reload',
+    requests => 1, failures => 1, lastStatus => 503);
+
+$t2->reload(http => $plain);
+is($t2->post('/hooks/p-one?status=200')->{status}, 200,
+   'the zone removed by a reload: proxied');
+
+$t2->reload(http => http_conf(100));
+$t2->set_delivered('p-two', 0);
+$r = $t2->deliver('pu', '/hooks/p-two?status=200');
+is($r->{status}, 200, 'the zone added again: proxied');
+($r, $doc) = $t2->json(GET => '/mitte/all');
+check_endpoint(find_endpoint($doc, 'p-two'), 'the zone added again: records',
+    requests => 1, failures => 0, lastStatus => 200);
+
+$t2->stop;
 
 done_testing();

@@ -69,12 +69,12 @@ my $t = Mitte::Test->new(
         }
         location ~ ^/deadlast/(?<slug>[^/]+)$ {
             mitte_endpoint $slug;
-            proxy_next_upstream error timeout http_503;
+            proxy_next_upstream error timeout http_503 non_idempotent;
             proxy_pass http://dead_last;
         }
         location ~ ^/secondok/(?<slug>[^/]+)$ {
             mitte_endpoint $slug;
-            proxy_next_upstream error timeout http_503;
+            proxy_next_upstream error timeout http_503 non_idempotent;
             proxy_pass http://second_ok;
         }
         location = /mitte/all {

@@ -21,7 +21,9 @@ package Mitte::Test;
 #   END
 #   $t->start;
 #   my $r = $t->post('/hooks/a?status=503');          # HTTP::Tiny response
-#   my ($r2, $doc) = $t->json(GET => '/mitte/stats'); # decoded JSON
+#   $r = $t->deliver('alice', '/hooks/a?status=200'); # ... once recorded
+#   my ($r2, $doc) = $t->json(GET => '/mitte/all');   # decoded JSON
+#   check_endpoint(find_endpoint($doc, 'a'), 'a', requests => 2);
 #   $t->reload;                                       # HUP, new workers
 #   $t->stop;                                         # + error log check
 #   done_testing();
@@ -29,11 +31,21 @@ package Mitte::Test;
 # Placeholders in the http{} text: %%PORT%% (the port tests talk to),
 # %%PORT2%% (a spare one), %%UPSTREAM%% (127.0.0.1:port of the built-in
 # upstream), %%DEAD%% (127.0.0.1:port where nothing listens), %%DIR%% (the
-# temporary directory, no trailing slash).
+# temporary directory, no trailing slash), and the NAME of each peer().
 #
 # The built-in upstream is a server{} of the same nginx: it answers the
 # status named by ?status= (see @UPSTREAM_CODES; anything else gets 200 "ok")
-# and echoes ?name= in the X-Endpoint-Name response header.
+# and echoes ?name= in the X-Endpoint-Name response header. peer() adds a
+# fake TCP upstream that never answers, closes, or sends a broken header.
+#
+# Also: nginx_t(TEXT) runs nginx -t on a configuration (exit code, output);
+# raw() and chunked() send bytes HTTP::Tiny would not; metrics() parses the
+# Prometheus text; json_answer_ok(), error_ok() and check_endpoint() are the
+# assertions on answers.
+#
+# Deliveries are recorded in the log phase, which can run after the client
+# has its answer: deliver() and wait_recorded() wait for the record, so that
+# tests do not race the module.
 #
 # Environment: MITTE_MODULE (the .so), NGINX (the binary, /usr/sbin/nginx),
 # MITTE_KEEP=1 keeps the temporary directories, MITTE_VERBOSE=1 prints the

@@ -1,0 +1,213 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The event ring in the zone: every delivery and every notification, in
+ * the order they were recorded, kept for Last-Event-ID replay
+ * (mitte_sse_replay events). Appends happen inside the critical section
+ * that records them; they copy fixed-width fields, no JSON is made here.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+
+
+ngx_int_t
+ngx_http_mitte_events_init(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_zone_ctx_t *octx)
+{
+    size_t                   size;
+    ngx_http_mitte_sh_t     *sh;
+    ngx_http_mitte_event_t  *events;
+
+    sh = ctx->sh;
+
+    if (sh->events && sh->nevents == ctx->nevents) {
+        return NGX_OK;
+    }
+
+    size = sizeof(ngx_http_mitte_event_t) * ctx->nevents;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    events = ngx_slab_alloc_locked(ctx->shpool, size);
+
+    if (events == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(events, size);
+
+    if (sh->events) {
+        /* mitte_sse_replay changed on reload: the buffered events go */
+        ngx_slab_free_locked(ctx->shpool, sh->events);
+    }
+
+    sh->events = events;
+    sh->nevents = ctx->nevents;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* with the zone locked */
+
+void
+ngx_http_mitte_event_delivered(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_delivery_t *d, ngx_http_mitte_endpoint_node_t *en)
+{
+    ngx_str_t                name;
+    ngx_http_mitte_sh_t     *sh;
+    ngx_http_mitte_event_t  *e;
+
+    sh = ctx->sh;
+
+    e = &sh->events[++sh->event_seq % sh->nevents];
+
+    e->seq = sh->event_seq;
+    e->time_ms = d->now_ms;
+    e->value = (uint32_t) d->duration;
+    e->status = (uint16_t) d->status;
+    e->message_len = 0;
+    e->kind = NGX_HTTP_MITTE_EVENT_DELIVERED;
+    e->flag = d->success ? 1 : 0;
+
+    e->user_len = en->user_len;
+    ngx_memcpy(e->user, en->ep.user, en->user_len);
+    e->slug_len = en->slug_len;
+    ngx_memcpy(e->slug, en->ep.slug, en->slug_len);
+
+    ngx_http_mitte_endpoint_name(ctx, en, &name);
+    e->name_len = (uint8_t) ngx_min(name.len, MITTE_NAME_MAX);
+    ngx_memcpy(e->u.d.name, name.data, e->name_len);
+
+    e->method_len = (uint8_t) ngx_min(d->method.len,
+                                      NGX_HTTP_MITTE_METHOD_MAX);
+    ngx_memcpy(e->u.d.method, d->method.data, e->method_len);
+
+    e->rid_len = (uint8_t) ngx_min(d->rid.len, NGX_HTTP_MITTE_RID_MAX);
+    ngx_memcpy(e->u.d.rid, d->rid.data, e->rid_len);
+}
+
+
+/* with the zone locked */
+
+void
+ngx_http_mitte_event_notification(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_str_t *user, ngx_http_mitte_notification_t *n)
+{
+    ngx_http_mitte_sh_t     *sh;
+    ngx_http_mitte_event_t  *e;
+
+    sh = ctx->sh;
+
+    e = &sh->events[++sh->event_seq % sh->nevents];
+
+    e->seq = sh->event_seq;
+    e->time_ms = n->created_ms;
+    e->value = n->seq;
+    e->status = 0;
+    e->kind = NGX_HTTP_MITTE_EVENT_NOTIFICATION;
+    e->flag = n->type;
+    e->name_len = 0;
+    e->method_len = 0;
+    e->rid_len = 0;
+
+    e->user_len = (uint8_t) user->len;
+    ngx_memcpy(e->user, user->data, user->len);
+    e->slug_len = n->slug_len;
+    ngx_memcpy(e->slug, n->slug, n->slug_len);
+    e->message_len = n->message_len;
+    ngx_memcpy(e->u.message, n->message, n->message_len);
+}
+
+
+/*
+ * Copies, in order, at most "max" events newer than "after" that the ring
+ * still holds; "head" gets the newest event's number. Takes the lock.
+ */
+
+ngx_uint_t
+ngx_http_mitte_events_copy(ngx_http_mitte_zone_ctx_t *ctx, uint64_t after,
+    ngx_http_mitte_event_t *out, ngx_uint_t max, uint64_t *head)
+{
+    uint64_t              seq, oldest;
+    ngx_uint_t            n;
+    ngx_http_mitte_sh_t  *sh;
+
+    sh = ctx->sh;
+    n = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    *head = sh->event_seq;
+
+    oldest = (sh->event_seq >= sh->nevents)
+             ? sh->event_seq - sh->nevents + 1 : 1;
+
+    seq = (after + 1 > oldest) ? after + 1 : oldest;
+
+    for ( /* void */ ; seq <= sh->event_seq && n < max; seq++) {
+        out[n++] = sh->events[seq % sh->nevents];
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return n;
+}
+
+
+/* an event as Server-Sent Events; at most NGX_HTTP_MITTE_FRAME_MAX bytes */
+
+u_char *
+ngx_http_mitte_event_frame(u_char *p, ngx_http_mitte_event_t *e)
+{
+    if (e->kind == NGX_HTTP_MITTE_EVENT_DELIVERED) {
+        p = ngx_sprintf(p, "id: %uL\nevent: webhook:delivered\n"
+                           "data: {\"endpointSlug\":", e->seq);
+        p = ngx_http_mitte_json_str(p, e->slug, e->slug_len);
+        p = ngx_cpymem(p, ",\"endpointName\":",
+                       sizeof(",\"endpointName\":") - 1);
+
+        if (e->name_len) {
+            p = ngx_http_mitte_json_str(p, e->u.d.name, e->name_len);
+
+        } else {
+            p = ngx_http_mitte_json_str(p, e->slug, e->slug_len);
+        }
+
+        p = ngx_sprintf(p, ",\"status\":%uD,\"success\":%s,\"durationMs\":%uD,"
+                           "\"method\":",
+                        (uint32_t) e->status, e->flag ? "true" : "false",
+                        e->value);
+        p = ngx_http_mitte_json_str(p, e->u.d.method, e->method_len);
+        p = ngx_cpymem(p, ",\"requestId\":", sizeof(",\"requestId\":") - 1);
+        p = ngx_http_mitte_json_str(p, e->u.d.rid, e->rid_len);
+
+    } else {
+        p = ngx_sprintf(p, "id: %uL\nevent: notification:created\n"
+                           "data: {\"id\":\"%012xL%08xD\",\"type\":\"%V\","
+                           "\"title\":\"%V\",\"message\":",
+                        e->seq, e->time_ms, e->value,
+                        &ngx_http_mitte_note_types[e->flag],
+                        &ngx_http_mitte_note_titles[e->flag]);
+        p = ngx_http_mitte_json_str(p, e->u.message, e->message_len);
+        p = ngx_cpymem(p, ",\"endpointSlug\":",
+                       sizeof(",\"endpointSlug\":") - 1);
+
+        if (e->slug_len) {
+            p = ngx_http_mitte_json_str(p, e->slug, e->slug_len);
+
+        } else {
+            p = ngx_cpymem(p, "null", 4);
+        }
+    }
+
+    p = ngx_cpymem(p, ",\"timestamp\":", sizeof(",\"timestamp\":") - 1);
+    p = ngx_http_mitte_json_time(p, (int64_t) e->time_ms);
+    p = ngx_cpymem(p, "}\n\n", 3);
+
+    return p;
+}

@@ -1,0 +1,832 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The event stream (mitte_sse): each worker keeps its subscribers in a
+ * list, and fans the zone's event ring out to them. A worker that records
+ * an event wakes the others that have subscribers through an eventfd each
+ * (made by the master for the cycle, so every worker holds all of them),
+ * at most once until the woken worker has drained the ring; its own
+ * subscribers get the event from a posted event in the same turn of its
+ * event loop.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+
+#include <sys/eventfd.h>
+
+
+/* a subscriber that stops reading is dropped when this much is queued */
+#define NGX_HTTP_MITTE_SSE_BACKLOG      (64 * 1024)
+#define NGX_HTTP_MITTE_SSE_BATCH        64
+
+
+typedef struct {
+    ngx_queue_t                  queue;
+    ngx_http_request_t          *request;
+    ngx_event_t                  heartbeat;
+    uint64_t                     from;      /* send events after this one */
+    ngx_chain_t                 *out;
+    ngx_chain_t                 *last;
+    ngx_chain_t                 *free;
+    ngx_chain_t                 *busy;
+    size_t                       queued;    /* bytes not yet sent */
+    ngx_msec_t                   written;   /* when something was sent */
+    ngx_msec_t                   interval;  /* heartbeat */
+    unsigned                     all:1;
+    unsigned                     listed:1;
+    unsigned                     dirty:1;
+    size_t                       user_len;
+    u_char                       user[MITTE_USER_MAX];
+} ngx_http_mitte_sub_t;
+
+
+typedef struct {
+    ngx_queue_t                  subscribers;
+    ngx_uint_t                   count;
+    uint64_t                     last;      /* newest event fanned out */
+    ngx_event_t                  drain;
+    ngx_connection_t            *wakeup;
+    ngx_http_mitte_zone_ctx_t   *zone;
+    ngx_http_mitte_event_t      *batch;
+    u_char                      *frame;
+    unsigned                     ready:1;
+} ngx_http_mitte_sse_worker_t;
+
+
+typedef struct {
+    int                          fd[NGX_HTTP_MITTE_MAX_WORKERS];
+    ngx_uint_t                   n;
+} ngx_http_mitte_sse_fds_t;
+
+
+static void ngx_http_mitte_sse_close_fds(void *data);
+static void ngx_http_mitte_sse_wakeup(ngx_event_t *ev);
+static void ngx_http_mitte_sse_drain_handler(ngx_event_t *ev);
+static void ngx_http_mitte_sse_drain(void);
+static ngx_int_t ngx_http_mitte_sse_add(ngx_http_mitte_sub_t *sub,
+    u_char *data, size_t len);
+static ngx_int_t ngx_http_mitte_sse_flush(ngx_http_mitte_sub_t *sub);
+static void ngx_http_mitte_sse_drop(ngx_http_mitte_sub_t *sub);
+static void ngx_http_mitte_sse_write(ngx_http_request_t *r);
+static void ngx_http_mitte_sse_heartbeat(ngx_event_t *ev);
+static void ngx_http_mitte_sse_cleanup(void *data);
+static uint64_t ngx_http_mitte_sse_last_id(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mitte_sse_matches(ngx_http_mitte_sub_t *sub,
+    ngx_http_mitte_event_t *e);
+
+
+static ngx_http_mitte_sse_worker_t  ngx_http_mitte_sse_worker;
+
+/* this cycle's wake-up eventfds, one per worker, made by the master */
+static int         ngx_http_mitte_sse_fds[NGX_HTTP_MITTE_MAX_WORKERS];
+static ngx_uint_t  ngx_http_mitte_sse_nfds;
+
+
+ngx_int_t
+ngx_http_mitte_sse_init_module(ngx_cycle_t *cycle)
+{
+    int                          fd;
+    ngx_uint_t                   i, n;
+    ngx_core_conf_t             *ccf;
+    ngx_http_mitte_sse_fds_t    *fds;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    ngx_http_mitte_sse_nfds = 0;
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
+
+    if (mmcf == NULL || mmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    n = ccf->master ? (ngx_uint_t) ccf->worker_processes : 1;
+
+    if (n > NGX_HTTP_MITTE_MAX_WORKERS) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "mitte: event streams are served by the first %d "
+                      "workers only", NGX_HTTP_MITTE_MAX_WORKERS);
+        n = NGX_HTTP_MITTE_MAX_WORKERS;
+    }
+
+    cln = ngx_pool_cleanup_add(cycle->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    fds = ngx_pcalloc(cycle->pool, sizeof(ngx_http_mitte_sse_fds_t));
+    if (fds == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_mitte_sse_close_fds;
+    cln->data = fds;
+
+    for (i = 0; i < n; i++) {
+        fd = eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC);
+
+        if (fd == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "mitte: eventfd() failed");
+            return NGX_ERROR;
+        }
+
+        fds->fd[i] = fd;
+        fds->n = i + 1;
+
+        ngx_http_mitte_sse_fds[i] = fd;
+        ngx_http_mitte_sse_nfds = i + 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the master closes a cycle's eventfds with the cycle */
+
+static void
+ngx_http_mitte_sse_close_fds(void *data)
+{
+    ngx_http_mitte_sse_fds_t  *fds = data;
+
+    ngx_uint_t  i;
+
+    if (ngx_process != NGX_PROCESS_MASTER) {
+        return;
+    }
+
+    for (i = 0; i < fds->n; i++) {
+        (void) close(fds->fd[i]);
+    }
+}
+
+
+ngx_int_t
+ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                    i;
+    ngx_connection_t             *c;
+    ngx_http_mitte_zone_ctx_t    *zone;
+    ngx_http_mitte_main_conf_t   *mmcf;
+    ngx_http_mitte_sse_worker_t  *w;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
+
+    if (mmcf == NULL || mmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    w = &ngx_http_mitte_sse_worker;
+    zone = mmcf->shm_zone->data;
+
+    ngx_queue_init(&w->subscribers);
+
+    w->zone = zone;
+    w->last = zone->sh->event_seq;
+
+    w->drain.handler = ngx_http_mitte_sse_drain_handler;
+    w->drain.log = cycle->log;
+    w->drain.data = w;
+
+    w->batch = ngx_palloc(cycle->pool, NGX_HTTP_MITTE_SSE_BATCH
+                                       * sizeof(ngx_http_mitte_event_t));
+    w->frame = ngx_palloc(cycle->pool, NGX_HTTP_MITTE_FRAME_MAX);
+
+    if (w->batch == NULL || w->frame == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the others' eventfds are not ours to read */
+
+    for (i = 0; i < ngx_http_mitte_sse_nfds; i++) {
+        if (i != ngx_worker) {
+            /* kept open: this worker writes to them */
+            continue;
+        }
+
+        c = ngx_get_connection(ngx_http_mitte_sse_fds[i], cycle->log);
+        if (c == NULL) {
+            return NGX_ERROR;
+        }
+
+        c->read->handler = ngx_http_mitte_sse_wakeup;
+        c->read->log = cycle->log;
+        c->data = w;
+
+        if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        w->wakeup = c;
+    }
+
+    if (ngx_worker < NGX_HTTP_MITTE_MAX_WORKERS) {
+        zone->sh->workers[ngx_worker].subscribers = 0;
+        zone->sh->workers[ngx_worker].wake = 0;
+    }
+
+    w->ready = 1;
+
+    return NGX_OK;
+}
+
+
+/* after an event was recorded, without the lock */
+
+void
+ngx_http_mitte_sse_wake(ngx_http_mitte_zone_ctx_t *ctx)
+{
+    ngx_uint_t                i;
+    uint64_t                  one;
+    ngx_http_mitte_worker_t  *w;
+
+    for (i = 0; i < ngx_http_mitte_sse_nfds; i++) {
+        w = &ctx->sh->workers[i];
+
+        if (w->subscribers == 0) {
+            continue;
+        }
+
+        if (i == ngx_worker) {
+            if (ngx_http_mitte_sse_worker.ready
+                && !ngx_http_mitte_sse_worker.drain.posted)
+            {
+                ngx_post_event(&ngx_http_mitte_sse_worker.drain,
+                               &ngx_posted_events);
+            }
+
+            continue;
+        }
+
+        if (w->wake || !ngx_atomic_cmp_set(&w->wake, 0, 1)) {
+            continue;
+        }
+
+        one = 1;
+
+        if (write(ngx_http_mitte_sse_fds[i], &one, sizeof(one)) == -1
+            && ngx_errno != NGX_EAGAIN)
+        {
+            w->wake = 0;
+        }
+    }
+}
+
+
+static void
+ngx_http_mitte_sse_wakeup(ngx_event_t *ev)
+{
+    uint64_t                      v;
+    ngx_connection_t             *c;
+    ngx_http_mitte_sse_worker_t  *w;
+
+    c = ev->data;
+    w = c->data;
+
+    while (read(c->fd, &v, sizeof(v)) == sizeof(v)) {
+        /* void */
+    }
+
+    if (ngx_worker < NGX_HTTP_MITTE_MAX_WORKERS) {
+        w->zone->sh->workers[ngx_worker].wake = 0;
+    }
+
+    ngx_http_mitte_sse_drain();
+}
+
+
+static void
+ngx_http_mitte_sse_drain_handler(ngx_event_t *ev)
+{
+    ngx_http_mitte_sse_drain();
+}
+
+
+static void
+ngx_http_mitte_sse_drain(void)
+{
+    u_char                       *end;
+    uint64_t                      head;
+    ngx_uint_t                    i, n;
+    ngx_queue_t                  *q, *next;
+    ngx_http_mitte_sub_t         *sub;
+    ngx_http_mitte_event_t       *e;
+    ngx_http_mitte_sse_worker_t  *w;
+
+    w = &ngx_http_mitte_sse_worker;
+
+    do {
+        n = ngx_http_mitte_events_copy(w->zone, w->last, w->batch,
+                                       NGX_HTTP_MITTE_SSE_BATCH, &head);
+
+        for (i = 0; i < n; i++) {
+            e = &w->batch[i];
+            w->last = e->seq;
+
+            end = NULL;
+
+            for (q = ngx_queue_head(&w->subscribers);
+                 q != ngx_queue_sentinel(&w->subscribers);
+                 q = next)
+            {
+                next = ngx_queue_next(q);
+                sub = ngx_queue_data(q, ngx_http_mitte_sub_t, queue);
+
+                if (e->seq <= sub->from || !ngx_http_mitte_sse_matches(sub, e))
+                {
+                    continue;
+                }
+
+                if (end == NULL) {
+                    end = ngx_http_mitte_event_frame(w->frame, e);
+                }
+
+                if (ngx_http_mitte_sse_add(sub, w->frame, end - w->frame)
+                    != NGX_OK)
+                {
+                    ngx_http_mitte_sse_drop(sub);
+                }
+            }
+        }
+
+    } while (n == NGX_HTTP_MITTE_SSE_BATCH);
+
+    if (head > w->last) {
+        w->last = head;
+    }
+
+    for (q = ngx_queue_head(&w->subscribers);
+         q != ngx_queue_sentinel(&w->subscribers);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        sub = ngx_queue_data(q, ngx_http_mitte_sub_t, queue);
+
+        if (sub->dirty && ngx_http_mitte_sse_flush(sub) != NGX_OK) {
+            ngx_http_mitte_sse_drop(sub);
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_mitte_sse_matches(ngx_http_mitte_sub_t *sub,
+    ngx_http_mitte_event_t *e)
+{
+    if (sub->all) {
+        return 1;
+    }
+
+    return sub->user_len == e->user_len
+           && ngx_memcmp(sub->user, e->user, sub->user_len) == 0;
+}
+
+
+/* queues a frame for the subscriber; NGX_ERROR when its backlog is full */
+
+static ngx_int_t
+ngx_http_mitte_sse_add(ngx_http_mitte_sub_t *sub, u_char *data, size_t len)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (sub->queued + len > NGX_HTTP_MITTE_SSE_BACKLOG) {
+        return NGX_ERROR;
+    }
+
+    cl = sub->last;
+
+    if (cl == NULL || (size_t) (cl->buf->end - cl->buf->last) < len) {
+
+        if (sub->free) {
+            cl = sub->free;
+            sub->free = cl->next;
+            b = cl->buf;
+            b->pos = b->start;
+            b->last = b->start;
+
+        } else {
+            cl = ngx_alloc_chain_link(sub->request->pool);
+            if (cl == NULL) {
+                return NGX_ERROR;
+            }
+
+            b = ngx_create_temp_buf(sub->request->pool,
+                                    NGX_HTTP_MITTE_FRAME_MAX);
+            if (b == NULL) {
+                return NGX_ERROR;
+            }
+
+            b->tag = (ngx_buf_tag_t) &ngx_http_mitte_module;
+            cl->buf = b;
+        }
+
+        b->flush = 1;
+        cl->next = NULL;
+
+        if (sub->last) {
+            sub->last->next = cl;
+
+        } else {
+            sub->out = cl;
+        }
+
+        sub->last = cl;
+    }
+
+    cl->buf->last = ngx_cpymem(cl->buf->last, data, len);
+
+    sub->queued += len;
+    sub->dirty = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_sse_flush(ngx_http_mitte_sub_t *sub)
+{
+    off_t                      queued;
+    ngx_int_t                  rc;
+    ngx_chain_t               *cl;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    r = sub->request;
+    c = r->connection;
+
+    rc = ngx_http_output_filter(r, sub->out);
+
+    ngx_chain_update_chains(r->pool, &sub->free, &sub->busy, &sub->out,
+                            (ngx_buf_tag_t) &ngx_http_mitte_module);
+
+    sub->out = NULL;
+    sub->last = NULL;
+    sub->dirty = 0;
+
+    if (rc == NGX_ERROR || c->error) {
+        return NGX_ERROR;
+    }
+
+    queued = 0;
+
+    for (cl = sub->busy; cl; cl = cl->next) {
+        queued += ngx_buf_size(cl->buf);
+    }
+
+    sub->queued = (size_t) queued;
+    sub->written = ngx_current_msec;
+
+    if (sub->queued) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        if (!c->write->timer_set) {
+            ngx_add_timer(c->write, clcf->send_timeout);
+        }
+
+        if (ngx_handle_write_event(c->write, clcf->send_lowat) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mitte_sse_drop(ngx_http_mitte_sub_t *sub)
+{
+    ngx_http_request_t  *r;
+
+    r = sub->request;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "mitte: event stream subscriber dropped");
+
+    ngx_http_finalize_request(r, NGX_ERROR);
+}
+
+
+static void
+ngx_http_mitte_sse_write(ngx_http_request_t *r)
+{
+    ngx_connection_t      *c;
+    ngx_http_mitte_sub_t  *sub;
+
+    c = r->connection;
+    sub = ngx_http_get_module_ctx(r, ngx_http_mitte_module);
+
+    if (c->write->timedout) {
+        c->timedout = 1;
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "mitte: event stream client timed out");
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    if (sub == NULL || ngx_http_mitte_sse_flush(sub) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+    }
+}
+
+
+static void
+ngx_http_mitte_sse_heartbeat(ngx_event_t *ev)
+{
+    ngx_msec_t                    idle;
+    ngx_http_mitte_sub_t         *sub;
+    ngx_http_mitte_sse_worker_t  *w;
+
+    static u_char  ping[] = ": ping\n\n";
+
+    sub = ev->data;
+    w = &ngx_http_mitte_sse_worker;
+
+    if (ngx_exiting || ngx_terminate) {
+        ngx_http_finalize_request(sub->request, NGX_ERROR);
+        return;
+    }
+
+    /* a lost wake-up costs at most one heartbeat */
+
+    if (w->zone->sh->event_seq != w->last) {
+        ngx_http_mitte_sse_drain();
+    }
+
+    idle = ngx_current_msec - sub->written;
+
+    if (idle + 10 >= sub->interval) {
+        if (ngx_http_mitte_sse_add(sub, ping, sizeof(ping) - 1) != NGX_OK
+            || ngx_http_mitte_sse_flush(sub) != NGX_OK)
+        {
+            ngx_http_mitte_sse_drop(sub);
+            return;
+        }
+
+        idle = 0;
+    }
+
+    ngx_add_timer(ev, sub->interval - idle);
+}
+
+
+static void
+ngx_http_mitte_sse_cleanup(void *data)
+{
+    ngx_http_mitte_sub_t  *sub = data;
+
+    ngx_http_mitte_sse_worker_t  *w;
+
+    w = &ngx_http_mitte_sse_worker;
+
+    if (sub->heartbeat.timer_set) {
+        ngx_del_timer(&sub->heartbeat);
+    }
+
+    if (sub->heartbeat.posted) {
+        ngx_delete_posted_event(&sub->heartbeat);
+    }
+
+    if (sub->listed) {
+        ngx_queue_remove(&sub->queue);
+        sub->listed = 0;
+        w->count--;
+
+        if (ngx_worker < NGX_HTTP_MITTE_MAX_WORKERS) {
+            (void) ngx_atomic_fetch_add(
+                         &w->zone->sh->workers[ngx_worker].subscribers, -1);
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_http_mitte_sse_handler(ngx_http_request_t *r)
+{
+    u_char                       *end;
+    uint64_t                      after, head;
+    ngx_int_t                     rc;
+    ngx_str_t                     user;
+    ngx_uint_t                    i, n;
+    ngx_table_elt_t              *h;
+    ngx_http_cleanup_t           *cln;
+    ngx_http_mitte_sub_t         *sub;
+    ngx_http_mitte_event_t       *e;
+    ngx_http_mitte_loc_conf_t    *mlcf;
+    ngx_http_mitte_sse_worker_t  *w;
+
+    static u_char  opening[] = "retry: 3000\n\n";
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    w = &ngx_http_mitte_sse_worker;
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mitte_module);
+
+    ngx_str_null(&user);
+
+    if (!mlcf->sse_all
+        && (mlcf->user == NULL
+            || ngx_http_mitte_value(r, mlcf->user, &user) != NGX_OK
+            || user.len == 0 || user.len > MITTE_USER_MAX))
+    {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_UNAUTHORIZED,
+                                         "unauthorized",
+                                         "No user: mitte_user is empty for "
+                                         "this request.");
+    }
+
+    if (!w->ready || ngx_worker >= NGX_HTTP_MITTE_MAX_WORKERS) {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "unavailable",
+                                         "The event stream is not served by "
+                                         "this worker.");
+    }
+
+    sub = ngx_pcalloc(r->pool, sizeof(ngx_http_mitte_sub_t));
+    if (sub == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub->request = r;
+    sub->all = mlcf->sse_all;
+    sub->user_len = user.len;
+    ngx_memcpy(sub->user, user.data, user.len);
+    sub->interval = mlcf->heartbeat;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = -1;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-cache");
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Accel-Buffering");
+    ngx_str_set(&h->value, "no");
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_mitte_sse_cleanup;
+    cln->data = sub;
+
+    ngx_http_set_ctx(r, sub, ngx_http_mitte_module);
+
+    if (ngx_http_mitte_sse_add(sub, opening, sizeof(opening) - 1) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* replay what the caller missed, then go live from there */
+
+    after = ngx_http_mitte_sse_last_id(r);
+
+    (void) ngx_http_mitte_events_copy(w->zone, 0, NULL, 0, &head);
+
+    if (after && after < head) {
+
+        do {
+            n = ngx_http_mitte_events_copy(w->zone, after, w->batch,
+                                           NGX_HTTP_MITTE_SSE_BATCH, &head);
+
+            for (i = 0; i < n; i++) {
+                e = &w->batch[i];
+                after = e->seq;
+
+                if (!ngx_http_mitte_sse_matches(sub, e)) {
+                    continue;
+                }
+
+                end = ngx_http_mitte_event_frame(w->frame, e);
+
+                if (ngx_http_mitte_sse_add(sub, w->frame, end - w->frame)
+                    != NGX_OK)
+                {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                }
+            }
+
+        } while (n == NGX_HTTP_MITTE_SSE_BATCH);
+    }
+
+    sub->from = head;
+
+    ngx_queue_insert_tail(&w->subscribers, &sub->queue);
+    sub->listed = 1;
+    w->count++;
+
+    (void) ngx_atomic_fetch_add(&w->zone->sh->workers[ngx_worker].subscribers,
+                                1);
+
+    if (w->last < head) {
+        /* events recorded meanwhile that this worker has not fanned out */
+        ngx_http_mitte_sse_drain();
+    }
+
+    sub->heartbeat.handler = ngx_http_mitte_sse_heartbeat;
+    sub->heartbeat.data = sub;
+    sub->heartbeat.log = r->connection->log;
+    sub->heartbeat.cancelable = 1;
+
+    ngx_add_timer(&sub->heartbeat, sub->interval);
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_mitte_sse_write;
+
+    /* graceful shutdown closes the stream: the client reconnects */
+    r->connection->idle = 1;
+
+    r->main->count++;
+
+    if (ngx_http_mitte_sse_flush(sub) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+    }
+
+    return NGX_DONE;
+}
+
+
+static uint64_t
+ngx_http_mitte_sse_last_id(ngx_http_request_t *r)
+{
+    off_t             n;
+    ngx_str_t         value;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_str_null(&value);
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Last-Event-ID") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Last-Event-ID",
+                               sizeof("Last-Event-ID") - 1) == 0)
+        {
+            value = h[i].value;
+            break;
+        }
+    }
+
+    if (value.len == 0
+        && ngx_http_arg(r, (u_char *) "lastEventId", 11, &value) != NGX_OK)
+    {
+        return 0;
+    }
+
+    n = ngx_atoof(value.data, value.len);
+
+    return (n == NGX_ERROR) ? 0 : (uint64_t) n;
+}
