@@ -79,7 +79,7 @@ my $m = metrics_ok('at start',
 my $size = 1024 * 1024;
 my $used0 = $m->{mitte_zone_used_bytes} // 0;
 ok($used0 > 0 && $used0 < $size, 'zone used bytes within the size');
-ok(($m->{mitte_zone_free_bytes} // 0) > $size / 2, 'most of the zone free');
+ok(($m->{mitte_zone_free_bytes} // 0) > 0, 'zone free bytes');
 ok($used0 + ($m->{mitte_zone_free_bytes} // 0) <= $size,
    'used + free within the size');
 

@@ -35,7 +35,8 @@ package Mitte::Test;
 #
 # The built-in upstream is a server{} of the same nginx: it answers the
 # status named by ?status= (see @UPSTREAM_CODES; anything else gets 200 "ok")
-# and echoes ?name= in the X-Endpoint-Name response header. peer() adds a
+# and echoes ?name= in the X-Endpoint-Name response header, the request
+# header X-Mitte-Token in the X-Echo-User response header. peer() adds a
 # fake TCP upstream that never answers, closes, or sends a broken header.
 #
 # Also: nginx_t(TEXT) runs nginx -t on a configuration (exit code, output);
@@ -77,8 +78,8 @@ our @EXPORT_OK = qw(
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
-our @UPSTREAM_CODES = qw(200 201 204 301 302 304 400 404 410 429 500 502 503
-                         504);
+our @UPSTREAM_CODES = qw(200 201 204 301 302 304 400 401 403 404 410 429 500
+                         502 503 504);
 
 my $JSON = JSON::PP->new->utf8->canonical;
 
@@ -392,6 +393,7 @@ sub _upstream_server {
         access_log off;
         location / {
             add_header X-Endpoint-Name \$arg_name always;
+            add_header X-Echo-User \$http_x_mitte_token always;
 $ifs            return 200 "ok\\n";
         }
     }
@@ -493,7 +495,6 @@ sub new {
         port          => free_port(),
         port2         => free_port(),
         upstream_port => free_port(),
-        dead_port     => free_port(),
         owner         => $$,
         pid           => undef,
         ua            => HTTP::Tiny->new(
@@ -503,6 +504,15 @@ sub new {
             agent        => 'mitte-test/1',
         ),
     }, $class;
+
+    # the dead port stays bound, never listening: connections to it are
+    # refused, and no other test can take it
+    $self->{dead_sock} = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1',
+        LocalPort => 0,
+        Proto     => 'tcp',
+    ) or die "cannot bind a loopback port: $!";
+    $self->{dead_port} = $self->{dead_sock}->sockport;
 
     diag("nginx dir: $dir") if $ENV{MITTE_KEEP};
     $LIVE{"$self"} = $self;
