@@ -30,11 +30,12 @@
 # Environment:
 #   MITTE_MODULE           the module (default build/ngx_http_mitte_module.so)
 #   NGINX                  the nginx binary (default /usr/sbin/nginx)
-#   BENCH_PAIRS            plain/recorded pairs of wrk runs (default 3)
+#   BENCH_PAIRS            plain/recorded pairs of wrk runs (default 5)
 #   BENCH_DURATION         seconds per wrk run (default 5)
 #   BENCH_CONNECTIONS      wrk connections (default 32)
 #   BENCH_PIN              1 (default when there are 2+ CPUs): nginx's worker
 #                          on CPU 0, wrk on CPU 1; 0: let the kernel schedule
+#   BENCH_THROUGHPUT       0 skips part 1 (default 1)
 #   BENCH_CALLGRIND        0 skips part 2 (default 1)
 #   BENCH_CALLGRIND_N      measured requests per location (default 2000)
 #   BENCH_KEEP             1 keeps the temp dir (configs, logs, callgrind.out.*)
@@ -60,9 +61,10 @@ my $LUA = "$ROOT/bench/webhooks.lua";
 
 my $NGINX = $ENV{NGINX} // '/usr/sbin/nginx';
 my $MODULE = $ENV{MITTE_MODULE} // "$ROOT/build/ngx_http_mitte_module.so";
-my $PAIRS = $ENV{BENCH_PAIRS} // 3;
+my $PAIRS = $ENV{BENCH_PAIRS} // 5;
 my $DURATION = $ENV{BENCH_DURATION} // 5;
 my $CONNECTIONS = $ENV{BENCH_CONNECTIONS} // 32;
+my $THROUGHPUT = $ENV{BENCH_THROUGHPUT} // 1;
 my $CALLGRIND = $ENV{BENCH_CALLGRIND} // 1;
 my $CG_N = $ENV{BENCH_CALLGRIND_N} // 2000;
 my $KEEP = $ENV{BENCH_KEEP} // 0;
@@ -70,7 +72,7 @@ my $KEEP = $ENV{BENCH_KEEP} // 0;
 my $ENDPOINTS = 1000;     # as in bench/webhooks.lua
 my $USERS = 50;
 my $CG_N1 = $ENDPOINTS;   # callgrind warm-up: every endpoint created once
-my $TIME_LIMIT = 240;     # seconds for the whole script, a safety net
+my $TIME_LIMIT = 180;     # seconds for the whole script, a safety net
 
 my $CPUS = () = do {
     open my $fh, '<', '/proc/cpuinfo' or die "/proc/cpuinfo: $!\n";
@@ -193,6 +195,23 @@ sub free_ports {
             or die "cannot bind a loopback port: $!\n";
     } 1 .. $n;
     return map { $_->sockport } @socks;
+}
+
+# the lines of an nginx error log that say something went wrong
+sub log_problems {
+    my ($log) = @_;
+    return grep { /\[(emerg|alert|crit)\]|exited on signal/ }
+        split /^/, slurp($log);
+}
+
+# die with $msg, and what the error log says went wrong
+sub fail_with_log {
+    my ($msg, $log) = @_;
+    my @p = log_problems($log);
+    $msg .= sprintf "%s:\n%s", $log, join '', @p[0 .. ($#p > 9 ? 9 : $#p)]
+        if @p;
+    $msg .= sprintf "... and %d more\n", @p - 10 if @p > 10;
+    die $msg;
 }
 
 sub wait_port {
@@ -409,7 +428,7 @@ sub wrk_run {
     die "wrk $tag: no summary line in its output:\n$text\n" unless %r;
     my $errors = $r{connect} + $r{read} + $r{write} + $r{status}
         + $r{timeout};
-    die "wrk $tag: $errors errors (non-2xx, socket errors):\n$text\n"
+    die "wrk $tag: $errors errors (HTTP 4xx/5xx, socket errors):\n$text\n"
         if $errors;
     die "wrk $tag: no request done\n" unless $r{requests};
     $r{rps} = $r{requests} / ($r{duration_us} / 1e6);
@@ -426,6 +445,16 @@ sub throughput {
     my $pid = spawn('nginx', undef, "$dir/nginx.stderr", $NGINX,
                     '-p', "$dir/", '-c', $conf, '-e', $log);
     wait_port($port, $pid, 10, $log);
+    my $summary = eval { wrk_series($dir, $port) };
+    fail_with_log($@, $log) unless defined $summary;
+    stop($pid);
+    # a worker that crashed and was respawned would make the numbers moot
+    fail_with_log("nginx reported problems\n", $log) if log_problems($log);
+    return $summary;
+}
+
+sub wrk_series {
+    my ($dir, $port) = @_;
 
     printf "throughput: wrk -t1 -c%d -d%ds, %d endpoints, %d users, "
         . "1 nginx worker%s\n", $CONNECTIONS, $DURATION, $ENDPOINTS, $USERS,
@@ -473,10 +502,12 @@ sub throughput {
         . "and had at most $slack more requests in flight\n"
         if $ok + $fail > $sent + $slack;
 
-    stop($pid);
-    my $errs = join '', grep { /\[(emerg|alert|crit|error)\]/ }
-        split /^/, slurp($log);
-    warn "nginx error log:\n$errs" if $errs;
+    # each pair ran back to back: their ratios say how much of the spread is
+    # the machine's load drifting rather than the module
+    printf "  ratio per pair: %s; plain %.0f-%.0f rps, recorded %.0f-%.0f "
+        . "rps\n", join(' ', map { sprintf '%.3f', $rec[$_] / $plain[$_] }
+                        0 .. $#plain),
+        (sort { $a <=> $b } @plain)[0, -1], (sort { $a <=> $b } @rec)[0, -1];
 
     my ($mp, $mr) = (median(@plain), median(@rec));
     return sprintf "proxy ratio recorded/plain: %.3f "
@@ -513,7 +544,19 @@ sub callgrind_run {
                     "--callgrind-out-file=$out",
                     $NGINX, '-p', "$sub/", '-c', $conf, '-e', $log);
     wait_port($port, $pid, 60, $log);
+    my $ir = eval { callgrind_requests($port, $prefix, $n, $tag) };
+    fail_with_log($@, $log) unless defined $ir;
 
+    my $st = stop($pid);
+    die "callgrind $tag: valgrind did not stop\n" unless defined $st;
+    die "callgrind $tag: valgrind exited with $st:\n"
+        . slurp("$sub/valgrind.err") if $st != 0;
+    fail_with_log("nginx reported problems\n", $log) if log_problems($log);
+    return callgrind_total($out);
+}
+
+sub callgrind_requests {
+    my ($port, $prefix, $n, $tag) = @_;
     my $c = client($port);
     for my $i (0 .. $n - 1) {
         my ($st) = roundtrip($c, webhook_request($prefix, $i, $port));
@@ -527,12 +570,7 @@ sub callgrind_run {
     my $want = $prefix eq 'hooks' ? $n : 0;
     die "callgrind $tag: $ok deliveries recorded, not $want\n"
         unless $ok == $want;
-
-    my $st = stop($pid);
-    die "callgrind $tag: valgrind did not stop\n" unless defined $st;
-    die "callgrind $tag: valgrind exited with $st:\n"
-        . slurp("$sub/valgrind.err") if $st != 0;
-    return callgrind_total($out);
+    return 1;
 }
 
 sub callgrind {
@@ -560,11 +598,16 @@ sub callgrind {
 
 # ---------------------------------------------------------------------------
 
--x $NGINX or die "$NGINX is missing\n";
--r $MODULE or die "the module $MODULE is missing: run make\n";
+sub bail {
+    print STDERR "bench/proxy.pl FAILED: @_\n";
+    exit 1;
+}
+
+-x $NGINX or bail("$NGINX is missing");
+-r $MODULE or bail("the module $MODULE is missing: run make");
 $MODULE = abs_path($MODULE);
 system('wrk -v >/dev/null 2>&1');   # wrk -v exits 1, but must exist
-die "wrk is missing (apt-get install wrk)\n" if $? == -1 || $? >> 8 == 127;
+bail('wrk is missing (apt-get install wrk)') if $? == -1 || $? >> 8 == 127;
 if ($PIN && system('taskset -c 1 true >/dev/null 2>&1') != 0) {
     warn "taskset -c 1 does not work here: not pinning\n";
     $PIN = 0;
@@ -575,18 +618,28 @@ chmod 0755, $dir;
 
 # nginx loads a copy: a rebuild (make's cp over the .so) while the bench runs
 # would otherwise crash the workers that have the file mapped
-copy($MODULE, "$dir/ngx_http_mitte_module.so") or die "copy $MODULE: $!\n";
+copy($MODULE, "$dir/ngx_http_mitte_module.so") or bail("copy $MODULE: $!");
 $MODULE = "$dir/ngx_http_mitte_module.so";
 my $t0 = time;
 
-my @summary = (throughput($dir));
-print "  $summary[0]\n";
-if ($CALLGRIND) {
-    push @summary, callgrind($dir);
-    print "  $summary[1]\n";
+my @summary;
+my $ok = eval {
+    if ($THROUGHPUT) {
+        push @summary, throughput($dir);
+        print "  $summary[-1]\n";
+    }
+    if ($CALLGRIND) {
+        push @summary, callgrind($dir);
+        print "  $summary[-1]\n";
+    }
+    1;
+};
+print "kept: $dir\n" if $KEEP;
+unless ($ok) {
+    chomp(my $err = $@);
+    bail($err);
 }
 
 printf "\nsummary (%.0fs):\n", time - $t0;
 print "$_\n" for @summary;
-print "kept: $dir (callgrind.out.* for callgrind_annotate)\n" if $KEEP;
 exit 0;

@@ -15,7 +15,8 @@ typedef enum {
     NGX_HTTP_MITTE_ROUTE_ENDPOINT,
     NGX_HTTP_MITTE_ROUTE_USER,
     NGX_HTTP_MITTE_ROUTE_METRICS,
-    NGX_HTTP_MITTE_ROUTE_SWEEP
+    NGX_HTTP_MITTE_ROUTE_SWEEP,
+    NGX_HTTP_MITTE_ROUTE_OUTBOX
 } ngx_http_mitte_route_e;
 
 
@@ -118,6 +119,17 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
 
         return ngx_http_mitte_send_not_allowed(r, "POST");
 
+    case NGX_HTTP_MITTE_ROUTE_OUTBOX:
+        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_mitte_outbox_list(r);
+        }
+
+        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+
     case NGX_HTTP_MITTE_ROUTE_METRICS:
         if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
             if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -171,6 +183,10 @@ ngx_http_mitte_admin_route(ngx_http_request_t *r, ngx_str_t *arg)
 
     if (path.len == 7 && ngx_strncmp(path.data, "metrics", 7) == 0) {
         return NGX_HTTP_MITTE_ROUTE_METRICS;
+    }
+
+    if (path.len == 6 && ngx_strncmp(path.data, "outbox", 6) == 0) {
+        return NGX_HTTP_MITTE_ROUTE_OUTBOX;
     }
 
     if (path.len == 5 && ngx_strncmp(path.data, "sweep", 5) == 0) {
@@ -654,6 +670,7 @@ static ngx_int_t
 ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
 {
     size_t                       size, free;
+    ngx_uint_t                   i, pending[2], subscribers;
     ngx_buf_t                   *b;
     ngx_chain_t                 *out;
     ngx_http_mitte_counters_t    c;
@@ -671,6 +688,14 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
 
     c = ctx->sh->counters;
     free = ctx->shpool->pfree * ngx_pagesize;
+    pending[0] = ctx->sh->npending[0];
+    pending[1] = ctx->sh->npending[1];
+
+    subscribers = 0;
+
+    for (i = 0; i < NGX_HTTP_MITTE_MAX_WORKERS; i++) {
+        subscribers += ctx->sh->workers[i].subscribers;
+    }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -729,13 +754,40 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
         "# HELP mitte_sweep_slice_max_seconds Longest slice of the last "
         "sweep.\n"
         "# TYPE mitte_sweep_slice_max_seconds gauge\n"
-        "mitte_sweep_slice_max_seconds %uL.%06uL\n",
+        "mitte_sweep_slice_max_seconds %uL.%06uL\n"
+        "# HELP mitte_outbox_pending Sends waiting in the outbox, by "
+        "channel.\n"
+        "# TYPE mitte_outbox_pending gauge\n"
+        "mitte_outbox_pending{channel=\"email\"} %ui\n"
+        "mitte_outbox_pending{channel=\"webhook\"} %ui\n"
+        "# HELP mitte_outbox_full_total Sends dropped because the outbox "
+        "was full, by channel.\n"
+        "# TYPE mitte_outbox_full_total counter\n"
+        "mitte_outbox_full_total{channel=\"email\"} %uL\n"
+        "mitte_outbox_full_total{channel=\"webhook\"} %uL\n"
+        "# HELP mitte_channel_sends_total Email and webhook sends "
+        "finished, by channel and result.\n"
+        "# TYPE mitte_channel_sends_total counter\n"
+        "mitte_channel_sends_total{channel=\"email\",result=\"sent\"} "
+        "%uL\n"
+        "mitte_channel_sends_total{channel=\"email\",result=\"failed\"} "
+        "%uL\n"
+        "mitte_channel_sends_total{channel=\"webhook\",result=\"sent\"} "
+        "%uL\n"
+        "mitte_channel_sends_total{channel=\"webhook\",result=\"failed\"} "
+        "%uL\n"
+        "# HELP mitte_sse_subscribers Event stream subscribers.\n"
+        "# TYPE mitte_sse_subscribers gauge\n"
+        "mitte_sse_subscribers %ui\n",
         c.success, c.failure, c.quota_rejections, c.evicted_endpoints,
         c.evicted_users, c.nomem, c.endpoints, c.users, size, size - free,
         free, c.notifications[0], c.notifications[1], c.notifications[2],
         c.notifications[3], c.notifications[4], c.notifications[5],
         c.sweeps, c.sweep_usec / 1000000, c.sweep_usec % 1000000,
-        c.sweep_slice_usec / 1000000, c.sweep_slice_usec % 1000000);
+        c.sweep_slice_usec / 1000000, c.sweep_slice_usec % 1000000,
+        pending[0], pending[1], c.outbox_full[0], c.outbox_full[1],
+        c.sends[0][0], c.sends[0][1], c.sends[1][0], c.sends[1][1],
+        subscribers);
 
     out = ngx_alloc_chain_link(r->pool);
     if (out == NULL) {

@@ -9,23 +9,42 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "mitte_notify.h"
 
+
+/*
+ * The ring takes at most a quarter of the zone: a smaller zone gets fewer
+ * events than mitte_sse_replay asks for, and says so.
+ */
 
 ngx_int_t
-ngx_http_mitte_events_init(ngx_http_mitte_zone_ctx_t *ctx,
-    ngx_http_mitte_zone_ctx_t *octx)
+ngx_http_mitte_events_init(ngx_shm_zone_t *shm_zone,
+    ngx_http_mitte_zone_ctx_t *ctx)
 {
     size_t                   size;
+    ngx_uint_t               n;
     ngx_http_mitte_sh_t     *sh;
     ngx_http_mitte_event_t  *events;
 
     sh = ctx->sh;
+    n = ctx->nevents;
 
-    if (sh->events && sh->nevents == ctx->nevents) {
+    if (n * sizeof(ngx_http_mitte_event_t) > shm_zone->shm.size / 4) {
+        n = shm_zone->shm.size / 4 / sizeof(ngx_http_mitte_event_t);
+
+        ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
+                      "mitte_zone \"%V\" of %uz bytes keeps %ui events for "
+                      "replay, not the %ui of \"mitte_sse_replay\"; "
+                      "a larger zone keeps more",
+                      &shm_zone->shm.name, shm_zone->shm.size, n,
+                      ctx->nevents);
+    }
+
+    if (sh->events && sh->nevents == n) {
         return NGX_OK;
     }
 
-    size = sizeof(ngx_http_mitte_event_t) * ctx->nevents;
+    size = sizeof(ngx_http_mitte_event_t) * n;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -33,6 +52,10 @@ ngx_http_mitte_events_init(ngx_http_mitte_zone_ctx_t *ctx,
 
     if (events == NULL) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "mitte_zone \"%V\" has no room for the event ring "
+                      "of %uz bytes", &shm_zone->shm.name, size);
         return NGX_ERROR;
     }
 
@@ -44,7 +67,7 @@ ngx_http_mitte_events_init(ngx_http_mitte_zone_ctx_t *ctx,
     }
 
     sh->events = events;
-    sh->nevents = ctx->nevents;
+    sh->nevents = n;
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -188,11 +211,11 @@ ngx_http_mitte_event_frame(u_char *p, ngx_http_mitte_event_t *e)
 
     } else {
         p = ngx_sprintf(p, "id: %uL\nevent: notification:created\n"
-                           "data: {\"id\":\"%012xL%08xD\",\"type\":\"%V\","
-                           "\"title\":\"%V\",\"message\":",
+                           "data: {\"id\":\"%012xL%08xD\",\"type\":\"%s\","
+                           "\"title\":\"%s\",\"message\":",
                         e->seq, e->time_ms, e->value,
-                        &ngx_http_mitte_note_types[e->flag],
-                        &ngx_http_mitte_note_titles[e->flag]);
+                        mitte_notify_type_name(e->flag),
+                        mitte_notify_title(e->flag));
         p = ngx_http_mitte_json_str(p, e->u.message, e->message_len);
         p = ngx_cpymem(p, ",\"endpointSlug\":",
                        sizeof(",\"endpointSlug\":") - 1);

@@ -34,6 +34,9 @@ static char *ngx_http_mitte_admin(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_mitte_sse(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_mitte_init_module(ngx_cycle_t *cycle);
+static void ngx_http_mitte_exit_process(ngx_cycle_t *cycle);
+static char *ngx_http_mitte_webhook_allow(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_mitte_anomaly(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mitte_trial_notice(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -160,6 +163,20 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
       0,
       ngx_http_mitte_notifications_handler },
 
+    { ngx_string("mitte_preferences"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mitte_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      ngx_http_mitte_prefs_handler },
+
+    { ngx_string("mitte_webhook_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_mitte_webhook_allow,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("mitte_sse"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_mitte_sse,
@@ -224,7 +241,7 @@ ngx_module_t  ngx_http_mitte_module = {
     ngx_http_mitte_init_process,           /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_mitte_exit_process,           /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -1234,6 +1251,13 @@ ngx_http_mitte_init_process(ngx_cycle_t *cycle)
 }
 
 
+static void
+ngx_http_mitte_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mitte_sse_exit_process(cycle);
+}
+
+
 static char *
 ngx_http_mitte_sse(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1266,6 +1290,58 @@ ngx_http_mitte_sse(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf->handler = ngx_http_mitte_sse_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mitte_webhook_allow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_main_conf_t *mmcf = conf;
+
+    ngx_int_t      rc;
+    ngx_str_t     *value;
+    ngx_uint_t     i;
+    mitte_cidr_t  *cidr;
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (mmcf->webhook_allow == NULL) {
+        mmcf->webhook_allow = ngx_array_create(cf->pool, 4,
+                                               sizeof(mitte_cidr_t));
+        if (mmcf->webhook_allow == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cidr = ngx_array_push(mmcf->webhook_allow);
+        if (cidr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rc = mitte_cidr_parse((char *) value[i].data, value[i].len, cidr);
+
+        if (rc == -1) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid address \"%V\" in "
+                               "\"mitte_webhook_allow\", expected an IP "
+                               "address or a CIDR range", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc == 1) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "low address bits of \"%V\" in "
+                               "\"mitte_webhook_allow\" are meaningless",
+                               &value[i]);
+        }
+    }
 
     return NGX_CONF_OK;
 }

@@ -16,6 +16,8 @@
 #include "mitte_time.h"
 #include "mitte_util.h"
 #include "mitte_anomaly.h"
+#include "mitte_addr.h"
+#include "mitte_prefs.h"
 
 
 /* layout version of the zone's structures; a new layout needs a restart */
@@ -144,6 +146,51 @@ typedef struct {
 } ngx_http_mitte_worker_t;
 
 
+#define NGX_HTTP_MITTE_CHANNEL_EMAIL    0
+#define NGX_HTTP_MITTE_CHANNEL_WEBHOOK  1
+
+#define NGX_HTTP_MITTE_SEND_PENDING     0
+#define NGX_HTTP_MITTE_SEND_SENDING     1
+#define NGX_HTTP_MITTE_SEND_SENT        2
+#define NGX_HTTP_MITTE_SEND_FAILED      3
+
+/* pending sends per channel; finished ones kept for the outbox */
+#define NGX_HTTP_MITTE_OUTBOX_PENDING   4096
+#define NGX_HTTP_MITTE_OUTBOX_DONE      1000
+#define NGX_HTTP_MITTE_ERROR_MAX        128
+
+
+/*
+ * An email or webhook send in the outbox, with what it needs to be sent:
+ * a snapshot of the notification and of the user's channel settings.
+ * The queue links aside, fixed-width fields, then the variable part:
+ * target, secret and message, in that order.
+ */
+typedef struct {
+    ngx_queue_t                 queue;      /* pending FIFO, or done list */
+    uint64_t                    created_ms; /* the notification's */
+    uint64_t                    updated_ms;
+    uint64_t                    next_ms;    /* the next attempt */
+    uint32_t                    note_seq;
+    uint16_t                    target_len;
+    uint16_t                    secret_len;
+    uint16_t                    message_len;
+    uint16_t                    error_len;
+    uint8_t                     channel;
+    uint8_t                     state;
+    uint8_t                     attempts;
+    uint8_t                     type;
+    uint8_t                     format;
+    uint8_t                     user_len;
+    uint8_t                     slug_len;
+    uint8_t                     reserved;
+    u_char                      user[MITTE_USER_MAX];
+    u_char                      slug[MITTE_SLUG_MAX];
+    u_char                      error[NGX_HTTP_MITTE_ERROR_MAX];
+    u_char                      data[1];
+} ngx_http_mitte_send_t;
+
+
 #define NGX_HTTP_MITTE_USER_WARNED      0x01    /* QUOTA_WARNING this month */
 #define NGX_HTTP_MITTE_USER_EXCEEDED    0x02    /* QUOTA_EXCEEDED this month */
 
@@ -188,6 +235,8 @@ typedef struct {
     uint64_t                    sweeps;
     uint64_t                    sweep_usec; /* CPU time of the last sweep */
     uint64_t                    sweep_slice_usec; /* its longest slice */
+    uint64_t                    outbox_full[2];   /* by channel */
+    uint64_t                    sends[2][2];      /* channel, sent/failed */
 } ngx_http_mitte_counters_t;
 
 
@@ -206,6 +255,11 @@ typedef struct {
     ngx_uint_t                  nevents;
     uint64_t                    event_seq;  /* of the newest event */
     ngx_http_mitte_worker_t     workers[NGX_HTTP_MITTE_MAX_WORKERS];
+
+    ngx_queue_t                 pending[2]; /* by channel, oldest first */
+    ngx_uint_t                  npending[2];
+    ngx_queue_t                 done;       /* newest first */
+    ngx_uint_t                  ndone;
 } ngx_http_mitte_sh_t;
 
 
@@ -240,6 +294,7 @@ typedef struct {
     ngx_str_t                   email_key;          /* empty: no email */
     ngx_uint_t                  sse_replay;
     ngx_int_t                   request_id_index;
+    ngx_array_t                *webhook_allow;      /* of mitte_cidr_t */
 
 } ngx_http_mitte_main_conf_t;
 
@@ -306,8 +361,6 @@ typedef enum {
 
 
 extern ngx_module_t  ngx_http_mitte_module;
-extern ngx_str_t     ngx_http_mitte_note_types[];
-extern ngx_str_t     ngx_http_mitte_note_titles[];
 
 
 /* ngx_http_mitte_module.c */
@@ -398,9 +451,18 @@ ngx_int_t ngx_http_mitte_notifications_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_mitte_sweep_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_mitte_sweep_request(ngx_http_request_t *r);
 
+/* ngx_http_mitte_outbox.c */
+void ngx_http_mitte_outbox_route(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    ngx_http_mitte_notification_t *n, void *keep);
+ngx_int_t ngx_http_mitte_outbox_list(ngx_http_request_t *r);
+
+/* ngx_http_mitte_prefs.c */
+ngx_int_t ngx_http_mitte_prefs_handler(ngx_http_request_t *r);
+
 /* ngx_http_mitte_events.c */
-ngx_int_t ngx_http_mitte_events_init(ngx_http_mitte_zone_ctx_t *ctx,
-    ngx_http_mitte_zone_ctx_t *octx);
+ngx_int_t ngx_http_mitte_events_init(ngx_shm_zone_t *shm_zone,
+    ngx_http_mitte_zone_ctx_t *ctx);
 void ngx_http_mitte_event_delivered(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_delivery_t *d, ngx_http_mitte_endpoint_node_t *en);
 void ngx_http_mitte_event_notification(ngx_http_mitte_zone_ctx_t *ctx,
@@ -413,6 +475,7 @@ u_char *ngx_http_mitte_event_frame(u_char *p, ngx_http_mitte_event_t *e);
 /* ngx_http_mitte_sse.c */
 ngx_int_t ngx_http_mitte_sse_init_module(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle);
+void ngx_http_mitte_sse_exit_process(ngx_cycle_t *cycle);
 void ngx_http_mitte_sse_wake(ngx_http_mitte_zone_ctx_t *ctx);
 ngx_int_t ngx_http_mitte_sse_handler(ngx_http_request_t *r);
 

@@ -10,6 +10,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "mitte_notify.h"
+
 
 #define NGX_HTTP_MITTE_NOTE_JSON        3072
 
@@ -25,26 +27,6 @@ static u_char *ngx_http_mitte_write_note(u_char *p,
     ngx_http_mitte_notification_t *n);
 static ngx_int_t ngx_http_mitte_notes_user(ngx_http_request_t *r,
     ngx_str_t *user);
-
-
-ngx_str_t  ngx_http_mitte_note_types[] = {
-    ngx_string("ANOMALY_DETECTED"),
-    ngx_string("QUOTA_WARNING"),
-    ngx_string("QUOTA_EXCEEDED"),
-    ngx_string("ENDPOINT_DOWN"),
-    ngx_string("ENDPOINT_RECOVERED"),
-    ngx_string("TRIAL_ENDING")
-};
-
-
-ngx_str_t  ngx_http_mitte_note_titles[] = {
-    ngx_string("Failure rate spike detected"),
-    ngx_string("Approaching monthly quota"),
-    ngx_string("Monthly quota reached"),
-    ngx_string("Endpoint down"),
-    ngx_string("Endpoint recovered"),
-    ngx_string("Your Pro trial ends soon")
-};
 
 
 /*
@@ -105,6 +87,8 @@ ngx_http_mitte_notify(ngx_http_mitte_main_conf_t *mmcf,
 
     ngx_http_mitte_event_notification(ctx, &user, n);
 
+    ngx_http_mitte_outbox_route(mmcf, ctx, un, n, keep ? keep : un);
+
     return NGX_OK;
 }
 
@@ -145,9 +129,9 @@ ngx_http_mitte_write_note(u_char *p, ngx_http_mitte_notification_t *n)
 {
     p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
     p = ngx_http_mitte_note_id(p, n);
-    p = ngx_sprintf(p, "\",\"type\":\"%V\",\"title\":\"%V\",\"message\":",
-                    &ngx_http_mitte_note_types[n->type],
-                    &ngx_http_mitte_note_titles[n->type]);
+    p = ngx_sprintf(p, "\",\"type\":\"%s\",\"title\":\"%s\",\"message\":",
+                    mitte_notify_type_name(n->type),
+                    mitte_notify_title(n->type));
     p = ngx_http_mitte_json_str(p, n->message, n->message_len);
     p = ngx_cpymem(p, ",\"endpointSlug\":", sizeof(",\"endpointSlug\":") - 1);
 

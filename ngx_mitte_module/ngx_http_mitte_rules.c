@@ -7,6 +7,7 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "mitte_notify.h"
 
 
 static void ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
@@ -18,13 +19,13 @@ ngx_http_mitte_quota_e
 ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_visit_t *v, ngx_uint_t enforce, ngx_uint_t *limit)
 {
-    u_char                       msg[NGX_HTTP_MITTE_MESSAGE_MAX], *p;
+    u_char                       msg[NGX_HTTP_MITTE_MESSAGE_MAX];
+    size_t                       len;
     uint32_t                     threshold;
     ngx_uint_t                   plan, notes;
     ngx_http_mitte_user_t       *u;
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_user_node_t  *un;
-    u_char                       month[MITTE_MONTH_LEN];
 
     ctx = mmcf->shm_zone->data;
     notes = 0;
@@ -70,17 +71,15 @@ ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
         if (!(u->flags & NGX_HTTP_MITTE_USER_EXCEEDED)) {
             u->flags |= NGX_HTTP_MITTE_USER_EXCEEDED;
 
-            (void) mitte_month_format((char *) month, u->month + 1);
-
-            p = ngx_snprintf(msg, sizeof(msg),
-                             "You have reached your monthly limit of %ui "
-                             "requests; further requests are refused until "
-                             "%*s-01.", *limit, (size_t) MITTE_MONTH_LEN,
-                             month);
+            len = mitte_notify_quota_exceeded_message((char *) msg,
+                                                      sizeof(msg),
+                                                      (uint32_t) *limit,
+                                                      v->now, 1);
 
             (void) ngx_http_mitte_notify(mmcf, ctx, un,
                                          NGX_HTTP_MITTE_QUOTA_EXCEEDED,
-                                         NULL, 0, msg, p - msg,
+                                         NULL, 0, msg,
+                                         ngx_min(len, sizeof(msg) - 1),
                                          v->now_ms, NULL);
         }
 
@@ -98,14 +97,13 @@ ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
     if (u->used >= threshold && !(u->flags & NGX_HTTP_MITTE_USER_WARNED)) {
         u->flags |= NGX_HTTP_MITTE_USER_WARNED;
 
-        p = ngx_snprintf(msg, sizeof(msg),
-                         "You have used %uD of your %ui monthly requests "
-                         "(%uD%%).", u->used, *limit,
-                         (uint32_t) ((uint64_t) u->used * 100 / *limit));
+        len = mitte_notify_quota_warning_message((char *) msg, sizeof(msg),
+                                                 u->used, (uint32_t) *limit);
 
         (void) ngx_http_mitte_notify(mmcf, ctx, un,
                                      NGX_HTTP_MITTE_QUOTA_WARNING,
-                                     NULL, 0, msg, p - msg,
+                                     NULL, 0, msg,
+                                     ngx_min(len, sizeof(msg) - 1),
                                      v->now_ms, NULL);
     }
 
@@ -119,7 +117,8 @@ ngx_int_t
 ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_delivery_t *d)
 {
-    u_char                           msg[NGX_HTTP_MITTE_MESSAGE_MAX], *p;
+    u_char                           msg[NGX_HTTP_MITTE_MESSAGE_MAX];
+    size_t                           len;
     uint32_t                         hour, count;
     ngx_str_t                        name;
     ngx_uint_t                       type;
@@ -180,22 +179,22 @@ ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
 
         if (ev == MITTE_STREAK_DOWN) {
             type = NGX_HTTP_MITTE_ENDPOINT_DOWN;
-            p = ngx_snprintf(msg, sizeof(msg),
-                             "Endpoint '%V' failed %uD consecutive "
-                             "deliveries (last status %ui).",
-                             &name, en->ep.streak.count, d->status);
+            len = mitte_notify_down_message((char *) msg, sizeof(msg),
+                                            (char *) name.data, name.len,
+                                            en->ep.streak.count,
+                                            (unsigned) d->status);
 
         } else {
             type = NGX_HTTP_MITTE_ENDPOINT_RECOVERED;
-            p = ngx_snprintf(msg, sizeof(msg),
-                             "Endpoint '%V' is delivering again (status %ui) "
-                             "after %uD consecutive failures.",
-                             &name, d->status, count);
+            len = mitte_notify_recovered_message((char *) msg, sizeof(msg),
+                                                 (char *) name.data, name.len,
+                                                 (unsigned) d->status, count);
         }
 
         (void) ngx_http_mitte_notify(mmcf, ctx, un, type, en->ep.slug,
-                                     en->slug_len, msg, p - msg, d->now_ms,
-                                     en);
+                                     en->slug_len, msg,
+                                     ngx_min(len, sizeof(msg) - 1),
+                                     d->now_ms, en);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -246,8 +245,10 @@ ngx_http_mitte_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
 
     ngx_http_mitte_endpoint_name(ctx, en, &name);
 
-    len = mitte_anomaly_message((char *) msg, sizeof(msg), (char *) name.data,
-                                ngx_min(name.len, MITTE_NAME_MAX), &res);
+    len = mitte_notify_anomaly_message((char *) msg, sizeof(msg),
+                                       (char *) name.data,
+                                       ngx_min(name.len, MITTE_NAME_MAX),
+                                       &res);
     len = ngx_min(len, sizeof(msg) - 1);
 
     if (ngx_http_mitte_notify(mmcf, ctx, un, NGX_HTTP_MITTE_ANOMALY_DETECTED,
@@ -277,9 +278,9 @@ ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     int64_t now, uint64_t now_ms, ngx_uint_t *notes)
 {
-    u_char                  msg[NGX_HTTP_MITTE_MESSAGE_MAX], *p;
+    u_char                  msg[NGX_HTTP_MITTE_MESSAGE_MAX];
+    size_t                  len;
     int64_t                 end;
-    u_char                  iso[MITTE_ISO8601_LEN];
     ngx_http_mitte_user_t  *u;
 
     u = &un->user;
@@ -294,13 +295,11 @@ ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
 
     u->trial_noted = end;
 
-    (void) mitte_iso8601_format((char *) iso, end * 1000);
-
-    p = ngx_snprintf(msg, sizeof(msg), "Your Pro trial ends on %*s.",
-                     (size_t) MITTE_ISO8601_LEN, iso);
+    len = mitte_notify_trial_message((char *) msg, sizeof(msg), end);
 
     if (ngx_http_mitte_notify(mmcf, ctx, un, NGX_HTTP_MITTE_TRIAL_ENDING,
-                              NULL, 0, msg, p - msg, now_ms, un)
+                              NULL, 0, msg, ngx_min(len, sizeof(msg) - 1),
+                              now_ms, un)
         == NGX_OK)
     {
         (*notes)++;

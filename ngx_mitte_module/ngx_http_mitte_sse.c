@@ -240,6 +240,22 @@ ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle)
 }
 
 
+void
+ngx_http_mitte_sse_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mitte_sse_worker_t  *w;
+
+    w = &ngx_http_mitte_sse_worker;
+
+    if (w->wakeup) {
+        ngx_close_connection(w->wakeup);
+        w->wakeup = NULL;
+    }
+
+    w->ready = 0;
+}
+
+
 /* after an event was recorded, without the lock */
 
 void

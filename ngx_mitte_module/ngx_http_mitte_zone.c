@@ -51,14 +51,14 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;
 
-        return ngx_http_mitte_events_init(ctx, octx);
+        return ngx_http_mitte_events_init(shm_zone, ctx);
     }
 
     ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     if (shm_zone->shm.exists) {
         ctx->sh = ctx->shpool->data;
-        return ngx_http_mitte_events_init(ctx, NULL);
+        return ngx_http_mitte_events_init(shm_zone, ctx);
     }
 
     ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_mitte_sh_t));
@@ -80,6 +80,10 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_http_mitte_user_insert);
     ngx_queue_init(&ctx->sh->user_lru);
 
+    ngx_queue_init(&ctx->sh->pending[0]);
+    ngx_queue_init(&ctx->sh->pending[1]);
+    ngx_queue_init(&ctx->sh->done);
+
     len = sizeof(" in mitte_zone \"\"") + shm_zone->shm.name.len;
 
     ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
@@ -93,7 +97,7 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a full zone evicts; it is counted in metrics, not logged each time */
     ctx->shpool->log_nomem = 0;
 
-    return ngx_http_mitte_events_init(ctx, NULL);
+    return ngx_http_mitte_events_init(shm_zone, ctx);
 }
 
 

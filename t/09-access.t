@@ -13,7 +13,7 @@ use Mitte::Test qw(:all);
 
 require_module();
 
-my $t = Mitte::Test->new(http => <<'END');
+my $t = Mitte::Test->new(allow => [qr/access forbidden by rule/], http => <<'END');
     mitte_zone m:1m;
     mitte_quota free 2;
 

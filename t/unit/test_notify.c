@@ -219,7 +219,7 @@ test_messages_bytes(void **state)
         memset(buf, 'Z', sizeof(buf));
         n = mitte_notify_recovered_message(buf, i, "stripe-prod", 11, 200,
                                            7);
-        assert_int_equal(n, 81);
+        assert_int_equal(n, 84);
 
         if (i != 0) {
             assert_int_equal(strlen(buf), i - 1);
@@ -232,7 +232,7 @@ test_messages_bytes(void **state)
     }
 
     assert_int_equal(mitte_notify_trial_message(NULL, 0, T_2026_03_01), 47);
-    assert_int_equal(mitte_notify_quota_warning_message(NULL, 0, 1, 2), 50);
+    assert_int_equal(mitte_notify_quota_warning_message(NULL, 0, 1, 2), 48);
 }
 
 

@@ -116,7 +116,7 @@ test_url_good(void **state)
     assert_int_equal(u.ipv6, 1);
     assert_int_equal(u.has_port, 1);
     assert_int_equal(u.host, 9);
-    assert_int_equal(u.path, 19);
+    assert_int_equal(u.path, 18);
 
     assert_int_equal(parse("https://example.com", 19, &u), 0);
     assert_int_equal(u.ipv6, 0);

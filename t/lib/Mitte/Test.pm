@@ -440,7 +440,7 @@ $main
 load_module $so;
 
 events {
-    worker_connections 1024;
+    worker_connections $self->{connections};
 }
 
 http {
@@ -473,7 +473,9 @@ sub _write_conf {
 # ---- the instance -------------------------------------------------------
 
 # new(http => TEXT, workers => 2, allow => [qr/.../], main => TEXT,
-#     upstream => 1, all => '/mitte/all')
+#     upstream => 1, all => '/mitte/all', connections => 1024)
+# connections: worker_connections (raise worker_rlimit_nofile in main too
+# when it passes the file limit)
 # all: a path answering every endpoint as {"endpoints": [...]}, polled by
 # wait_recorded()
 sub new {
@@ -488,6 +490,7 @@ sub new {
         http          => $args{http},
         main          => $args{main},
         workers       => $args{workers} || 2,
+        connections   => $args{connections} || 1024,
         allow         => $args{allow} || [],
         upstream      => exists $args{upstream} ? $args{upstream} : 1,
         all           => $args{all},

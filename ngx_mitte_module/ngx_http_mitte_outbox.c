@@ -1,0 +1,216 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The outbox: notifications that the user's preferences route to email
+ * or to a webhook wait here, per channel, for the sender.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+#include "mitte_notify.h"
+
+
+#define NGX_HTTP_MITTE_SEND_JSON        16384
+
+
+static void ngx_http_mitte_outbox_add(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_uint_t channel, ngx_http_mitte_user_node_t *un,
+    ngx_http_mitte_notification_t *n, u_char *target, size_t target_len,
+    u_char *secret, size_t secret_len, ngx_uint_t format, void *keep);
+static u_char *ngx_http_mitte_write_send(u_char *p,
+    ngx_http_mitte_send_t *s);
+
+
+static const char  *ngx_http_mitte_send_states[] = {
+    "pending", "pending", "sent", "failed"
+};
+
+
+/* with the zone locked */
+
+void
+ngx_http_mitte_outbox_route(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    ngx_http_mitte_notification_t *n, void *keep)
+{
+    u_char         *addr;
+    size_t          len;
+    mitte_prefs_t  *prefs;
+
+    prefs = un->prefs_off
+            ? (mitte_prefs_t *) ((u_char *) ctx->shpool + un->prefs_off)
+            : NULL;
+
+    if (prefs && !mitte_prefs_type_on(prefs, n->type)) {
+        return;
+    }
+
+    if (mmcf->email_key.len && (prefs == NULL || prefs->email_enabled)) {
+
+        if (prefs && prefs->email_len) {
+            addr = (u_char *) prefs->email;
+            len = prefs->email_len;
+
+        } else {
+            addr = un->user.email;
+            len = un->user.email_len;
+        }
+
+        if (len) {
+            ngx_http_mitte_outbox_add(ctx, NGX_HTTP_MITTE_CHANNEL_EMAIL, un, n,
+                                      addr, len, NULL, 0, 0, keep);
+        }
+    }
+
+    if (prefs && prefs->webhook_enabled && prefs->url_len) {
+        ngx_http_mitte_outbox_add(ctx, NGX_HTTP_MITTE_CHANNEL_WEBHOOK, un, n,
+                                  (u_char *) prefs->url, prefs->url_len,
+                                  (u_char *) prefs->secret, prefs->secret_len,
+                                  prefs->format, keep);
+    }
+}
+
+
+static void
+ngx_http_mitte_outbox_add(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t channel,
+    ngx_http_mitte_user_node_t *un, ngx_http_mitte_notification_t *n,
+    u_char *target, size_t target_len, u_char *secret, size_t secret_len,
+    ngx_uint_t format, void *keep)
+{
+    u_char                 *p;
+    size_t                  size;
+    ngx_http_mitte_sh_t    *sh;
+    ngx_http_mitte_send_t  *s;
+
+    sh = ctx->sh;
+
+    if (sh->npending[channel] >= NGX_HTTP_MITTE_OUTBOX_PENDING) {
+        sh->counters.outbox_full[channel]++;
+        return;
+    }
+
+    size = offsetof(ngx_http_mitte_send_t, data)
+           + target_len + secret_len + n->message_len;
+
+    s = ngx_http_mitte_alloc(ctx, size, keep ? keep : un);
+    if (s == NULL) {
+        sh->counters.outbox_full[channel]++;
+        return;
+    }
+
+    ngx_memzero(s, offsetof(ngx_http_mitte_send_t, data));
+
+    s->created_ms = n->created_ms;
+    s->updated_ms = n->created_ms;
+    s->note_seq = n->seq;
+    s->channel = (uint8_t) channel;
+    s->state = NGX_HTTP_MITTE_SEND_PENDING;
+    s->type = n->type;
+    s->format = (uint8_t) format;
+
+    s->user_len = un->user.id_len;
+    ngx_memcpy(s->user, un->user.id, s->user_len);
+    s->slug_len = n->slug_len;
+    ngx_memcpy(s->slug, n->slug, n->slug_len);
+
+    s->target_len = (uint16_t) target_len;
+    s->secret_len = (uint16_t) secret_len;
+    s->message_len = n->message_len;
+
+    p = ngx_cpymem(s->data, target, target_len);
+    p = ngx_cpymem(p, secret, secret_len);
+    ngx_memcpy(p, n->message, n->message_len);
+
+    ngx_queue_insert_tail(&sh->pending[channel], &s->queue);
+    sh->npending[channel]++;
+}
+
+
+static u_char *
+ngx_http_mitte_write_send(u_char *p, ngx_http_mitte_send_t *s)
+{
+    p = ngx_sprintf(p, "{\"notificationId\":\"%012xL%08xD\",\"user\":",
+                    s->created_ms, s->note_seq);
+    p = ngx_http_mitte_json_str(p, s->user, s->user_len);
+    p = ngx_sprintf(p, ",\"channel\":\"%s\",\"target\":",
+                    s->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL
+                    ? "email" : "webhook");
+    p = ngx_http_mitte_json_str(p, s->data, s->target_len);
+    p = ngx_sprintf(p, ",\"state\":\"%s\",\"attempts\":%uD,\"lastError\":",
+                    ngx_http_mitte_send_states[s->state],
+                    (uint32_t) s->attempts);
+
+    if (s->error_len) {
+        p = ngx_http_mitte_json_str(p, s->error, s->error_len);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"updatedAt\":", sizeof(",\"updatedAt\":") - 1);
+    p = ngx_http_mitte_json_time(p, (int64_t) s->updated_ms);
+    *p++ = '}';
+
+    return p;
+}
+
+
+ngx_int_t
+ngx_http_mitte_outbox_list(ngx_http_request_t *r)
+{
+    ngx_uint_t                   i, n;
+    ngx_queue_t                 *q, *head;
+    ngx_chain_t                 *out, *last;
+    ngx_http_mitte_send_t       *s;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    last = NULL;
+
+    out = ngx_http_mitte_chain(r, &last, 64);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last->buf->last = ngx_cpymem(last->buf->last, "{\"sends\":[",
+                                 sizeof("{\"sends\":[") - 1);
+
+    n = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (i = 0; i < 3; i++) {
+        head = (i < 2) ? &ctx->sh->pending[i] : &ctx->sh->done;
+
+        for (q = ngx_queue_head(head);
+             q != ngx_queue_sentinel(head);
+             q = ngx_queue_next(q))
+        {
+            s = ngx_queue_data(q, ngx_http_mitte_send_t, queue);
+
+            if (ngx_http_mitte_chain(r, &last, NGX_HTTP_MITTE_SEND_JSON)
+                == NULL)
+            {
+                ngx_shmtx_unlock(&ctx->shpool->mutex);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (n++) {
+                *last->buf->last++ = ',';
+            }
+
+            last->buf->last = ngx_http_mitte_write_send(last->buf->last, s);
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (ngx_http_mitte_write(r, &last, (u_char *) "]}\n", 3) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}

@@ -1,0 +1,255 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * Preferences (mitte_preferences): the caller's channels and types.
+ * A user who never saved any has the defaults, which are not stored; an
+ * address left empty means the user's known address (mitte_user_email),
+ * which GET shows in its place.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+#include "mitte_doc.h"
+
+
+static ngx_int_t ngx_http_mitte_prefs_user(ngx_http_request_t *r,
+    ngx_str_t *user);
+static void ngx_http_mitte_prefs_body(ngx_http_request_t *r);
+static void ngx_http_mitte_prefs_get(ngx_http_request_t *r, ngx_str_t *user,
+    mitte_prefs_t *p);
+static ngx_int_t ngx_http_mitte_prefs_send(ngx_http_request_t *r,
+    mitte_prefs_t *p);
+
+
+ngx_int_t
+ngx_http_mitte_prefs_handler(ngx_http_request_t *r)
+{
+    ngx_str_t      user;
+    mitte_prefs_t  p;
+
+    if (ngx_http_mitte_prefs_user(r, &user) != NGX_OK) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_mitte_send_error(r, NGX_HTTP_UNAUTHORIZED,
+                                         "unauthorized",
+                                         "No user: mitte_user is empty for "
+                                         "this request.");
+    }
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_mitte_prefs_get(r, &user, &p);
+
+        return ngx_http_mitte_prefs_send(r, &p);
+    }
+
+    if (r->method & (NGX_HTTP_PUT|NGX_HTTP_PATCH)) {
+        return ngx_http_mitte_read_body(r, ngx_http_mitte_prefs_body);
+    }
+
+    return ngx_http_mitte_send_not_allowed(r, "GET, HEAD, PUT, PATCH");
+}
+
+
+static ngx_int_t
+ngx_http_mitte_prefs_user(ngx_http_request_t *r, ngx_str_t *user)
+{
+    ngx_http_mitte_loc_conf_t  *mlcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mitte_module);
+
+    if (mlcf->user == NULL
+        || ngx_http_mitte_value(r, mlcf->user, user) != NGX_OK
+        || user->len == 0 || user->len > MITTE_USER_MAX)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The stored preferences, or the defaults, with the address to show
+ * filled in when none is stored: this request's mitte_user_email, else the
+ * address remembered for the user.
+ */
+
+static void
+ngx_http_mitte_prefs_get(ngx_http_request_t *r, ngx_str_t *user,
+    mitte_prefs_t *p)
+{
+    ngx_str_t                    email;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_loc_conf_t   *mlcf;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_mitte_user_node_t  *un;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mitte_module);
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    ngx_str_null(&email);
+
+    if (mlcf->email
+        && (ngx_http_mitte_value(r, mlcf->email, &email) != NGX_OK
+            || !mitte_email_valid((char *) email.data, email.len)))
+    {
+        ngx_str_null(&email);
+    }
+
+    (void) mitte_prefs_default(p, NULL, 0);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    un = ngx_http_mitte_user_lookup(ctx, user->data, user->len);
+
+    if (un && un->prefs_off) {
+        ngx_memcpy(p, (u_char *) ctx->shpool + un->prefs_off,
+                   sizeof(mitte_prefs_t));
+    }
+
+    if (p->email_len == 0) {
+        if (email.len) {
+            ngx_memcpy(p->email, email.data, email.len);
+            p->email_len = (uint16_t) email.len;
+
+        } else if (un && un->user.email_len) {
+            ngx_memcpy(p->email, un->user.email, un->user.email_len);
+            p->email_len = un->user.email_len;
+        }
+
+        p->email[p->email_len] = '\0';
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+static void
+ngx_http_mitte_prefs_body(ngx_http_request_t *r)
+{
+    u_char                      *m;
+    ngx_int_t                    rc;
+    ngx_str_t                    body, user;
+    mitte_prefs_t                p, shown;
+    mitte_doc_error_t            err;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_mitte_user_node_t  *un;
+
+    rc = ngx_http_mitte_body(r, &body);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_mitte_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "too_large",
+                                       "The request body is larger than "
+                                       "64 KiB.");
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (rc != NGX_OK || ngx_http_mitte_prefs_user(r, &user) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    /* the stored document (an empty address stays empty) */
+
+    (void) mitte_prefs_default(&p, NULL, 0);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    un = ngx_http_mitte_user_lookup(ctx, user.data, user.len);
+
+    if (un && un->prefs_off) {
+        ngx_memcpy(&p, (u_char *) ctx->shpool + un->prefs_off,
+                   sizeof(mitte_prefs_t));
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (mitte_prefs_patch(&p, (char *) body.data, body.len,
+                          mmcf->webhook_allow ? mmcf->webhook_allow->elts
+                                              : NULL,
+                          mmcf->webhook_allow ? mmcf->webhook_allow->nelts
+                                              : 0,
+                          &err)
+        != 0)
+    {
+        rc = ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST, err.code,
+                                       err.message);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    un = ngx_http_mitte_user_get(ctx, user.data, user.len, NULL);
+
+    if (un && un->prefs_off == 0) {
+        m = ngx_http_mitte_alloc(ctx, sizeof(mitte_prefs_t), un);
+
+        if (m) {
+            un->prefs_off = (uint32_t) (m - (u_char *) ctx->shpool);
+        }
+    }
+
+    if (un == NULL || un->prefs_off == 0) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        rc = ngx_http_mitte_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "unavailable", "The zone is full.");
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ngx_memcpy((u_char *) ctx->shpool + un->prefs_off, &p,
+               sizeof(mitte_prefs_t));
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_http_mitte_prefs_get(r, &user, &shown);
+
+    ngx_http_finalize_request(r, ngx_http_mitte_prefs_send(r, &shown));
+}
+
+
+static ngx_int_t
+ngx_http_mitte_prefs_send(ngx_http_request_t *r, mitte_prefs_t *p)
+{
+    size_t        len;
+    ngx_buf_t    *b;
+    ngx_chain_t  *out;
+    char          probe[1];
+
+    len = mitte_prefs_json(p, probe, sizeof(probe));
+
+    b = ngx_create_temp_buf(r->pool, len + 2);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) mitte_prefs_json(p, (char *) b->last, len + 1);
+
+    b->last += len;
+    *b->last++ = LF;
+
+    out = ngx_alloc_chain_link(r->pool);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    out->buf = b;
+    out->next = NULL;
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}
