@@ -156,6 +156,34 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
       offsetof(ngx_http_mitte_main_conf_t, email_key_file),
       NULL },
 
+    { ngx_string("mitte_email_api"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mitte_main_conf_t, email_api),
+      NULL },
+
+    { ngx_string("mitte_email_from"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mitte_main_conf_t, email_from),
+      NULL },
+
+    { ngx_string("mitte_webhook_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mitte_main_conf_t, webhook_timeout),
+      NULL },
+
+    { ngx_string("mitte_delivery_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mitte_main_conf_t, delivery_retries),
+      NULL },
+
     { ngx_string("mitte_notifications"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_mitte_handler,
@@ -284,6 +312,8 @@ ngx_http_mitte_create_main_conf(ngx_conf_t *cf)
     mmcf->notes_keep = NGX_CONF_UNSET_UINT;
     mmcf->sse_replay = NGX_CONF_UNSET_UINT;
     mmcf->request_id_index = NGX_ERROR;
+    mmcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
+    mmcf->delivery_retries = NGX_CONF_UNSET_UINT;
 
     mitte_anomaly_conf_default(&mmcf->anomaly);
 
@@ -322,6 +352,40 @@ ngx_http_mitte_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     ngx_conf_init_uint_value(mmcf->sse_replay, 1024);
+    ngx_conf_init_msec_value(mmcf->webhook_timeout, 5000);
+    ngx_conf_init_uint_value(mmcf->delivery_retries, 5);
+
+    if (mmcf->email_api.data == NULL) {
+        ngx_str_set(&mmcf->email_api, "https://api.resend.com/emails");
+    }
+
+    if (mmcf->email_from.data == NULL) {
+        ngx_str_set(&mmcf->email_from, "Mitte <notifications@mitte.dev>");
+    }
+
+    if (ngx_strncasecmp(mmcf->email_api.data, (u_char *) "http://", 7) != 0
+        && ngx_strncasecmp(mmcf->email_api.data, (u_char *) "https://", 8)
+           != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"mitte_email_api\" \"%V\", expected "
+                           "an http or https URL", &mmcf->email_api);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mmcf->webhook_timeout < 100) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mitte_webhook_timeout\" must be at least "
+                           "100ms");
+        return NGX_CONF_ERROR;
+    }
+
+    if (mmcf->delivery_retries > 20) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"mitte_delivery_retries\" %ui, "
+                           "expected 0..20", mmcf->delivery_retries);
+        return NGX_CONF_ERROR;
+    }
 
     if (mmcf->sse_replay < 16 || mmcf->sse_replay > 1000000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -1236,6 +1300,10 @@ ngx_http_mitte_read_key(ngx_conf_t *cf, ngx_http_mitte_main_conf_t *mmcf)
 static ngx_int_t
 ngx_http_mitte_init_module(ngx_cycle_t *cycle)
 {
+    if (ngx_http_mitte_send_init_module(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_mitte_sse_init_module(cycle);
 }
 
@@ -1247,6 +1315,10 @@ ngx_http_mitte_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_mitte_send_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_mitte_sse_init_process(cycle);
 }
 
@@ -1254,6 +1326,7 @@ ngx_http_mitte_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_mitte_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_mitte_send_exit_process(cycle);
     ngx_http_mitte_sse_exit_process(cycle);
 }
 

@@ -172,6 +172,7 @@ typedef struct {
     uint64_t                    updated_ms;
     uint64_t                    next_ms;    /* the next attempt */
     uint32_t                    note_seq;
+    uint32_t                    owner;      /* pid of the sender, sending */
     uint16_t                    target_len;
     uint16_t                    secret_len;
     uint16_t                    message_len;
@@ -295,6 +296,10 @@ typedef struct {
     ngx_uint_t                  sse_replay;
     ngx_int_t                   request_id_index;
     ngx_array_t                *webhook_allow;      /* of mitte_cidr_t */
+    ngx_str_t                   email_api;
+    ngx_str_t                   email_from;
+    ngx_msec_t                  webhook_timeout;
+    ngx_uint_t                  delivery_retries;
 
 } ngx_http_mitte_main_conf_t;
 
@@ -456,6 +461,11 @@ void ngx_http_mitte_outbox_route(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     ngx_http_mitte_notification_t *n, void *keep);
 ngx_int_t ngx_http_mitte_outbox_list(ngx_http_request_t *r);
+
+/* ngx_http_mitte_send.c */
+ngx_int_t ngx_http_mitte_send_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_mitte_send_init_process(ngx_cycle_t *cycle);
+void ngx_http_mitte_send_exit_process(ngx_cycle_t *cycle);
 
 /* ngx_http_mitte_prefs.c */
 ngx_int_t ngx_http_mitte_prefs_handler(ngx_http_request_t *r);

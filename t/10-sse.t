@@ -30,6 +30,8 @@ my $t = Mitte::Test->new(
     ],
     http => <<'END');
     mitte_zone m:16m;
+    # the deliveries of this file stay well within the quota
+    mitte_quota free 1000000;
 
     log_format mitte_rid '$pid $request_id $status';
 
@@ -221,6 +223,11 @@ sub worker_rss {
     my $s = stream(undef);
     is($s->status, 401, 'raw stream without a user: 401');
     $s->close;
+
+    $r = $t->request('HEAD', '/mitte/events',
+                     headers => { 'X-Mitte-User' => 'alice' });
+    is($r->{status}, 200, 'HEAD: 200');
+    is(content_type($r), 'text/event-stream', 'HEAD: text/event-stream');
 }
 
 # -- the answer's head, the opening ------------------------------------------
@@ -635,6 +642,84 @@ my @par_alice;    # alice's ids of this part, from the firehose
        . 's') if time() - $T0 < 14;
 }
 
+# -- a subscriber that stops reading -------------------------------------------
+
+{
+    my $a0 = stub_active($t);
+    my $m0 = worker_rss();
+    my $reader = stream('slow');
+    opened_ok($reader, 'slow user: a reading stream');
+    my $stuck = stream('slow', port => $t->{port2}, rcvbuf => 4096, head => 0);
+    my $wstuck = worker_of($t, $stuck);
+    sleep 0.1;
+
+    my $name = 'N' x 120;
+    my $N = 8000;
+    my $t1 = time();
+    my @out = parallel(8, sub {
+        my ($i, $fh) = @_;
+        my $ua = HTTP::Tiny->new(keep_alive => 0, timeout => 10);
+        for my $k (1 .. $N / 8) {
+            my $r = $ua->request('POST',
+                "http://127.0.0.1:${\ $t->port}/hooks/slow-$i-"
+                . ('s' x 40) . "?name=$name$i",
+                { headers => { 'X-Mitte-User' => 'slow' }, content => '{}' });
+            print {$fh} "$r->{status}\n";
+        }
+    }, timeout => 60, poll => sub { $reader->pump(0.05) });
+    is(scalar(grep { $_ eq '200' } map { @$_ } @out), $N,
+       "$N deliveries with long names");
+    ok($reader->wait_events($N, 10), "the reading stream got all $N events");
+    my @rids = $reader->ids;
+    ok(strictly_increasing(@rids), 'in order');
+    my $bytes = 0;
+    $bytes += length($_->{data}) + length($_->{id}) + 30 for $reader->events;
+    diag(sprintf '%d deliveries in %.1fs, %d kB of events', $N,
+                 time() - $t1, $bytes / 1024) if $ENV{MITTE_VERBOSE};
+
+    my $dropped;
+    my $deadline = time() + 5;
+    while (time() < $deadline) {
+        $dropped = grep { /event stream subscriber dropped/ }
+            $t->error_log_lines;
+        last if $dropped;
+        sleep 0.1;
+    }
+    ok($dropped, 'the subscriber that stopped reading was dropped'
+                 . ' (logged)');
+
+    my $m1 = worker_rss();
+    diag("VmRSS (sum of the workers) $m0 kB before, $m1 kB after")
+        if $ENV{MITTE_VERBOSE};
+    ok($m1 <= $m0 + 2048, 'worker memory did not grow with the backlog'
+                          . ' (+2 MB slack)')
+        or diag("VmRSS $m0 kB before, $m1 kB after");
+
+    # the stuck stream's connection is closed, not only forgotten (before
+    # send_timeout, 60s, would close it anyway)
+    my $a1;
+    $deadline = time() + 5;
+    while (time() < $deadline) {
+        $a1 = stub_active($t);
+        last if $a1 <= $a0 + 1;
+        sleep 0.1;
+    }
+    is($a1, $a0 + 1, 'the dropped subscriber\'s connection is closed'
+                     . ' (only the reader is left)')
+        or diag("active $a0 before, $a1 with the reader"
+                . ' (the stuck stream was on worker ' . ($wstuck // '?')
+                . ')');
+
+    # reading now: what was sent, then the end
+    ok($stuck->wait_eof(10), 'the stuck client, reading now, sees the end');
+    is($stuck->status, 200, 'it had its 200');
+    my @got = $stuck->ids;
+    ok(@got < $N, 'it got part of the events (' . scalar(@got) . ')');
+    is_deeply(\@got, [@rids[0 .. $#got]], 'a prefix of the events, in order');
+    $stuck->close;
+    $reader->close;
+}
+
 # -- 1,000 streams opened and dropped ----------------------------------------
 
 {
@@ -698,79 +783,35 @@ my @par_alice;    # alice's ids of this part, from the firehose
         or diag($trace);
 }
 
-# -- a subscriber that stops reading -------------------------------------------
+# -- reload: the streams of the old workers end, the replay survives -----------
 
 {
-    my $a0 = stub_active($t);
-    my $m0 = worker_rss();
-    my $reader = stream('slow');
-    opened_ok($reader, 'slow user: a reading stream');
-    my $stuck = stream('slow', port => $t->{port2}, rcvbuf => 4096, head => 0);
-    my $wstuck = worker_of($t, $stuck);
-    sleep 0.1;
+    $A->drain(0.1);
+    my $last = ($A->events)[-1]{id};
+    my $old = stream('alice');
+    opened_ok($old, 'a stream before the reload');
+    $t->reload;
+    ok($old->wait_eof(2), 'reload: the old worker closed its stream');
+    ok($A->wait_eof(2), 'reload: and the streams opened before');
+    $old->close;
 
-    my $name = 'N' x 120;
-    my $N = 1600;
-    my $t1 = time();
-    my @out = parallel(8, sub {
-        my ($i, $fh) = @_;
-        my $ua = HTTP::Tiny->new(keep_alive => 0, timeout => 10);
-        for my $k (1 .. $N / 8) {
-            my $r = $ua->request('POST',
-                "http://127.0.0.1:${\ $t->port}/hooks/slow-$i-"
-                . ('s' x 40) . "?name=$name$i",
-                { headers => { 'X-Mitte-User' => 'slow' }, content => '{}' });
-            print {$fh} "$r->{status}\n";
-        }
-    }, timeout => 60, poll => sub { $reader->pump(0.05) });
-    is(scalar(grep { $_ eq '200' } map { @$_ } @out), $N,
-       "$N deliveries with long names");
-    ok($reader->wait_events($N, 10), "the reading stream got all $N events");
-    my @rids = $reader->ids;
-    ok(strictly_increasing(@rids), 'in order');
-    my $bytes = 0;
-    $bytes += length($_->{data}) + length($_->{id}) + 30 for $reader->events;
-    diag(sprintf '%d deliveries in %.1fs, %d kB of events', $N,
-                 time() - $t1, $bytes / 1024) if $ENV{MITTE_VERBOSE};
-
-    my $dropped;
-    my $deadline = time() + 5;
-    while (time() < $deadline) {
-        $dropped = grep { /event stream subscriber dropped/ }
-            $t->error_log_lines;
-        last if $dropped;
-        sleep 0.1;
+    my @rid;
+    for my $i (1 .. 3) {
+        my ($r, $rid) = hook('alice', '/hooks/ep-reload?status=200');
+        push @rid, $rid;
     }
-    ok($dropped, 'the subscriber that stopped reading was dropped'
-                 . ' (logged)');
-
-    my $m1 = worker_rss();
-    ok($m1 <= $m0 + 2048, 'worker memory did not grow with the backlog'
-                          . ' (+2 MB slack)')
-        or diag("VmRSS $m0 kB before, $m1 kB after");
-
-    # the stuck stream's connection is closed, not only forgotten
-    my $a1;
-    $deadline = time() + 5;
-    while (time() < $deadline) {
-        $a1 = stub_active($t);
-        last if $a1 <= $a0 + 1;
-        sleep 0.1;
-    }
-    is($a1, $a0 + 1, 'the dropped subscriber\'s connection is closed'
-                     . ' (only the reader is left)')
-        or diag("active $a0 before, $a1 with the reader"
-                . ' (the stuck stream was on worker ' . ($wstuck // '?')
-                . ')');
-
-    # reading now: what was sent, then the end
-    ok($stuck->wait_eof(10), 'the stuck client, reading now, sees the end');
-    is($stuck->status, 200, 'it had its 200');
-    my @got = $stuck->ids;
-    ok(@got < $N, 'it got part of the events (' . scalar(@got) . ')');
-    is_deeply(\@got, [@rids[0 .. $#got]], 'a prefix of the events, in order');
-    $stuck->close;
-    $reader->close;
+    $t->wait_recorded('ep-reload', 3);
+    my $s = stream('alice', headers => { 'Last-Event-ID' => $last });
+    opened_ok($s, 'reconnect after the reload');
+    $s->wait_events(3, 5);
+    $s->drain(0.2);
+    is_deeply([map { $_->{json}{requestId} } $s->events], \@rid,
+              'the events recorded meanwhile are replayed, once, in order');
+    ok(!grep({ $_->{id} <= $last } $s->events), 'ids go on from before');
+    $A = $s;
+    $B = stream('bob');
+    $F = firehose();
+    $hb = stream('hb-user', path => '/mitte/beat');
 }
 
 # -- graceful shutdown closes the streams ----------------------------------------

@@ -1,0 +1,761 @@
+#!/usr/bin/perl
+
+# bench/sweep.pl: what the anomaly sweep costs over 100,000 endpoints, and
+# how much of the zone an endpoint takes.
+#
+#   MITTE_MODULE=build/ngx_http_mitte_module.so perl bench/sweep.pl
+#
+# One nginx (the stock binary, the module loaded, one worker) with a 128m
+# zone, `mitte_anomaly interval=1h` (so the timer's own sweep stays out of
+# the way) and the operator API on /mitte-admin/.
+#
+# 1. Import: BENCH_ENDPOINTS (100,000) endpoints, PUT /mitte-admin/endpoints/
+#    ep-<i> each with an owner (user-<j>, spread over 1,000 users) and the
+#    49 hours of the window: the 48 before the current one and the current
+#    one, every hour with requests and failures. The counts are drawn from
+#    a seeded generator, per endpoint:
+#      ~2%   z-score spike: a steady history, a current rate far above it
+#      ~1%   rate spike: a history swinging between low and high rates (so
+#            sigma is large and z small) and a current rate above 80%
+#      ~1%   a spike on too few requests (n < 5): fires neither rule
+#      rest  ordinary: the current hour like the history
+#    The bench evaluates SPEC section 4's rule on the same numbers (the same
+#    double arithmetic in the same order) and expects exactly that many
+#    ANOMALY_DETECTED from the first sweep. BENCH_CLIENTS forked Perl
+#    clients, each on one keep-alive connection with up to BENCH_PIPELINE
+#    requests in flight (HTTP/1.1 pipelining), every answer must be 200.
+#    Then GET /mitte-admin/metrics must show mitte_endpoints = 100,000, no
+#    eviction and no failed allocation.
+#
+# 2. Zone per endpoint: (mitte_zone_used_bytes after the import - before it)
+#    / endpoints. The endpoints have no display name (the slug is the name).
+#
+# 3. Sweeps: BENCH_SWEEPS (3) times POST /mitte-admin/sweep, its wall time
+#    on the client, and then mitte_sweep_cpu_seconds (CPU time of that
+#    sweep, the sum of its slices) and mitte_sweep_slice_max_seconds (its
+#    longest slice). The first sweep raises the notifications; the later ones
+#    find the firing endpoints in their cooldown and raise none.
+#
+# 4. With names (BENCH_NAMES=0 skips it): PUT {"name": "..."} (a 24-byte
+#    display name) to every endpoint; the zone's growth / endpoints is what
+#    a name costs on top.
+#
+# The import happens in the current hour: when the hour would end before
+# the sweeps are done (less than BENCH_HOUR_MARGIN seconds left), the bench
+# first waits for the next hour. If the hour changed anyway, it fails.
+#
+# Environment:
+#   MITTE_MODULE        the module (default build/ngx_http_mitte_module.so)
+#   NGINX               the nginx binary (default /usr/sbin/nginx)
+#   BENCH_ENDPOINTS     endpoints to import (default 100000)
+#   BENCH_USERS         owners (default 1000)
+#   BENCH_CLIENTS       client processes for the import (default 4)
+#   BENCH_PIPELINE      requests in flight per client (default 16)
+#   BENCH_SWEEPS        sweeps to run (default 3)
+#   BENCH_NAMES         1 (default): also measure the zone with names
+#   BENCH_ZONE          zone size (default 128m)
+#   BENCH_PIN           1 (default when there are 2+ CPUs): nginx's worker
+#                       on CPU 0 (the import clients run anywhere)
+#   BENCH_HOUR_MARGIN   seconds the run needs within one hour (default 90)
+#   BENCH_KEEP          1 keeps the temp dir (config, error log)
+#   BENCH_HOLD          seconds to keep nginx running after the sweeps, with
+#                       its pid printed, e.g. for perf record (default 0)
+#
+# Exit status: 0 when everything worked (whether or not the targets were
+# met: the summary says); 1 otherwise.
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Copy qw(copy);
+use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::INET;
+use POSIX qw(WNOHANG _exit floor);
+use Time::HiRes qw(time sleep);
+
+$| = 1;
+
+my $ROOT = abs_path(dirname(abs_path($0)) . '/..');
+
+my $NGINX = $ENV{NGINX} // '/usr/sbin/nginx';
+my $MODULE = $ENV{MITTE_MODULE} // "$ROOT/build/ngx_http_mitte_module.so";
+my $ENDPOINTS = $ENV{BENCH_ENDPOINTS} // 100000;
+my $USERS = $ENV{BENCH_USERS} // 1000;
+my $CLIENTS = $ENV{BENCH_CLIENTS} // 4;
+my $PIPELINE = $ENV{BENCH_PIPELINE} // 16;
+my $SWEEPS = $ENV{BENCH_SWEEPS} // 3;
+my $NAMES = $ENV{BENCH_NAMES} // 1;
+my $ZONE = $ENV{BENCH_ZONE} // '128m';
+my $MARGIN = $ENV{BENCH_HOUR_MARGIN} // 90;
+my $KEEP = $ENV{BENCH_KEEP} // 0;
+my $HOLD = $ENV{BENCH_HOLD} // 0;
+
+my $TIME_LIMIT = 180 + $HOLD;   # seconds for the whole script, a safety net
+my $IO_TIMEOUT = 30;            # seconds without progress on a connection
+
+# the targets
+my $CPU_TARGET = 0.100;
+my $SLICE_TARGET = 0.005;
+my $BYTES_TARGET = 512;
+
+# the rule's defaults (docs/directives.md, mitte_anomaly)
+my %RULE = (window => 48, history => 6, zscore => 2.5, zmin => 5,
+            rate => 0.80, rmin => 10);
+
+my $CPUS = () = do {
+    open my $fh, '<', '/proc/cpuinfo' or die "/proc/cpuinfo: $!\n";
+    grep { /^processor\s*:/ } <$fh>;
+};
+my $PIN = $ENV{BENCH_PIN} // ($CPUS >= 2 ? 1 : 0);
+
+# ---------------------------------------------------------------------------
+# child processes: started by fork, stopped by pid on any exit
+
+my $MAIN_PID = $$;
+my %children;    # pid => name
+
+$SIG{INT} = $SIG{TERM} = $SIG{HUP} = sub { die "interrupted by SIG$_[0]\n" };
+$SIG{ALRM} = sub { die "time limit of ${TIME_LIMIT}s reached\n" };
+$SIG{PIPE} = 'IGNORE';
+alarm $TIME_LIMIT;
+
+END {
+    if ($$ == $MAIN_PID) {
+        local $?;
+        stop($_) for keys %children;
+    }
+}
+
+# fork and exec @cmd; stdout and stderr to the files given (or inherited)
+sub spawn {
+    my ($name, $out, $err, @cmd) = @_;
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        eval {
+            if (defined $out) {
+                open STDOUT, '>', $out or die "$out: $!\n";
+            }
+            if (defined $err) {
+                open STDERR, '>', $err or die "$err: $!\n";
+            }
+            open STDIN, '<', '/dev/null' or die "/dev/null: $!\n";
+            exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!\n";
+        };
+        print STDERR $@;
+        _exit(127);
+    }
+    $children{$pid} = $name;
+    return $pid;
+}
+
+# fork and run $code in the child; its exit status is 0 when $code returned
+sub spawn_perl {
+    my ($name, $code) = @_;
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        $SIG{ALRM} = 'DEFAULT';
+        $SIG{INT} = $SIG{TERM} = $SIG{HUP} = 'DEFAULT';
+        my $ok = eval { $code->(); 1 };
+        print STDERR "$name: $@" unless $ok;
+        _exit($ok ? 0 : 1);
+    }
+    $children{$pid} = $name;
+    return $pid;
+}
+
+# wait for a child to exit by itself, at most $timeout seconds; its status
+sub reap {
+    my ($pid, $timeout) = @_;
+    my $end = time + $timeout;
+    while (time < $end) {
+        my $r = waitpid($pid, WNOHANG);
+        if ($r == $pid || $r == -1) {
+            delete $children{$pid};
+            return $r == $pid ? $? : -1;
+        }
+        sleep 0.02;
+    }
+    return undef;
+}
+
+# the pids whose parent is $ppid
+sub children_of {
+    my ($ppid) = @_;
+    my @pids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // next;
+        # pid (comm) state ppid ...; comm may hold spaces and parens
+        push @pids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $ppid;
+    }
+    return @pids;
+}
+
+# TERM, then KILL (and the KILL for its own children too) after 10 s
+sub stop {
+    my ($pid) = @_;
+    return unless $children{$pid};
+    my @kids = children_of($pid);
+    kill 'TERM', $pid;
+    my $st = reap($pid, 10);
+    return $st if defined $st;
+    warn "$children{$pid} ($pid) did not stop in 10s, killing it\n";
+    kill 'KILL', $pid, @kids;
+    return reap($pid, 5);
+}
+
+# ---------------------------------------------------------------------------
+# helpers
+
+sub slurp {
+    my ($file) = @_;
+    open my $fh, '<', $file or return '';
+    local $/;
+    return scalar <$fh>;
+}
+
+sub spew {
+    my ($file, $text) = @_;
+    open my $fh, '>', $file or die "$file: $!\n";
+    print {$fh} $text or die "$file: $!\n";
+    close $fh or die "$file: $!\n";
+}
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp', Listen => 1,
+                                  ReuseAddr => 1)
+        or die "cannot bind a loopback port: $!\n";
+    return $s->sockport;
+}
+
+# the lines of an nginx error log that say something went wrong
+sub log_problems {
+    my ($log) = @_;
+    return grep { /\[(emerg|alert|crit)\]|exited on signal/ }
+        split /^/, slurp($log);
+}
+
+# die with $msg, and what the error log says went wrong
+sub fail_with_log {
+    my ($msg, $log) = @_;
+    my @p = log_problems($log);
+    $msg .= sprintf "%s:\n%s", $log, join '', @p[0 .. ($#p > 9 ? 9 : $#p)]
+        if @p;
+    $msg .= sprintf "... and %d more\n", @p - 10 if @p > 10;
+    die $msg;
+}
+
+sub wait_port {
+    my ($port, $pid, $timeout, $log) = @_;
+    my $end = time + $timeout;
+    while (time < $end) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp');
+        return if $s;
+        if (defined reap($pid, 0.1)) {
+            fail_with_log("nginx exited at start-up\n", $log);
+        }
+    }
+    fail_with_log("nginx did not listen on port $port in ${timeout}s\n",
+                  $log);
+}
+
+# ---------------------------------------------------------------------------
+# a minimal HTTP/1.1 client
+
+sub client {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp')
+        or die "connect 127.0.0.1:$port: $!\n";
+    $s->autoflush(1);
+    return { sock => $s, sel => IO::Select->new($s), buf => '' };
+}
+
+sub fill {
+    my ($c, $timeout) = @_;
+    $c->{sel}->can_read($timeout) or die "no answer in ${timeout}s\n";
+    my $n = sysread($c->{sock}, $c->{buf}, 65536, length $c->{buf});
+    die "read: $!\n" unless defined $n;
+    return $n;
+}
+
+# one complete answer at the start of $$buf, removed from it:
+# (status, headers, body), or () when it is not all there yet
+sub take_answer {
+    my ($buf) = @_;
+    my $end = index($$buf, "\r\n\r\n");
+    return () if $end < 0;
+    my $head = substr($$buf, 0, $end + 4);
+    my ($status) = $head =~ m{^HTTP/1\.[01] (\d{3})}
+        or die "bad status line: " . substr($head, 0, 80) . "\n";
+    my ($len) = $head =~ /^Content-Length:\s*(\d+)\r$/mi
+        or die "an answer without Content-Length:\n$head";
+    return () if length($$buf) < $end + 4 + $len;
+    substr($$buf, 0, $end + 4, '');
+    my $body = substr($$buf, 0, $len, '');
+    return ($status, $head, $body);
+}
+
+# send a raw request, read one answer: (status, headers text, body)
+sub roundtrip {
+    my ($c, $req, $timeout) = @_;
+    $timeout //= $IO_TIMEOUT;
+    my $off = 0;
+    while ($off < length $req) {
+        my $n = syswrite($c->{sock}, $req, length($req) - $off, $off);
+        die "write: $!\n" unless defined $n;
+        $off += $n;
+    }
+    my @a;
+    until (@a = take_answer(\$c->{buf})) {
+        fill($c, $timeout) or die "connection closed before an answer\n";
+    }
+    return @a;
+}
+
+sub request {
+    my ($method, $path, $body) = @_;
+    $body //= '';
+    return "$method $path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        . ($body ne '' ? "Content-Type: application/json\r\n" : '')
+        . "Content-Length: " . length($body) . "\r\n\r\n" . $body;
+}
+
+sub metrics {
+    my ($c) = @_;
+    my ($st, undef, $body) = roundtrip($c,
+        request(GET => '/mitte-admin/metrics'));
+    die "GET /mitte-admin/metrics: $st\n$body\n" unless $st == 200;
+    my %m;
+    for (split /\n/, $body) {
+        next if /^#/;
+        $m{$1} = $2 if /^(\S+)\s+(\S+)$/;
+    }
+    return \%m;
+}
+
+# ---------------------------------------------------------------------------
+# the endpoints: counts drawn per endpoint from a seeded generator
+
+# a 31-bit LCG; the state is the endpoint's own, so any client can draw any
+# endpoint and get the same counts
+sub rng {
+    my ($seed) = @_;
+    my $x = ($seed * 2654435761 + 12345) % 2147483648;
+    return sub {
+        $x = ($x * 1103515245 + 12345) % 2147483648;
+        return $x / 2147483648;     # [0, 1)
+    };
+}
+
+sub between {
+    my ($r, $lo, $hi) = @_;
+    return $lo + int($r->() * ($hi - $lo + 1));
+}
+
+# [requests, failures] with 1 <= failures <= requests, rate about $p
+sub counts {
+    my ($r, $n, $p) = @_;
+    my $f = int($n * $p * (0.8 + 0.4 * $r->()) + 0.5);
+    $f = 1 if $f < 1;
+    $f = $n if $f > $n;
+    return [$n, $f];
+}
+
+# the owner and the 49 hours of endpoint $i, oldest first; the last is the
+# current hour
+sub endpoint_data {
+    my ($i) = @_;
+    my $r = rng($i + 1);
+    my $kind = $r->();
+    my $base = 0.01 + 0.14 * $r->();
+    my @h;
+    if ($kind < 0.02) {
+        # z-score spike
+        push @h, counts($r, between($r, 20, 300), $base) for 1 .. 48;
+        push @h, counts($r, between($r, 20, 300), $base + 0.3 + 0.3 * $r->());
+    } elsif ($kind < 0.03) {
+        # rate spike over a swinging history
+        push @h, counts($r, between($r, 20, 300), $_ % 2 ? 0.1 : 0.9)
+            for 1 .. 48;
+        push @h, counts($r, between($r, 10, 100), 0.9);
+    } elsif ($kind < 0.04) {
+        # a spike on too few requests
+        push @h, counts($r, between($r, 20, 300), $base) for 1 .. 48;
+        my $n = between($r, 1, 4);
+        push @h, [$n, $n];
+    } else {
+        push @h, counts($r, between($r, 10, 300), $base) for 1 .. 49;
+    }
+    my $user = 'user-' . (($i * 7919 + int($kind * 1e6)) % $USERS);
+    return ($user, \@h);
+}
+
+sub endpoint_body {
+    my ($i, $hour) = @_;
+    my ($user, $h) = endpoint_data($i);
+    my $first = $hour - 48;
+    return qq({"user":"$user","hours":[)
+        . join(',', map {
+            sprintf '{"hour":%d,"requests":%d,"failures":%d}',
+                ($first + $_) * 3600, @{ $h->[$_] }
+          } 0 .. 48)
+        . ']}';
+}
+
+# SPEC section 4 on endpoint $i's numbers, as lib/mitte_anomaly.c computes
+# it (history from c-1 back to c-48, in that order): 1 when it fires
+sub endpoint_fires {
+    my ($i) = @_;
+    my (undef, $h) = endpoint_data($i);
+    my ($n, $f) = @{ $h->[48] };
+    my $rate = $f / $n;
+    my @rates;
+    for my $k (1 .. $RULE{window}) {
+        my ($hn, $hf) = @{ $h->[48 - $k] };
+        push @rates, $hf / $hn if $hn;
+    }
+    return 0 if @rates < $RULE{history};
+    my $sum = 0.0;
+    $sum += $_ for @rates;
+    my $mean = $sum / @rates;
+    my $var = 0.0;
+    $var += ($_ - $mean) * ($_ - $mean) for @rates;
+    my $sigma = sqrt($var / @rates);
+    my $z = ($rate - $mean) / ($sigma > 0.01 ? $sigma : 0.01);
+    return (($z > $RULE{zscore} && $n >= $RULE{zmin})
+            || ($rate > $RULE{rate} && $n >= $RULE{rmin})) ? 1 : 0;
+}
+
+# ---------------------------------------------------------------------------
+# many PUTs, pipelined on one connection: $make->($i) gives the body
+
+sub put_many {
+    my ($port, $ids, $make) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp')
+        or die "connect 127.0.0.1:$port: $!\n";
+    $s->blocking(0);
+    my ($in, $out) = ('', '');
+    my ($next, $done, $inflight) = (0, 0, 0);
+    my $sel = IO::Select->new($s);
+    while ($done < @$ids) {
+        while ($inflight < $PIPELINE && $next < @$ids) {
+            my $i = $ids->[$next++];
+            $out .= request(PUT => "/mitte-admin/endpoints/ep-$i",
+                            $make->($i));
+            $inflight++;
+        }
+        my ($r, $w) = IO::Select->select($sel, length $out ? $sel : undef,
+                                         undef, $IO_TIMEOUT);
+        die "no progress in ${IO_TIMEOUT}s\n" unless $r || $w;
+        if ($w && @$w) {
+            my $n = syswrite($s, $out);
+            if (defined $n) {
+                substr($out, 0, $n, '');
+            } elsif (!$!{EAGAIN}) {
+                die "write: $!\n";
+            }
+        }
+        if ($r && @$r) {
+            my $n = sysread($s, $in, 262144, length $in);
+            if (!defined $n) {
+                die "read: $!\n" unless $!{EAGAIN};
+            } elsif ($n == 0) {
+                die "connection closed after $done answers\n";
+            }
+            while (my ($st, undef, $body) = take_answer(\$in)) {
+                die "PUT ep-$ids->[$done]: $st $body\n" unless $st == 200;
+                $done++;
+                $inflight--;
+            }
+        }
+    }
+    close $s;
+}
+
+# the ids split over $CLIENTS forked clients; dies unless all succeeded
+sub put_parallel {
+    my ($port, $what, $make) = @_;
+    my @pids;
+    for my $k (0 .. $CLIENTS - 1) {
+        my @ids = grep { $_ % $CLIENTS == $k } 0 .. $ENDPOINTS - 1;
+        push @pids, spawn_perl("client $k ($what)",
+                               sub { put_many($port, \@ids, $make) });
+    }
+    my $failed = 0;
+    for my $pid (@pids) {
+        my $st = reap($pid, $TIME_LIMIT);
+        $failed++ if !defined $st || $st != 0;
+    }
+    die "$failed of $CLIENTS clients failed ($what)\n" if $failed;
+}
+
+# ---------------------------------------------------------------------------
+# nginx configuration
+
+sub nginx_conf {
+    my (%o) = @_;
+    my $dir = $o{dir};
+    my $user = $> == 0 ? "user root root;\n" : '';
+    my $pin = $o{pin} ? "worker_cpu_affinity 01;\n" : '';
+    return <<"END";
+load_module $MODULE;
+${user}daemon off;
+worker_processes 1;
+${pin}pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log off;
+
+    client_body_temp_path $dir/client_body_temp;
+    proxy_temp_path       $dir/proxy_temp;
+    fastcgi_temp_path     $dir/fastcgi_temp;
+    uwsgi_temp_path       $dir/uwsgi_temp;
+    scgi_temp_path        $dir/scgi_temp;
+
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    client_body_buffer_size 16k;
+
+    mitte_zone mitte:$ZONE;
+    # the timer's sweep waits an hour: only POST /mitte-admin/sweep sweeps
+    mitte_anomaly interval=1h;
+
+    server {
+        listen 127.0.0.1:$o{port};
+
+        location /mitte-admin/ {
+            allow 127.0.0.1;
+            deny all;
+            mitte_admin;
+        }
+    }
+}
+END
+}
+
+# ---------------------------------------------------------------------------
+
+sub bail {
+    print STDERR "bench/sweep.pl FAILED: @_\n";
+    exit 1;
+}
+
+-x $NGINX or bail("$NGINX is missing");
+-r $MODULE or bail("the module $MODULE is missing: run make");
+$MODULE = abs_path($MODULE);
+if ($PIN && system('taskset -c 0 true >/dev/null 2>&1') != 0) {
+    $PIN = 0;
+}
+
+my $dir = tempdir('mitte-sweep-XXXXXX', TMPDIR => 1, CLEANUP => !$KEEP);
+chmod 0755, $dir;
+
+# nginx loads a copy: a rebuild while the bench runs would otherwise crash
+# the worker that has the file mapped
+copy($MODULE, "$dir/ngx_http_mitte_module.so") or bail("copy $MODULE: $!");
+$MODULE = "$dir/ngx_http_mitte_module.so";
+
+my $t0 = time;
+my $summary;
+my $ok = eval { $summary = run($dir); 1 };
+print "kept: $dir\n" if $KEEP;
+unless ($ok) {
+    chomp(my $err = $@);
+    bail($err);
+}
+printf "\nsummary (%.0fs):\n%s", time - $t0, $summary;
+exit 0;
+
+sub run {
+    my ($dir) = @_;
+
+    # the whole run within one hour
+    my $left = 3600 - time % 3600;
+    if ($left < $MARGIN) {
+        printf "waiting %.0fs for the next hour\n", $left + 1;
+        sleep $left + 1;
+    }
+    my $hour = floor(time / 3600);
+
+    my $port = free_port();
+    my $conf = "$dir/nginx.conf";
+    my $log = "$dir/error.log";
+    spew($conf, nginx_conf(dir => $dir, port => $port, pin => $PIN));
+    my $pid = spawn('nginx', undef, "$dir/nginx.stderr", $NGINX,
+                    '-p', "$dir/", '-c', $conf, '-e', $log);
+    wait_port($port, $pid, 10, $log);
+
+    my $text = eval { measure($port, $hour, $pid) };
+    fail_with_log($@, $log) unless defined $text;
+
+    stop($pid);
+    fail_with_log("nginx reported problems\n", $log) if log_problems($log);
+    die "the hour changed during the run: the sweeps did not see the "
+        . "imported current hour; run it again\n"
+        if floor(time / 3600) != $hour;
+    return $text;
+}
+
+sub measure {
+    my ($port, $hour, $nginx_pid) = @_;
+    my $c = client($port);
+
+    my $m0 = metrics($c);
+    my $used0 = $m0->{mitte_zone_used_bytes};
+    die "mitte_zone_used_bytes is missing from the metrics\n"
+        unless defined $used0;
+    die "the zone is not empty at start: $m0->{mitte_endpoints} endpoints\n"
+        if $m0->{mitte_endpoints};
+
+    # what the first sweep must raise
+    my $t = time;
+    my $expected = 0;
+    $expected += endpoint_fires($_) for 0 .. $ENDPOINTS - 1;
+    printf "data: %d endpoints x 49 hours, %d users; the rule fires for %d "
+        . "of them (%.1fs to compute)\n", $ENDPOINTS, $USERS, $expected,
+        time - $t;
+
+    # 1. import
+    $t = time;
+    put_parallel($port, 'import', sub { endpoint_body($_[0], $hour) });
+    my $import = time - $t;
+    my $m1 = metrics($c);
+    printf "import: %d PUTs in %.1fs (%.0f/s; %d clients, %d in flight "
+        . "each)\n", $ENDPOINTS, $import, $ENDPOINTS / $import, $CLIENTS,
+        $PIPELINE;
+    die "mitte_endpoints is $m1->{mitte_endpoints}, not $ENDPOINTS\n"
+        unless $m1->{mitte_endpoints} == $ENDPOINTS;
+    for my $k ('mitte_evictions_total{kind="endpoint"}',
+               'mitte_evictions_total{kind="user"}',
+               'mitte_zone_alloc_failures_total') {
+        die "$k is $m1->{$k} after the import: the zone is too small\n"
+            if $m1->{$k};
+    }
+
+    # a look at one endpoint: 49 hours, the counts as sent
+    my $probe = int($ENDPOINTS / 2);
+    my ($st, undef, $body) = roundtrip($c,
+        request(GET => "/mitte-admin/endpoints/ep-$probe"));
+    die "GET ep-$probe: $st $body\n" unless $st == 200;
+    my @got = $body =~ /"requests":(\d+),"failures":(\d+)/g;
+    my (undef, $h) = endpoint_data($probe);
+    my @want = map { @$_ } @$h;
+    die "GET ep-$probe: the hours are not those imported:\n$body\n"
+        unless "@got" eq "@want";
+
+    # 2. zone per endpoint
+    my $used1 = $m1->{mitte_zone_used_bytes};
+    my $per = ($used1 - $used0) / $ENDPOINTS;
+    printf "zone: used %d bytes empty, %d after the import: %.1f bytes per "
+        . "endpoint (no display name)\n", $used0, $used1, $per;
+
+    # 3. sweeps
+    my $sweeps0 = $m1->{mitte_sweeps_total} // 0;
+    my @runs;
+    for my $k (1 .. $SWEEPS) {
+        $t = time;
+        my ($st, undef, $body) = roundtrip($c,
+            request(POST => '/mitte-admin/sweep'), 60);
+        my $wall = time - $t;
+        die "POST /mitte-admin/sweep: $st $body\n" unless $st == 200;
+        my ($eps) = $body =~ /"endpoints":(\d+)/;
+        my ($notes) = $body =~ /"notifications":(\d+)/;
+        die "POST /mitte-admin/sweep: $body\n"
+            unless defined $eps && defined $notes;
+        my $m = metrics($c);
+        die "mitte_sweeps_total is $m->{mitte_sweeps_total}, not "
+            . ($sweeps0 + $k) . "\n"
+            unless $m->{mitte_sweeps_total} == $sweeps0 + $k;
+        my %r = (wall => $wall, endpoints => $eps, notes => $notes,
+                 cpu => $m->{mitte_sweep_cpu_seconds},
+                 slice => $m->{mitte_sweep_slice_max_seconds},
+                 anomalies =>
+                     $m->{'mitte_notifications_total{type="ANOMALY_DETECTED"}'});
+        push @runs, \%r;
+        printf "sweep %d: %d endpoints, %d notifications; cpu %.6fs, "
+            . "longest slice %.6fs, wall %.3fs\n", $k, $eps, $notes,
+            $r{cpu}, $r{slice}, $wall;
+        die "sweep $k examined $eps endpoints, not $ENDPOINTS\n"
+            unless $eps == $ENDPOINTS;
+        my $want = $k == 1 ? $expected : 0;
+        die "sweep $k raised $notes notifications, not $want\n"
+            unless $notes == $want;
+    }
+    die "mitte_notifications_total{type=\"ANOMALY_DETECTED\"} is "
+        . "$runs[-1]{anomalies}, not $expected\n"
+        if $SWEEPS && $runs[-1]{anomalies} != $expected;
+    my $m2 = metrics($c);
+    printf "zone after the sweeps: %d bytes used (+%d: %d users and the "
+        . "notifications)\n", $m2->{mitte_zone_used_bytes},
+        $m2->{mitte_zone_used_bytes} - $used1, $m2->{mitte_users};
+
+    if ($HOLD) {
+        printf "holding nginx %ds on 127.0.0.1:%d: master pid %d, worker "
+            . "pid(s) %s\n", $HOLD, $port, $nginx_pid,
+            join(' ', children_of($nginx_pid));
+        sleep $HOLD;
+    }
+
+    # 4. with names
+    my $named;
+    if ($NAMES) {
+        my $used2 = $m2->{mitte_zone_used_bytes};
+        $t = time;
+        # 24 bytes, unlike the slug
+        put_parallel($port, 'names',
+                     sub { sprintf '{"name":"Endpoint number %08d"}', $_[0] });
+        my $m3 = metrics($c);
+        die "mitte_endpoints is $m3->{mitte_endpoints} after naming them\n"
+            unless $m3->{mitte_endpoints} == $ENDPOINTS;
+        my $name_bytes = ($m3->{mitte_zone_used_bytes} - $used2) / $ENDPOINTS;
+        printf "names: %d PUTs in %.1fs; a 24-byte name takes %.1f bytes "
+            . "more per endpoint\n", $ENDPOINTS, time - $t, $name_bytes;
+        $named = $per + $name_bytes;
+    }
+    close $c->{sock};
+
+    # the summary: the first sweep (it raises the notifications) and the
+    # cooled-down ones
+    my $fmt = sub {
+        my ($r) = @_;
+        return sprintf "cpu %.3f s (target < %.3f), longest slice %.4f s "
+            . "(target < %.3f), wall %.3f s", $r->{cpu}, $CPU_TARGET,
+            $r->{slice}, $SLICE_TARGET, $r->{wall};
+    };
+    my $text = '';
+    if (@runs) {
+        $text .= sprintf "sweep over %d endpoints: %s; zone per endpoint: "
+            . "%.0f bytes (target <= %d)\n", $ENDPOINTS, $fmt->($runs[-1]),
+            $per, $BYTES_TARGET;
+        $text .= sprintf "  first sweep (%d notifications): %s\n",
+            $runs[0]{notes}, $fmt->($runs[0]);
+        $text .= sprintf "  cooled-down sweeps %d-%d: cpu %s s, longest "
+            . "slice %s s, wall %s s\n", 2, scalar @runs,
+            join('/', map { sprintf '%.3f', $_->{cpu} } @runs[1 .. $#runs]),
+            join('/', map { sprintf '%.4f', $_->{slice} } @runs[1 .. $#runs]),
+            join('/', map { sprintf '%.3f', $_->{wall} } @runs[1 .. $#runs])
+            if @runs > 1;
+    }
+    $text .= sprintf "  zone per endpoint with a 24-byte display name: %.0f "
+        . "bytes\n", $named if defined $named;
+    my @missed;
+    push @missed, 'cpu' if grep { $_->{cpu} >= $CPU_TARGET } @runs;
+    push @missed, 'slice' if grep { $_->{slice} >= $SLICE_TARGET } @runs;
+    push @missed, 'zone' if $per > $BYTES_TARGET;
+    $text .= @missed ? "  targets missed: @missed\n" : "  all targets met\n";
+    return $text;
+}

@@ -1,0 +1,1026 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The sender: worker 0 drains the outbox with libcurl's multi-socket API
+ * on nginx's event loop. Each curl socket is wrapped in an nginx
+ * connection with level-triggered events, curl's timer is one nginx
+ * timer, and a poll timer takes pending sends from the zone. Nothing here
+ * blocks: curl resolves names asynchronously, and every transfer has a
+ * whole-request timeout. Webhook connections are checked address by
+ * address in curl's open-socket callback (SSRF).
+ */
+
+
+#include "ngx_http_mitte_module.h"
+#include "mitte_notify.h"
+
+#include <curl/curl.h>
+
+
+#define NGX_HTTP_MITTE_SEND_INFLIGHT    32
+#define NGX_HTTP_MITTE_SEND_POLL        200         /* ms */
+#define NGX_HTTP_MITTE_RESPONSE_MAX     2048
+#define NGX_HTTP_MITTE_USER_AGENT       "mitte/1.0 (ngx_http_mitte_module)"
+
+
+typedef struct {
+    CURL                        *easy;
+    ngx_http_mitte_send_t       *send;      /* in the zone */
+    struct curl_slist           *headers;
+    u_char                      *url;
+    u_char                      *body;
+    size_t                       body_len;
+    int64_t                      retry_after;   /* seconds, -1: none */
+    size_t                       response_len;
+    unsigned                     blocked:1;
+    unsigned                     channel:1;
+    u_char                       response[NGX_HTTP_MITTE_RESPONSE_MAX];
+    char                         error[CURL_ERROR_SIZE];
+} ngx_http_mitte_job_t;
+
+
+typedef struct {
+    CURLM                       *multi;
+    ngx_event_t                  poll;
+    ngx_event_t                  timer;
+    ngx_uint_t                   inflight;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_mitte_zone_ctx_t   *zone;
+    ngx_log_t                   *log;
+    ngx_uint_t                   active;
+} ngx_http_mitte_sender_t;
+
+
+static void ngx_http_mitte_send_poll(ngx_event_t *ev);
+static void ngx_http_mitte_send_take(ngx_http_mitte_sender_t *sender);
+static ngx_int_t ngx_http_mitte_send_start(ngx_http_mitte_sender_t *sender,
+    ngx_http_mitte_send_t *s);
+static ngx_int_t ngx_http_mitte_send_email(ngx_http_mitte_sender_t *sender,
+    ngx_http_mitte_job_t *job, ngx_http_mitte_send_t *s, u_char *id);
+static ngx_int_t ngx_http_mitte_send_webhook(
+    ngx_http_mitte_sender_t *sender, ngx_http_mitte_job_t *job,
+    ngx_http_mitte_send_t *s, u_char *id);
+static void ngx_http_mitte_send_done(ngx_http_mitte_sender_t *sender,
+    ngx_http_mitte_job_t *job, CURLcode result);
+static void ngx_http_mitte_send_finish(ngx_http_mitte_sender_t *sender,
+    ngx_http_mitte_send_t *s, ngx_uint_t state, u_char *error, size_t len,
+    int64_t retry_after);
+static void ngx_http_mitte_job_free(ngx_http_mitte_job_t *job);
+static void ngx_http_mitte_curl_action(ngx_http_mitte_sender_t *sender,
+    curl_socket_t s, int flags);
+static void ngx_http_mitte_curl_info(ngx_http_mitte_sender_t *sender);
+static int ngx_http_mitte_curl_socket(CURL *easy, curl_socket_t s, int what,
+    void *userp, void *socketp);
+static int ngx_http_mitte_curl_timer(CURLM *multi, long timeout_ms,
+    void *userp);
+static void ngx_http_mitte_curl_timeout(ngx_event_t *ev);
+static void ngx_http_mitte_curl_read(ngx_event_t *ev);
+static void ngx_http_mitte_curl_write(ngx_event_t *ev);
+static curl_socket_t ngx_http_mitte_curl_open(void *data,
+    curlsocktype purpose, struct curl_sockaddr *addr);
+static size_t ngx_http_mitte_curl_body(char *ptr, size_t size, size_t n,
+    void *data);
+static size_t ngx_http_mitte_curl_header(char *ptr, size_t size, size_t n,
+    void *data);
+static u_char *ngx_http_mitte_html(u_char *dst, u_char *src, size_t len,
+    size_t *need);
+
+
+static ngx_http_mitte_sender_t  ngx_http_mitte_sender;
+
+
+ngx_int_t
+ngx_http_mitte_send_init_module(ngx_cycle_t *cycle)
+{
+    static ngx_uint_t  initialized;
+
+    if (!initialized) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "mitte: curl_global_init() failed");
+            return NGX_ERROR;
+        }
+
+        initialized = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mitte_send_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mitte_sender_t     *sender;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    if ((ngx_process != NGX_PROCESS_WORKER
+         && ngx_process != NGX_PROCESS_SINGLE)
+        || ngx_worker != 0)
+    {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
+
+    if (mmcf == NULL || mmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    sender = &ngx_http_mitte_sender;
+
+    sender->mmcf = mmcf;
+    sender->zone = mmcf->shm_zone->data;
+    sender->log = cycle->log;
+
+    sender->multi = curl_multi_init();
+    if (sender->multi == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "mitte: curl_multi_init() failed");
+        return NGX_ERROR;
+    }
+
+    curl_multi_setopt(sender->multi, CURLMOPT_SOCKETFUNCTION,
+                      ngx_http_mitte_curl_socket);
+    curl_multi_setopt(sender->multi, CURLMOPT_SOCKETDATA, sender);
+    curl_multi_setopt(sender->multi, CURLMOPT_TIMERFUNCTION,
+                      ngx_http_mitte_curl_timer);
+    curl_multi_setopt(sender->multi, CURLMOPT_TIMERDATA, sender);
+
+    sender->poll.handler = ngx_http_mitte_send_poll;
+    sender->poll.data = sender;
+    sender->poll.log = cycle->log;
+    sender->poll.cancelable = 1;
+
+    sender->timer.handler = ngx_http_mitte_curl_timeout;
+    sender->timer.data = sender;
+    sender->timer.log = cycle->log;
+    sender->timer.cancelable = 1;
+
+    sender->active = 1;
+
+    ngx_add_timer(&sender->poll, NGX_HTTP_MITTE_SEND_POLL);
+
+    return NGX_OK;
+}
+
+
+/* at exit, sends under way go back to pending for the next worker 0 */
+
+void
+ngx_http_mitte_send_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_queue_t                 *q;
+    ngx_http_mitte_send_t       *s;
+    ngx_http_mitte_sender_t     *sender;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_uint_t                   i;
+
+    sender = &ngx_http_mitte_sender;
+
+    if (!sender->active) {
+        return;
+    }
+
+    sender->active = 0;
+    ctx = sender->zone;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (i = 0; i < 2; i++) {
+        for (q = ngx_queue_head(&ctx->sh->pending[i]);
+             q != ngx_queue_sentinel(&ctx->sh->pending[i]);
+             q = ngx_queue_next(q))
+        {
+            s = ngx_queue_data(q, ngx_http_mitte_send_t, queue);
+
+            if (s->state == NGX_HTTP_MITTE_SEND_SENDING
+                && s->owner == (uint32_t) ngx_pid)
+            {
+                s->state = NGX_HTTP_MITTE_SEND_PENDING;
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    /* the transfers are abandoned: curl closes its sockets itself */
+}
+
+
+static void
+ngx_http_mitte_send_poll(ngx_event_t *ev)
+{
+    ngx_http_mitte_sender_t  *sender = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_http_mitte_send_take(sender);
+
+    ngx_add_timer(ev, NGX_HTTP_MITTE_SEND_POLL);
+}
+
+
+/* takes pending sends that are due, as many as the cap allows */
+
+static void
+ngx_http_mitte_send_take(ngx_http_mitte_sender_t *sender)
+{
+    uint64_t                    now, lease;
+    ngx_uint_t                  i, n;
+    ngx_queue_t                *q;
+    ngx_time_t                 *tp;
+    ngx_http_mitte_send_t      *s, *take[NGX_HTTP_MITTE_SEND_INFLIGHT];
+    ngx_http_mitte_zone_ctx_t  *ctx;
+
+    if (sender->inflight >= NGX_HTTP_MITTE_SEND_INFLIGHT) {
+        return;
+    }
+
+    ctx = sender->zone;
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    /* a send left "sending" by a worker that died is taken over */
+    lease = sender->mmcf->webhook_timeout + 60000;
+
+    n = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (i = 0; i < 2; i++) {
+        for (q = ngx_queue_head(&ctx->sh->pending[i]);
+             q != ngx_queue_sentinel(&ctx->sh->pending[i])
+             && sender->inflight + n < NGX_HTTP_MITTE_SEND_INFLIGHT;
+             q = ngx_queue_next(q))
+        {
+            s = ngx_queue_data(q, ngx_http_mitte_send_t, queue);
+
+            if (s->state == NGX_HTTP_MITTE_SEND_SENDING
+                && now < s->updated_ms + lease)
+            {
+                continue;
+            }
+
+            if (s->next_ms > now) {
+                continue;
+            }
+
+            s->state = NGX_HTTP_MITTE_SEND_SENDING;
+            s->owner = (uint32_t) ngx_pid;
+            s->updated_ms = now;
+
+            take[n++] = s;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_mitte_send_start(sender, take[i]) != NGX_OK) {
+            ngx_http_mitte_send_finish(sender, take[i],
+                                       NGX_HTTP_MITTE_SEND_PENDING,
+                                       (u_char *) "could not start", 15, -1);
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_mitte_send_start(ngx_http_mitte_sender_t *sender,
+    ngx_http_mitte_send_t *s)
+{
+    CURL                  *easy;
+    ngx_int_t              rc;
+    ngx_http_mitte_job_t  *job;
+    u_char                 id[NGX_HTTP_MITTE_ID_LEN + 1];
+
+    job = ngx_calloc(sizeof(ngx_http_mitte_job_t), sender->log);
+    if (job == NULL) {
+        return NGX_ERROR;
+    }
+
+    job->send = s;
+    job->channel = s->channel;
+    job->retry_after = -1;
+
+    easy = curl_easy_init();
+    if (easy == NULL) {
+        ngx_free(job);
+        return NGX_ERROR;
+    }
+
+    job->easy = easy;
+
+    /* the zone's record is read without the lock: this worker owns it */
+
+    ngx_sprintf(id, "%012xL%08xD%Z", s->created_ms, s->note_seq);
+
+    job->url = ngx_alloc(ngx_max(s->target_len, sender->mmcf->email_api.len)
+                         + 1, sender->log);
+    if (job->url == NULL) {
+        goto failed;
+    }
+
+    if (s->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL) {
+        rc = ngx_http_mitte_send_email(sender, job, s, id);
+
+    } else {
+        rc = ngx_http_mitte_send_webhook(sender, job, s, id);
+    }
+
+    if (rc != NGX_OK) {
+        goto failed;
+    }
+
+    curl_easy_setopt(easy, CURLOPT_URL, job->url);
+    curl_easy_setopt(easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, job->body);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) job->body_len);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, job->headers);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, NGX_HTTP_MITTE_USER_AGENT);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+                     (long) sender->mmcf->webhook_timeout);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(easy, CURLOPT_PROXY, "");
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ngx_http_mitte_curl_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, job);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION,
+                     ngx_http_mitte_curl_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, job);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, job->error);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
+
+    if (s->channel == NGX_HTTP_MITTE_CHANNEL_WEBHOOK) {
+        curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
+                         ngx_http_mitte_curl_open);
+        curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, job);
+    }
+
+    if (curl_multi_add_handle(sender->multi, easy) != CURLM_OK) {
+        goto failed;
+    }
+
+    sender->inflight++;
+
+    return NGX_OK;
+
+failed:
+
+    ngx_http_mitte_job_free(job);
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_send_email(ngx_http_mitte_sender_t *sender,
+    ngx_http_mitte_job_t *job, ngx_http_mitte_send_t *s, u_char *id)
+{
+    u_char                      *p, *message, *tmp;
+    size_t                       len, html;
+    const char                  *title;
+    struct curl_slist           *h;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    u_char                       line[512];
+
+    mmcf = sender->mmcf;
+
+    ngx_memcpy(job->url, mmcf->email_api.data, mmcf->email_api.len);
+    job->url[mmcf->email_api.len] = '\0';
+
+    message = s->data + s->target_len + s->secret_len;
+    title = mitte_notify_title(s->type);
+
+    (void) ngx_http_mitte_html(NULL, message, s->message_len, &html);
+
+    len = sizeof("{\"from\":,\"to\":[],\"subject\":,\"text\":,"
+                 "\"html\":\"<p></p>\"}") + 16
+          + ngx_http_mitte_json_str_len(mmcf->email_from.data,
+                                        mmcf->email_from.len)
+          + ngx_http_mitte_json_str_len(s->data, s->target_len)
+          + ngx_http_mitte_json_str_len((u_char *) title, ngx_strlen(title))
+          + ngx_http_mitte_json_str_len(message, s->message_len)
+          + html * 6;
+
+    job->body = ngx_alloc(len, sender->log);
+    if (job->body == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = job->body;
+    p = ngx_cpymem(p, "{\"from\":", sizeof("{\"from\":") - 1);
+    p = ngx_http_mitte_json_str(p, mmcf->email_from.data,
+                                mmcf->email_from.len);
+    p = ngx_cpymem(p, ",\"to\":[", sizeof(",\"to\":[") - 1);
+    p = ngx_http_mitte_json_str(p, s->data, s->target_len);
+    p = ngx_cpymem(p, "],\"subject\":", sizeof("],\"subject\":") - 1);
+    p = ngx_http_mitte_json_str(p, (u_char *) title, ngx_strlen(title));
+    p = ngx_cpymem(p, ",\"text\":", sizeof(",\"text\":") - 1);
+    p = ngx_http_mitte_json_str(p, message, s->message_len);
+    p = ngx_cpymem(p, ",\"html\":\"<p>", sizeof(",\"html\":\"<p>") - 1);
+
+    /* the HTML-escaped message, then JSON-escaped */
+
+    tmp = ngx_alloc(html + 1, sender->log);
+    if (tmp == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_http_mitte_html(tmp, message, s->message_len, &html);
+    p += mitte_json_escape(p, tmp, html);
+    ngx_free(tmp);
+
+    p = ngx_cpymem(p, "</p>\"}", sizeof("</p>\"}") - 1);
+
+    job->body_len = p - job->body;
+
+    h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    job->headers = h;
+
+    p = ngx_snprintf(line, sizeof(line) - 1, "Authorization: Bearer %V",
+                     &mmcf->email_key);
+    *p = '\0';
+
+    h = curl_slist_append(job->headers, (char *) line);
+    ngx_explicit_memzero(line, sizeof(line));
+
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(line, "Idempotency-Key: %s%Z", id);
+
+    h = curl_slist_append(job->headers, (char *) line);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_send_webhook(ngx_http_mitte_sender_t *sender,
+    ngx_http_mitte_job_t *job, ngx_http_mitte_send_t *s, u_char *id)
+{
+    u_char             *message;
+    size_t              len;
+    int64_t             ts;
+    struct curl_slist  *h;
+    char                probe[1];
+    u_char              line[128];
+    char                sig[MITTE_WEBHOOK_SIG_LEN + 1];
+
+    ngx_memcpy(job->url, s->data, s->target_len);
+    job->url[s->target_len] = '\0';
+
+    message = s->data + s->target_len + s->secret_len;
+
+    len = mitte_notify_webhook_body(probe, sizeof(probe), s->format, s->type,
+                                    (char *) message, s->message_len,
+                                    (char *) s->slug, s->slug_len,
+                                    (int64_t) s->created_ms);
+    if (len == 0) {
+        return NGX_ERROR;
+    }
+
+    job->body = ngx_alloc(len + 1, sender->log);
+    if (job->body == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) mitte_notify_webhook_body((char *) job->body, len + 1, s->format,
+                                     s->type, (char *) message,
+                                     s->message_len, (char *) s->slug,
+                                     s->slug_len, (int64_t) s->created_ms);
+    job->body_len = len;
+
+    h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    job->headers = h;
+
+    ngx_sprintf(line, "webhook-id: %s%Z", id);
+
+    if (curl_slist_append(job->headers, (char *) line) == NULL) {
+        return NGX_ERROR;
+    }
+
+    ts = ngx_time();
+
+    ngx_sprintf(line, "webhook-timestamp: %L%Z", ts);
+
+    if (curl_slist_append(job->headers, (char *) line) == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (s->secret_len) {
+        if (mitte_webhook_sign((char *) s->data + s->target_len,
+                               s->secret_len, (char *) id,
+                               NGX_HTTP_MITTE_ID_LEN, ts, (char *) job->body,
+                               job->body_len, sig, sizeof(sig))
+            < 0)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(line, "webhook-signature: %s%Z", sig);
+
+        if (curl_slist_append(job->headers, (char *) line) == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mitte_job_free(ngx_http_mitte_job_t *job)
+{
+    if (job->easy) {
+        curl_easy_cleanup(job->easy);
+    }
+
+    if (job->headers) {
+        curl_slist_free_all(job->headers);
+    }
+
+    if (job->url) {
+        ngx_free(job->url);
+    }
+
+    if (job->body) {
+        ngx_free(job->body);
+    }
+
+    ngx_free(job);
+}
+
+
+/* a transfer ended: sent, to be retried, or failed */
+
+static void
+ngx_http_mitte_send_done(ngx_http_mitte_sender_t *sender,
+    ngx_http_mitte_job_t *job, CURLcode result)
+{
+    u_char      *p, *start, *end;
+    long         code;
+    size_t       len;
+    ngx_uint_t   state;
+    u_char       error[NGX_HTTP_MITTE_ERROR_MAX];
+
+    code = 0;
+    curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &code);
+
+    state = NGX_HTTP_MITTE_SEND_PENDING;
+    len = 0;
+
+    if (result == CURLE_OK && code >= 200 && code <= 299) {
+        state = NGX_HTTP_MITTE_SEND_SENT;
+
+    } else if (job->blocked) {
+        state = NGX_HTTP_MITTE_SEND_FAILED;
+        len = ngx_sprintf(error, "blocked address") - error;
+
+    } else if (result != CURLE_OK) {
+        /* a network error or a timeout: retried */
+        len = ngx_snprintf(error, sizeof(error), "%s",
+                           job->error[0] ? job->error
+                                         : curl_easy_strerror(result))
+              - error;
+
+    } else {
+        p = ngx_snprintf(error, sizeof(error), "HTTP %l", code);
+
+        if (code >= 300 && code <= 399) {
+            p = ngx_snprintf(p, error + sizeof(error) - p,
+                             ": redirects are not followed");
+        }
+
+        /* Resend explains itself: {"statusCode", "name", "message"} */
+
+        start = ngx_strnstr(job->response, "\"message\"",
+                            job->response_len);
+
+        if (start) {
+            start = ngx_strlchr(start + 9, job->response + job->response_len,
+                                '"');
+        }
+
+        if (start) {
+            start++;
+            end = ngx_strlchr(start, job->response + job->response_len, '"');
+
+            if (end) {
+                p = ngx_snprintf(p, error + sizeof(error) - p, ": %*s",
+                                 (size_t) (end - start), start);
+            }
+        }
+
+        len = p - error;
+
+        if (code != 429 && code < 500) {
+            state = NGX_HTTP_MITTE_SEND_FAILED;
+        }
+    }
+
+    ngx_http_mitte_send_finish(sender, job->send, state, error, len,
+                               job->retry_after);
+}
+
+
+static void
+ngx_http_mitte_send_finish(ngx_http_mitte_sender_t *sender,
+    ngx_http_mitte_send_t *s, ngx_uint_t state, u_char *error, size_t len,
+    int64_t retry_after)
+{
+    uint64_t                    now, delay;
+    ngx_time_t                 *tp;
+    ngx_queue_t                *q;
+    ngx_http_mitte_sh_t        *sh;
+    ngx_http_mitte_send_t      *old;
+    ngx_http_mitte_zone_ctx_t  *ctx;
+
+    ctx = sender->zone;
+    sh = ctx->sh;
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (s->attempts < 255) {
+        s->attempts++;
+    }
+
+    s->updated_ms = now;
+    s->owner = 0;
+
+    if (state == NGX_HTTP_MITTE_SEND_SENT) {
+        s->error_len = 0;
+
+    } else {
+        s->error_len = (uint16_t) ngx_min(len, NGX_HTTP_MITTE_ERROR_MAX);
+        ngx_memcpy(s->error, error, s->error_len);
+    }
+
+    if (state == NGX_HTTP_MITTE_SEND_PENDING
+        && s->attempts > sender->mmcf->delivery_retries)
+    {
+        state = NGX_HTTP_MITTE_SEND_FAILED;
+    }
+
+    if (state == NGX_HTTP_MITTE_SEND_PENDING) {
+        delay = (uint64_t) 1000 << ngx_min(s->attempts - 1, 20);
+
+        if (retry_after >= 0
+            && (uint64_t) retry_after * 1000 > delay)
+        {
+            delay = (uint64_t) ngx_min(retry_after, 86400) * 1000;
+        }
+
+        s->state = NGX_HTTP_MITTE_SEND_PENDING;
+        s->next_ms = now + delay;
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return;
+    }
+
+    s->state = (uint8_t) state;
+
+    sh->counters.sends[s->channel][state == NGX_HTTP_MITTE_SEND_SENT ? 0 : 1]++;
+
+    ngx_queue_remove(&s->queue);
+    sh->npending[s->channel]--;
+
+    ngx_queue_insert_head(&sh->done, &s->queue);
+    sh->ndone++;
+
+    while (sh->ndone > NGX_HTTP_MITTE_OUTBOX_DONE) {
+        q = ngx_queue_last(&sh->done);
+        old = ngx_queue_data(q, ngx_http_mitte_send_t, queue);
+
+        ngx_queue_remove(q);
+        ngx_slab_free_locked(ctx->shpool, old);
+        sh->ndone--;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+static void
+ngx_http_mitte_curl_action(ngx_http_mitte_sender_t *sender, curl_socket_t s,
+    int flags)
+{
+    int  running;
+
+    (void) curl_multi_socket_action(sender->multi, s, flags, &running);
+
+    ngx_http_mitte_curl_info(sender);
+}
+
+
+static void
+ngx_http_mitte_curl_info(ngx_http_mitte_sender_t *sender)
+{
+    int                    left;
+    CURL                  *easy;
+    CURLMsg               *msg;
+    ngx_uint_t             done;
+    ngx_http_mitte_job_t  *job;
+
+    done = 0;
+
+    while ((msg = curl_multi_info_read(sender->multi, &left))) {
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        easy = msg->easy_handle;
+        job = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &job);
+
+        if (sender->active) {
+            ngx_http_mitte_send_done(sender, job, msg->data.result);
+        }
+
+        curl_multi_remove_handle(sender->multi, easy);
+        ngx_http_mitte_job_free(job);
+
+        sender->inflight--;
+        done++;
+    }
+
+    if (done && sender->active && !ngx_exiting) {
+        ngx_http_mitte_send_take(sender);
+    }
+}
+
+
+static int
+ngx_http_mitte_curl_socket(CURL *easy, curl_socket_t s, int what,
+    void *userp, void *socketp)
+{
+    ngx_http_mitte_sender_t *sender = userp;
+
+    ngx_connection_t  *c;
+
+    c = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (c) {
+            if (c->read->active) {
+                ngx_del_event(c->read, NGX_READ_EVENT, 0);
+            }
+
+            if (c->write->active) {
+                ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+            }
+
+            if (c->read->posted) {
+                ngx_delete_posted_event(c->read);
+            }
+
+            if (c->write->posted) {
+                ngx_delete_posted_event(c->write);
+            }
+
+            curl_multi_assign(sender->multi, s, NULL);
+
+            c->fd = (ngx_socket_t) -1;
+            ngx_free_connection(c);
+        }
+
+        return 0;
+    }
+
+    if (c == NULL) {
+        c = ngx_get_connection(s, sender->log);
+        if (c == NULL) {
+            return -1;
+        }
+
+        c->data = sender;
+        c->read->handler = ngx_http_mitte_curl_read;
+        c->write->handler = ngx_http_mitte_curl_write;
+        c->read->log = sender->log;
+        c->write->log = sender->log;
+
+        curl_multi_assign(sender->multi, s, c);
+    }
+
+    if ((what & CURL_POLL_IN) && !c->read->active) {
+        if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
+            return -1;
+        }
+
+    } else if (!(what & CURL_POLL_IN) && c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if ((what & CURL_POLL_OUT) && !c->write->active) {
+        if (ngx_add_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK) {
+            return -1;
+        }
+
+    } else if (!(what & CURL_POLL_OUT) && c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_http_mitte_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    ngx_http_mitte_sender_t *sender = userp;
+
+    if (timeout_ms < 0) {
+        if (sender->timer.timer_set) {
+            ngx_del_timer(&sender->timer);
+        }
+
+        return 0;
+    }
+
+    ngx_add_timer(&sender->timer, timeout_ms ? (ngx_msec_t) timeout_ms : 1);
+
+    return 0;
+}
+
+
+static void
+ngx_http_mitte_curl_timeout(ngx_event_t *ev)
+{
+    ngx_http_mitte_curl_action(ev->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+
+static void
+ngx_http_mitte_curl_read(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = ev->data;
+
+    ngx_http_mitte_curl_action(c->data, c->fd, CURL_CSELECT_IN);
+}
+
+
+static void
+ngx_http_mitte_curl_write(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = ev->data;
+
+    ngx_http_mitte_curl_action(c->data, c->fd, CURL_CSELECT_OUT);
+}
+
+
+/* SSRF: every address a webhook connects to, checked before socket() */
+
+static curl_socket_t
+ngx_http_mitte_curl_open(void *data, curlsocktype purpose,
+    struct curl_sockaddr *addr)
+{
+    ngx_http_mitte_job_t *job = data;
+
+    ngx_array_t              *allow;
+    ngx_http_mitte_sender_t  *sender;
+
+    sender = &ngx_http_mitte_sender;
+    allow = sender->mmcf->webhook_allow;
+
+    if (mitte_addr_blocked(&addr->addr, allow ? allow->elts : NULL,
+                           allow ? allow->nelts : 0))
+    {
+        job->blocked = 1;
+        return CURL_SOCKET_BAD;
+    }
+
+    return socket(addr->family, addr->socktype, addr->protocol);
+}
+
+
+static size_t
+ngx_http_mitte_curl_body(char *ptr, size_t size, size_t n, void *data)
+{
+    ngx_http_mitte_job_t *job = data;
+
+    size_t  len;
+
+    len = ngx_min(size * n, NGX_HTTP_MITTE_RESPONSE_MAX - job->response_len);
+
+    ngx_memcpy(job->response + job->response_len, ptr, len);
+    job->response_len += len;
+
+    return size * n;
+}
+
+
+static size_t
+ngx_http_mitte_curl_header(char *ptr, size_t size, size_t n, void *data)
+{
+    ngx_http_mitte_job_t *job = data;
+
+    u_char     *p, *end;
+    size_t      len;
+    ngx_int_t   v;
+
+    len = size * n;
+
+    if (len > 12 && ngx_strncasecmp((u_char *) ptr, (u_char *) "Retry-After:",
+                                    12) == 0)
+    {
+        p = (u_char *) ptr + 12;
+        end = (u_char *) ptr + len;
+
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        while (end > p && (end[-1] == CR || end[-1] == LF || end[-1] == ' '))
+        {
+            end--;
+        }
+
+        v = ngx_atoi(p, end - p);
+
+        if (v == NGX_ERROR) {
+            /* an HTTP date */
+            v = ngx_parse_http_time(p, end - p);
+
+            if (v != NGX_ERROR) {
+                v = (v > ngx_time()) ? v - ngx_time() : 0;
+            }
+        }
+
+        if (v != NGX_ERROR) {
+            job->retry_after = v;
+        }
+    }
+
+    return len;
+}
+
+
+/*
+ * Escapes &, <, >, " and ' for HTML; with dst NULL only measures. Sets
+ * *need to the escaped length.
+ */
+
+static u_char *
+ngx_http_mitte_html(u_char *dst, u_char *src, size_t len, size_t *need)
+{
+    size_t       n;
+    const char  *e;
+    u_char      *end;
+
+    n = 0;
+    end = src + len;
+
+    for ( /* void */ ; src < end; src++) {
+
+        switch (*src) {
+        case '&':  e = "&amp;";  break;
+        case '<':  e = "&lt;";   break;
+        case '>':  e = "&gt;";   break;
+        case '"':  e = "&quot;"; break;
+        case '\'': e = "&#39;";  break;
+        default:   e = NULL;
+        }
+
+        if (e) {
+            if (dst) {
+                dst = ngx_cpymem(dst, e, ngx_strlen(e));
+            }
+
+            n += ngx_strlen(e);
+            continue;
+        }
+
+        if (dst) {
+            *dst++ = *src;
+        }
+
+        n++;
+    }
+
+    *need = n;
+
+    return dst;
+}
