@@ -59,7 +59,13 @@
 #   BENCH_HOUR_MARGIN   seconds the run needs within one hour (default 90)
 #   BENCH_KEEP          1 keeps the temp dir (config, error log)
 #   BENCH_HOLD          seconds to keep nginx running after the sweeps, with
-#                       its pid printed, e.g. for perf record (default 0)
+#                       its port and pids printed, e.g. to run more sweeps
+#                       under perf record -p <worker> (default 0)
+#   BENCH_WRAPPER       a command nginx runs under, e.g. "valgrind
+#                       --tool=callgrind --toggle-collect=
+#                       ngx_http_mitte_sweep_slice" (then with
+#                       master_process off: one process does everything);
+#                       with a smaller BENCH_ENDPOINTS, as it is slow
 #
 # Exit status: 0 when everything worked (whether or not the targets were
 # met: the summary says); 1 otherwise.
@@ -92,14 +98,18 @@ my $ZONE = $ENV{BENCH_ZONE} // '128m';
 my $MARGIN = $ENV{BENCH_HOUR_MARGIN} // 90;
 my $KEEP = $ENV{BENCH_KEEP} // 0;
 my $HOLD = $ENV{BENCH_HOLD} // 0;
+my @WRAPPER = split ' ', $ENV{BENCH_WRAPPER} // '';
 
-my $TIME_LIMIT = 180 + $HOLD;   # seconds for the whole script, a safety net
+# seconds for the whole script, a safety net
+my $TIME_LIMIT = (@WRAPPER ? 900 : 180) + $HOLD;
 my $IO_TIMEOUT = 30;            # seconds without progress on a connection
 
 # the targets
 my $CPU_TARGET = 0.100;
 my $SLICE_TARGET = 0.005;
 my $BYTES_TARGET = 512;
+
+my $ANOMALIES = 'mitte_notifications_total{type="ANOMALY_DETECTED"}';
 
 # the rule's defaults (docs/directives.md, mitte_anomaly)
 my %RULE = (window => 48, history => 6, zscore => 2.5, zmin => 5,
@@ -109,7 +119,7 @@ my $CPUS = () = do {
     open my $fh, '<', '/proc/cpuinfo' or die "/proc/cpuinfo: $!\n";
     grep { /^processor\s*:/ } <$fh>;
 };
-my $PIN = $ENV{BENCH_PIN} // ($CPUS >= 2 ? 1 : 0);
+my $PIN = $ENV{BENCH_PIN} // ($CPUS >= 2 && !@WRAPPER ? 1 : 0);
 
 # ---------------------------------------------------------------------------
 # child processes: started by fork, stopped by pid on any exit
@@ -506,6 +516,8 @@ sub nginx_conf {
     my $dir = $o{dir};
     my $user = $> == 0 ? "user root root;\n" : '';
     my $pin = $o{pin} ? "worker_cpu_affinity 01;\n" : '';
+    # under a tool: one process, no master, no worker
+    $pin .= "master_process off;\n" if @WRAPPER;
     return <<"END";
 load_module $MODULE;
 ${user}daemon off;
@@ -595,9 +607,9 @@ sub run {
     my $conf = "$dir/nginx.conf";
     my $log = "$dir/error.log";
     spew($conf, nginx_conf(dir => $dir, port => $port, pin => $PIN));
-    my $pid = spawn('nginx', undef, "$dir/nginx.stderr", $NGINX,
+    my $pid = spawn('nginx', undef, "$dir/nginx.stderr", @WRAPPER, $NGINX,
                     '-p', "$dir/", '-c', $conf, '-e', $log);
-    wait_port($port, $pid, 10, $log);
+    wait_port($port, $pid, @WRAPPER ? 60 : 10, $log);
 
     my $text = eval { measure($port, $hour, $pid) };
     fail_with_log($@, $log) unless defined $text;
@@ -683,8 +695,7 @@ sub measure {
         my %r = (wall => $wall, endpoints => $eps, notes => $notes,
                  cpu => $m->{mitte_sweep_cpu_seconds},
                  slice => $m->{mitte_sweep_slice_max_seconds},
-                 anomalies =>
-                     $m->{'mitte_notifications_total{type="ANOMALY_DETECTED"}'});
+                 anomalies => $m->{$ANOMALIES});
         push @runs, \%r;
         printf "sweep %d: %d endpoints, %d notifications; cpu %.6fs, "
             . "longest slice %.6fs, wall %.3fs\n", $k, $eps, $notes,

@@ -22,6 +22,16 @@ static void ngx_http_mitte_request_id(ngx_http_request_t *r,
 /* per worker: a xorshift128+ generator for request ids, seeded at start */
 static uint64_t  ngx_http_mitte_rid_state[2];
 
+static const u_char  ngx_http_mitte_hex[] =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
 
 ngx_int_t
 ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
@@ -316,7 +326,7 @@ ngx_http_mitte_request_id(ngx_http_request_t *r,
 {
     u_char                     *p;
     uint64_t                    s0, s1, v[2];
-    ngx_uint_t                  i;
+    ngx_uint_t                  i, n, b;
     ngx_http_variable_value_t  *vv;
 
     vv = &r->variables[mmcf->request_id_index];
@@ -360,7 +370,15 @@ ngx_http_mitte_request_id(ngx_http_request_t *r,
         return;
     }
 
-    ngx_hex_dump(p, (u_char *) v, sizeof(v));
+    for (i = 0; i < 2; i++) {
+        for (n = 0; n < 8; n++) {
+            b = (v[i] >> (n * 8)) & 0xff;
+            ngx_memcpy(p, &ngx_http_mitte_hex[b * 2], 2);
+            p += 2;
+        }
+    }
+
+    p -= 32;
 
     vv->data = p;
     vv->len = 32;

@@ -707,6 +707,8 @@ my @par_alice;    # alice's ids of this part, from the firehose
         last if $a1 <= $a0 + 1 && !$held;
         sleep 0.05;
     }
+    diag("active $a0 before, $a1 now; stuck stream on worker $wstuck, held"
+         . ' by ' . ($held // 'none')) if $ENV{MITTE_VERBOSE};
     ok(!$held && $a1 == $a0 + 1, 'the dropped subscriber\'s connection is'
                                  . ' closed within 1s')
         or diag("active connections: $a0 before, $a1 with the reader;"
