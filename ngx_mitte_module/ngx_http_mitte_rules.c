@@ -10,6 +10,7 @@
 #include "mitte_notify.h"
 
 
+static uint64_t ngx_http_mitte_now_ms(void);
 static void ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     int64_t now, uint64_t now_ms, ngx_uint_t *notes);
@@ -253,7 +254,7 @@ ngx_http_mitte_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
 
     if (ngx_http_mitte_notify(mmcf, ctx, un, NGX_HTTP_MITTE_ANOMALY_DETECTED,
                               en->ep.slug, en->slug_len, msg, len,
-                              (uint64_t) now * 1000, en)
+                              ngx_http_mitte_now_ms(), en)
         == NGX_OK)
     {
         (*notes)++;
@@ -268,7 +269,7 @@ ngx_http_mitte_sweep_user(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     int64_t now, ngx_uint_t *notes)
 {
-    ngx_http_mitte_trial_check(mmcf, ctx, un, now, (uint64_t) now * 1000,
+    ngx_http_mitte_trial_check(mmcf, ctx, un, now, ngx_http_mitte_now_ms(),
                                notes);
 }
 
@@ -304,4 +305,15 @@ ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
     {
         (*notes)++;
     }
+}
+
+
+static uint64_t
+ngx_http_mitte_now_ms(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
 }
