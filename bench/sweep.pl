@@ -768,5 +768,7 @@ sub measure {
     push @missed, 'slice' if grep { $_->{slice} >= $SLICE_TARGET } @runs;
     push @missed, 'zone' if $per > $BYTES_TARGET;
     $text .= @missed ? "  targets missed: @missed\n" : "  all targets met\n";
+    $text .= "  (under BENCH_WRAPPER: the times are the tool's, not nginx's)\n"
+        if @WRAPPER;
     return $text;
 }

@@ -143,6 +143,7 @@ typedef struct {
 typedef struct {
     ngx_atomic_t                subscribers;
     ngx_atomic_t                wake;       /* a wake-up is under way */
+    ngx_atomic_t                pid;        /* the worker that owns it */
 } ngx_http_mitte_worker_t;
 
 

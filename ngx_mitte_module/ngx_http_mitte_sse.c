@@ -72,6 +72,8 @@ static void ngx_http_mitte_sse_write(ngx_http_request_t *r);
 static void ngx_http_mitte_sse_heartbeat(ngx_event_t *ev);
 static void ngx_http_mitte_sse_cleanup(void *data);
 static uint64_t ngx_http_mitte_sse_last_id(ngx_http_request_t *r);
+static void ngx_http_mitte_sse_count(ngx_http_mitte_sse_worker_t *w,
+    ngx_atomic_int_t n);
 static ngx_int_t ngx_http_mitte_sse_matches(ngx_http_mitte_sub_t *sub,
     ngx_http_mitte_event_t *e);
 
@@ -230,6 +232,8 @@ ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_worker < NGX_HTTP_MITTE_MAX_WORKERS) {
+        /* the slot is this worker's now, not its predecessor's */
+        zone->sh->workers[ngx_worker].pid = (ngx_atomic_uint_t) ngx_pid;
         zone->sh->workers[ngx_worker].subscribers = 0;
         zone->sh->workers[ngx_worker].wake = 0;
     }
@@ -390,6 +394,28 @@ ngx_http_mitte_sse_drain(void)
         if (sub->dirty && ngx_http_mitte_sse_flush(sub) != NGX_OK) {
             ngx_http_mitte_sse_drop(sub);
         }
+    }
+}
+
+
+/*
+ * The zone's count of this worker's subscribers; after a reload the slot
+ * may belong to the new worker of the same number, which counts its own.
+ */
+
+static void
+ngx_http_mitte_sse_count(ngx_http_mitte_sse_worker_t *w, ngx_atomic_int_t n)
+{
+    ngx_http_mitte_worker_t  *slot;
+
+    if (ngx_worker >= NGX_HTTP_MITTE_MAX_WORKERS) {
+        return;
+    }
+
+    slot = &w->zone->sh->workers[ngx_worker];
+
+    if (slot->pid == (ngx_atomic_uint_t) ngx_pid) {
+        (void) ngx_atomic_fetch_add(&slot->subscribers, n);
     }
 }
 
@@ -621,10 +647,7 @@ ngx_http_mitte_sse_cleanup(void *data)
         sub->listed = 0;
         w->count--;
 
-        if (ngx_worker < NGX_HTTP_MITTE_MAX_WORKERS) {
-            (void) ngx_atomic_fetch_add(
-                         &w->zone->sh->workers[ngx_worker].subscribers, -1);
-        }
+        ngx_http_mitte_sse_count(w, -1);
     }
 }
 
@@ -770,8 +793,7 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
     sub->listed = 1;
     w->count++;
 
-    (void) ngx_atomic_fetch_add(&w->zone->sh->workers[ngx_worker].subscribers,
-                                1);
+    ngx_http_mitte_sse_count(w, 1);
 
     if (w->last < head) {
         /* events recorded meanwhile that this worker has not fanned out */

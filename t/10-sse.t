@@ -684,8 +684,15 @@ my @par_alice;    # alice's ids of this part, from the firehose
                      time() - $t1, $bytes / 1024) if $ENV{MITTE_VERBOSE};
     };
 
-    # about 300 kB of events: past the 64 KiB backlog and the buffers
-    $deliveries->(800);
+    # 30 kB of events: the kernel's buffers fill, the rest waits in the
+    # worker, under 64 KiB; then the connection settles (no more room)
+    $deliveries->(80);
+    sleep 0.5;
+    ok(!grep({ /event stream subscriber dropped/ } $t->error_log_lines),
+       'a backlog under 64 KiB is kept');
+
+    # 270 kB more: past the 64 KiB backlog
+    $deliveries->(720);
 
     my $dropped;
     my $deadline = time() + 5;

@@ -214,8 +214,7 @@ sub _serve {
                 $n = 0;
             }
             if ($n == 0) {
-                $record->({ closed => $c->{id}, t => time(),
-                            answered => $c->{done} ? 1 : 0 });
+                $record->({ closed => $c->{id}, t => time() });
                 $sel->remove($fh);
                 close $fh;
                 delete $conn{"$fh"};
@@ -349,7 +348,7 @@ sub accepts {
 sub closed_times {
     my ($self) = @_;
     return map { $_->{t} }
-        grep { exists $_->{closed} && !$_->{answered} } $self->_read_log;
+        grep { exists $_->{closed} } $self->_read_log;
 }
 
 # wait_requests(N, TIMEOUT, FILTER): polls until at least N requests
