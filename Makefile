@@ -71,6 +71,9 @@ integration: all
 
 bench: bench-deps all
 	MITTE_MODULE=$(MODULE) perl bench/proxy.pl
+	MITTE_MODULE=$(MODULE) perl bench/sweep.pl
+	@if [ -f bench/sse.pl ]; then MITTE_MODULE=$(MODULE) perl bench/sse.pl; fi
+	@if [ -f bench/sends.pl ]; then MITTE_MODULE=$(MODULE) perl bench/sends.pl; fi
 
 clean:
 	rm -rf $(BUILD)

@@ -213,6 +213,7 @@ ngx_http_mitte_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
 {
     u_char                       msg[NGX_HTTP_MITTE_MESSAGE_MAX];
     size_t                       len;
+    uint32_t                     hour, requests, failures;
     ngx_str_t                    name;
     mitte_anomaly_result_t       res;
     ngx_http_mitte_user_node_t  *un;
@@ -227,9 +228,19 @@ ngx_http_mitte_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
         return;
     }
 
-    if (!mitte_anomaly_check(&en->ep.ring, mitte_hour_of(now),
-                             &mmcf->anomaly, &res))
+    /* neither rule can fire below both request minimums */
+
+    hour = mitte_hour_of(now);
+
+    mitte_ring_get(&en->ep.ring, hour, hour, &requests, &failures);
+
+    if (requests < mmcf->anomaly.zscore_min_requests
+        && requests < mmcf->anomaly.rate_min_requests)
     {
+        return;
+    }
+
+    if (!mitte_anomaly_check(&en->ep.ring, hour, &mmcf->anomaly, &res)) {
         return;
     }
 

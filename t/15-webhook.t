@@ -286,7 +286,21 @@ my @z1 = $fast->wait_requests(1, 3, $is_reload);
 ok(@z1 == 1, 'reload: first attempt answered 503 Retry-After: 3');
 my ($sz) = sends_of($t, $nz->{id}, 'webhook');
 is($sz && $sz->{state}, 'pending', 'reload: pending before the reload');
+
+# and a send in flight at the reload: the old worker must let go of it
+# cleanly (its sockets are nginx connections)
+hook('wy', $hang->url('/inflight'), 'json', undef);
+raise_down($t, 'wy', 'inflight-1');
+my $is_inflight = sub { $_[0]{path} eq '/inflight' };
+ok(scalar $hang->wait_requests(1, 3, $is_inflight),
+   'reload: a send is in flight (held by the silent target)');
+my @alerts0 = $t->log_lines('alert');
 $t->reload;
+sleep 0.2;
+my @alerts = $t->log_lines('alert');
+splice @alerts, 0, scalar @alerts0;
+is_deeply(\@alerts, [], 'reload with a send in flight: no [alert] lines'
+          . ' (no open socket left by the old worker)');
 my @z2 = $fast->wait_requests(2, 10, $is_reload);
 is(scalar @z2, 2, 'reload: the send was retried after the reload');
 if (@z2 == 2) {
