@@ -379,6 +379,13 @@ mitte_prefs_webhook(mitte_prefs_t *p, const cJSON *obj,
             memcpy(p->secret, item->valuestring, n);
             p->secret_len = (uint16_t) n;
 
+        } else if (strcmp(item->string, "secretSet") == 0) {
+            /* read-only, so that a GET document can be sent back */
+            if (!cJSON_IsBool(item)) {
+                return mitte_doc_fail(err, "invalid_field", "webhook."
+                                      "secretSet must be a boolean");
+            }
+
         } else {
             return mitte_doc_fail(err, "invalid_field", "unknown field "
                                   "\"webhook.%.64s\"", item->string);

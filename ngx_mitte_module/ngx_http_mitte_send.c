@@ -24,6 +24,7 @@
 
 
 typedef struct {
+    ngx_queue_t                  queue;     /* the sender's, in flight */
     CURL                        *easy;
     ngx_http_mitte_send_t       *send;      /* in the zone */
     struct curl_slist           *headers;
@@ -44,6 +45,7 @@ typedef struct {
     ngx_event_t                  poll;
     ngx_event_t                  timer;
     ngx_uint_t                   inflight;
+    ngx_queue_t                  jobs;
     ngx_http_mitte_main_conf_t  *mmcf;
     ngx_http_mitte_zone_ctx_t   *zone;
     ngx_log_t                   *log;
@@ -133,6 +135,8 @@ ngx_http_mitte_send_init_process(ngx_cycle_t *cycle)
     sender->zone = mmcf->shm_zone->data;
     sender->log = cycle->log;
 
+    ngx_queue_init(&sender->jobs);
+
     sender->multi = curl_multi_init();
     if (sender->multi == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -170,11 +174,12 @@ ngx_http_mitte_send_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_mitte_send_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                   i;
     ngx_queue_t                 *q;
+    ngx_http_mitte_job_t        *job;
     ngx_http_mitte_send_t       *s;
     ngx_http_mitte_sender_t     *sender;
     ngx_http_mitte_zone_ctx_t   *ctx;
-    ngx_uint_t                   i;
 
     sender = &ngx_http_mitte_sender;
 
@@ -204,7 +209,27 @@ ngx_http_mitte_send_exit_process(ngx_cycle_t *cycle)
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    /* the transfers are abandoned: curl closes its sockets itself */
+    /* the transfers are abandoned; curl gives its sockets back */
+
+    while (!ngx_queue_empty(&sender->jobs)) {
+        q = ngx_queue_head(&sender->jobs);
+        job = ngx_queue_data(q, ngx_http_mitte_job_t, queue);
+
+        ngx_queue_remove(q);
+        curl_multi_remove_handle(sender->multi, job->easy);
+        ngx_http_mitte_job_free(job);
+    }
+
+    if (sender->timer.timer_set) {
+        ngx_del_timer(&sender->timer);
+    }
+
+    if (sender->poll.timer_set) {
+        ngx_del_timer(&sender->poll);
+    }
+
+    curl_multi_cleanup(sender->multi);
+    sender->multi = NULL;
 }
 
 
@@ -367,6 +392,7 @@ ngx_http_mitte_send_start(ngx_http_mitte_sender_t *sender,
         goto failed;
     }
 
+    ngx_queue_insert_tail(&sender->jobs, &job->queue);
     sender->inflight++;
 
     return NGX_OK;
@@ -761,6 +787,7 @@ ngx_http_mitte_curl_info(ngx_http_mitte_sender_t *sender)
         }
 
         curl_multi_remove_handle(sender->multi, easy);
+        ngx_queue_remove(&job->queue);
         ngx_http_mitte_job_free(job);
 
         sender->inflight--;

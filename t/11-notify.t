@@ -45,6 +45,7 @@ my $T0 = time();
 my $t = Mitte::Test->new(http => <<'END');
     mitte_zone m:4m;
     mitte_quota free 10;
+    mitte_quota trial 7 warn=50%;
     mitte_endpoint_down threshold=5 reset=2s;
 
     server {
@@ -380,7 +381,7 @@ is_deeply(summary($list), ['ENDPOINT_DOWN dn'],
 check_note($list->[0], 'the ENDPOINT_DOWN', type => 'ENDPOINT_DOWN',
            slug => 'dn', read => 0);
 is($list->[0]{message},
-   "Endpoint 'dn' failed 5 consecutive deliveries (last status 504).",
+   "Endpoint 'dn' failed 5 consecutive deliveries (last status 504)",
    'ENDPOINT_DOWN: the message of docs/api.md');
 dlv('dora', 'dn', 503);
 is_deeply(summary(notes('dora')), ['ENDPOINT_DOWN dn'],
@@ -395,7 +396,7 @@ check_note($list->[0], 'the ENDPOINT_RECOVERED',
            type => 'ENDPOINT_RECOVERED', slug => 'dn', read => 0);
 is($list->[0]{message},
    "Endpoint 'dn' is delivering again (status 201) after 6 consecutive"
-   . ' failures.',
+   . ' failures',
    'ENDPOINT_RECOVERED: the message of docs/api.md');
 dlv('dora', 'dn', 200);
 is(scalar @{ notes('dora') }, 2, 'dora: nothing at a second success');
@@ -421,14 +422,14 @@ is_deeply(summary($list),
            'ENDPOINT_DOWN dn'],
           'dora: ENDPOINT_DOWN again after inactivity and 5 failures');
 is($list->[0]{message},
-   "Endpoint 'dn' failed 5 consecutive deliveries (last status 502).",
+   "Endpoint 'dn' failed 5 consecutive deliveries (last status 502)",
    'ENDPOINT_DOWN after inactivity: the count starts afresh');
 dlv('dora', 'dn', 200);
 $list = notes('dora');
 is($list->[0]{type}, 'ENDPOINT_RECOVERED', 'dora: RECOVERED once more');
 is($list->[0]{message},
    "Endpoint 'dn' is delivering again (status 200) after 5 consecutive"
-   . ' failures.',
+   . ' failures',
    'ENDPOINT_RECOVERED: the failures of this streak');
 is(scalar @$list, 5, 'dora: five notifications in all');
 
@@ -449,7 +450,7 @@ is_deeply(notes('dana'), [], 'dana: no RECOVERED without a DOWN');
 dlv('dina', 'dn-named?name=Named-Hook', 500) for 1 .. 5;
 $list = notes('dina');
 is($list->[0]{message},
-   "Endpoint 'Named-Hook' failed 5 consecutive deliveries (last status 500).",
+   "Endpoint 'Named-Hook' failed 5 consecutive deliveries (last status 500)",
    'ENDPOINT_DOWN names the display name');
 
 # an endpoint without owner raises nothing
@@ -475,7 +476,7 @@ is_deeply(summary($list), ['QUOTA_WARNING -'],
           'quinn: QUOTA_WARNING at the 9th request');
 check_note($list->[0], 'the QUOTA_WARNING', type => 'QUOTA_WARNING',
            slug => undef, read => 0);
-is($list->[0]{message}, 'You have used 9 of your 10 monthly requests (90%).',
+is($list->[0]{message}, 'You have used 9 of your 10 monthly requests (90%)',
    'QUOTA_WARNING: the message of docs/api.md');
 my $r = $t->deliver('quinn', '/hooks/q1?status=200');
 is($r->{status}, 200, 'quinn: the 10th request passes');
@@ -489,12 +490,28 @@ is_deeply(summary($list), ['QUOTA_EXCEEDED -', 'QUOTA_WARNING -'],
 check_note($list->[0], 'the QUOTA_EXCEEDED', type => 'QUOTA_EXCEEDED',
            slug => undef, read => 0);
 is($list->[0]{message},
-   'You have reached your monthly limit of 10 requests; further requests'
-   . ' are refused until ' . next_month() . '-01.',
+   'You have reached your monthly limit of 10 requests; further deliveries'
+   . ' are refused until ' . next_month() . '-01',
    'QUOTA_EXCEEDED: the message of docs/api.md');
 $r = $t->post_as('quinn', '/hooks/q2?status=200');
 is($r->{status}, 429, 'quinn: the 12th request is refused');
 is(scalar @{ notes('quinn') }, 2, 'quinn: nothing more at the 2nd refusal');
+
+
+# mitte_quota trial 7 warn=50%: warning at ceil(3.5) = 4, the percentage
+# rounded down
+for my $i (1 .. 3) {
+    $t->deliver('quincy', '/hooks/q3?status=200',
+                headers => { 'X-Mitte-Plan' => 'trial' });
+}
+is_deeply(notes('quincy'), [], 'quincy: nothing after 3 of 7 requests');
+$t->deliver('quincy', '/hooks/q3?status=200',
+            headers => { 'X-Mitte-Plan' => 'trial' });
+$list = notes('quincy');
+is_deeply(summary($list), ['QUOTA_WARNING -'],
+          'quincy: QUOTA_WARNING at the 4th request (ceil(50% x 7))');
+is($list->[0]{message}, 'You have used 4 of your 7 monthly requests (57%)',
+   'QUOTA_WARNING: the percentage rounded down');
 
 
 # ---- TRIAL_ENDING ------------------------------------------------------------
@@ -503,17 +520,17 @@ my $now = int(time());
 
 # an end within the notice (3d): one at the delivery that first shows it
 my $end1 = $now + 2 * 86400;
-dlv('tina', 'tr', 200, 'X-Trial' => $end1, 'X-Mitte-Plan' => 'trial');
+dlv('tina', 'tr', 200, 'X-Trial' => $end1, 'X-Mitte-Plan' => 'pro');
 $list = notes('tina');
 is_deeply(summary($list), ['TRIAL_ENDING -'],
           'tina: TRIAL_ENDING at the delivery that shows the end');
 check_note($list->[0], 'the TRIAL_ENDING', type => 'TRIAL_ENDING',
            slug => undef, read => 0);
-is($list->[0]{message}, 'Your Pro trial ends on ' . iso_ms($end1 * 1000) . '.',
+is($list->[0]{message}, 'Your Pro trial ends on ' . iso_ms($end1 * 1000),
    'TRIAL_ENDING: the message of docs/api.md');
 
 # the same end again, or a sweep: nothing
-dlv('tina', 'tr', 200, 'X-Trial' => $end1, 'X-Mitte-Plan' => 'trial');
+dlv('tina', 'tr', 200, 'X-Trial' => $end1, 'X-Mitte-Plan' => 'pro');
 is(scalar @{ notes('tina') }, 1, 'tina: nothing at a second delivery');
 $doc = sweep($t, 'a sweep after tina');
 is($doc->{notifications}, 0, 'the sweep raises nothing');
@@ -521,32 +538,32 @@ is(scalar @{ notes('tina') }, 1, 'tina: nothing at the sweep');
 
 # the same end written otherwise (ISO-8601): the same end, nothing new
 my $end1_iso = strftime('%Y-%m-%dT%H:%M:%SZ', gmtime($end1));
-dlv('tina', 'tr', 200, 'X-Trial' => $end1_iso, 'X-Mitte-Plan' => 'trial');
+dlv('tina', 'tr', 200, 'X-Trial' => $end1_iso, 'X-Mitte-Plan' => 'pro');
 is(scalar @{ notes('tina') }, 1, 'tina: the same end in ISO-8601: nothing');
 
 # a new end within the notice: a new one
 my $end2 = $now + 86400 + 7;
 dlv('tina', 'tr', 200,
     'X-Trial' => strftime('%Y-%m-%dT%H:%M:%SZ', gmtime($end2)),
-    'X-Mitte-Plan' => 'trial');
+    'X-Mitte-Plan' => 'pro');
 $list = notes('tina');
 is_deeply(summary($list), ['TRIAL_ENDING -', 'TRIAL_ENDING -'],
           'tina: a new end within the notice raises a new one');
-is($list->[0]{message}, 'Your Pro trial ends on ' . iso_ms($end2 * 1000) . '.',
+is($list->[0]{message}, 'Your Pro trial ends on ' . iso_ms($end2 * 1000),
    'the new TRIAL_ENDING names the new end');
 
 # an end further than the notice, or past: nothing
 dlv('tom', 'tr-far', 200, 'X-Trial' => $now + 3 * 86400 + 3600,
-    'X-Mitte-Plan' => 'trial');
+    'X-Mitte-Plan' => 'pro');
 dlv('tim', 'tr-past', 200, 'X-Trial' => $now - 3600,
-    'X-Mitte-Plan' => 'trial');
+    'X-Mitte-Plan' => 'pro');
 is_deeply(notes('tom'), [], 'tom: an end further than the notice: nothing');
 is_deeply(notes('tim'), [], 'tim: an end in the past: nothing');
 
 # an end just beyond the notice: nothing at the delivery; once it is
 # within, a sweep raises it, once
 my $end3 = int(time()) + 3 * 86400 + 2;
-dlv('tess', 'tr-soon', 200, 'X-Trial' => $end3, 'X-Mitte-Plan' => 'trial');
+dlv('tess', 'tr-soon', 200, 'X-Trial' => $end3, 'X-Mitte-Plan' => 'pro');
 is_deeply(notes('tess'), [], 'tess: an end 3d + 2s away: nothing');
 
 # through the operator API: raised at the sweep
@@ -564,7 +581,7 @@ $list = notes('uma');
 is_deeply(summary($list), ['TRIAL_ENDING -'],
           'uma: TRIAL_ENDING at the sweep');
 is($list->[0]{message},
-   'Your Pro trial ends on ' . iso_ms(($now + 3600) * 1000) . '.',
+   'Your Pro trial ends on ' . iso_ms(($now + 3600) * 1000),
    'uma: the message names the end');
 is_deeply(summary(notes('tess')), ['TRIAL_ENDING -'],
           'tess: TRIAL_ENDING at the sweep once the end is within');
@@ -588,8 +605,8 @@ is_deeply(summary(notes('uma')), ['TRIAL_ENDING -', 'TRIAL_ENDING -'],
     my (undef, $m) = $t->metrics;
     is($m->{'mitte_notifications_total{type="TRIAL_ENDING"}'}, 5,
        'metrics: 5 TRIAL_ENDING');
-    is($m->{'mitte_notifications_total{type="QUOTA_WARNING"}'}, 1,
-       'metrics: 1 QUOTA_WARNING');
+    is($m->{'mitte_notifications_total{type="QUOTA_WARNING"}'}, 2,
+       'metrics: 2 QUOTA_WARNING');
     is($m->{'mitte_notifications_total{type="QUOTA_EXCEEDED"}'}, 1,
        'metrics: 1 QUOTA_EXCEEDED');
     is($m->{'mitte_notifications_total{type="ENDPOINT_DOWN"}'}, 5,

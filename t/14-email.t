@@ -14,6 +14,7 @@ use warnings;
 
 use Test::More;
 use JSON::PP ();
+use POSIX ();
 use Time::HiRes qw(time sleep);
 use Mitte::Test qw(:all);
 use Mitte::Receiver;
@@ -46,6 +47,13 @@ my $rx = Mitte::Receiver->new(script => sub {
             ? { status => 429, headers => ['Retry-After: 2'],
                 body => '{"statusCode":429,"name":"rate_limit_exceeded",'
                         . '"message":"Too many requests."}' }
+            : $ok;
+    }
+    if ($to =~ /^date@/) {
+        # Retry-After as an HTTP date, 3s ahead
+        return $req->{nth_id} == 1
+            ? { status => 503, headers => ['Retry-After: ' . POSIX::strftime(
+                  '%a, %d %b %Y %H:%M:%S GMT', gmtime(time() + 3))] }
             : $ok;
     }
     return { status => 503 } if $to =~ /^down@/;
@@ -132,13 +140,14 @@ address('eo', 'ok@example.com');
 address('er', 'retry@example.com');
 address('eb', 'bad@example.com');
 address('eq', 'rate@example.com');
+address('eh', 'date@example.com');
 address('et', 'types@example.com', types => { ENDPOINT_DOWN => $false });
 my ($r) = set_prefs($t, 'ex', { email => { enabled => $false,
                                            address => 'off@example.com' } });
 is($r->{status}, 200, 'ex: email disabled');
 
 my %n;
-$n{$_} = raise_down($t, $_, "mail-$_") for qw(eo er eb eq et ex enone);
+$n{$_} = raise_down($t, $_, "mail-$_") for qw(eo er eb eq eh et ex enone);
 
 # a plain one, exactly
 my ($qo) = $rx->wait_requests(1, 5, for_id($n{eo}{id}));
@@ -172,6 +181,17 @@ my $sq = wait_send($t, $n{eq}{id}, 'email');
 is($sq && $sq->{state}, 'sent', '429: then sent');
 is($sq && $sq->{attempts}, 2, '429: 2 attempts');
 
+# 503 with Retry-After as an HTTP date 3s ahead
+my @qdate = $rx->wait_requests(2, 6, for_id($n{eh}{id}));
+is(scalar @qdate, 2, 'Retry-After date: retried once');
+if (@qdate == 2) {
+    my $gap = $qdate[1]{t} - $qdate[0]{t};
+    ok($gap >= 1.9 && $gap < 4.5,
+       sprintf('Retry-After date honoured (%.2fs; backoff alone is 1s)', $gap));
+}
+my $sh = wait_send($t, $n{eh}{id}, 'email');
+is($sh && $sh->{state}, 'sent', 'Retry-After date: then sent');
+
 # 503, 503, 200: backoff 1s then 2s
 my @q503 = $rx->wait_requests(3, 8, for_id($n{er}{id}));
 is(scalar @q503, 3, '503 twice: 3 attempts');
@@ -188,6 +208,14 @@ is($se && $se->{state}, 'sent', '503 twice: then sent');
 is($se && $se->{attempts}, 3, '503 twice: attempts 3');
 is($se && $se->{lastError}, undef, '503 twice: no lastError once sent');
 
+# no preferences, the address from mitte_user_email
+my $nv = raise_down($t, 'ev', 'mail-ev', 1,
+                    { 'X-Mitte-Email' => 'var@example.com' });
+my ($qv) = $rx->wait_requests(1, 5, for_id($nv->{id}));
+ok($qv, 'mitte_user_email: an email without preferences');
+email_ok($qv, $nv, 'var@example.com', 'Mitte <notifications@mitte.dev>',
+         'mitte_user_email') if $qv;
+
 # the type switch, email.enabled false, no address: nothing queued
 for my $u (qw(et ex enone)) {
     is(scalar sends_of($t, $n{$u}{id}, 'email'), 0, "$u: no email queued");
@@ -196,8 +224,8 @@ for my $u (qw(et ex enone)) {
 is(scalar $rx->requests(for_id($n{eb}{id})), 1, '400: asked once');
 
 my (undef, $m) = $t->metrics;
-is($m->{'mitte_channel_sends_total{channel="email",result="sent"}'}, 3,
-   'metrics: 3 emails sent');
+is($m->{'mitte_channel_sends_total{channel="email",result="sent"}'}, 5,
+   'metrics: 5 emails sent');
 is($m->{'mitte_channel_sends_total{channel="email",result="failed"}'}, 1,
    'metrics: 1 email failed');
 
@@ -227,8 +255,8 @@ is(scalar @qd, 2, 'retries 1: the API was asked twice');
 ok(@qd == 2 && $qd[1]{t} - $qd[0]{t} >= 0.95, 'retries 1: 1s apart');
 
 (undef, $m) = $t->metrics;
-is($m->{'mitte_channel_sends_total{channel="email",result="sent"}'}, 4,
-   'metrics: 4 emails sent');
+is($m->{'mitte_channel_sends_total{channel="email",result="sent"}'}, 6,
+   'metrics: 6 emails sent');
 is($m->{'mitte_channel_sends_total{channel="email",result="failed"}'}, 2,
    'metrics: 2 emails failed');
 
@@ -246,8 +274,8 @@ sleep 1;
 is(scalar sends_of($t, $n{ek}{id}, 'email'), 0, 'no key: no email queued');
 is(scalar $rx->requests, $before, 'no key: the API was not asked');
 (undef, $m) = $t->metrics;
-is($m->{'mitte_channel_sends_total{channel="email",result="sent"}'}, 4,
-   'metrics: still 4 emails sent');
+is($m->{'mitte_channel_sends_total{channel="email",result="sent"}'}, 6,
+   'metrics: still 6 emails sent');
 
 $t->stop;
 $rx->stop;

@@ -39,9 +39,19 @@ my $fast = Mitte::Receiver->new(script => {
 my $hang = Mitte::Receiver->new(script => sub { { hang => 1 } });
 my $slow = Mitte::Receiver->new(script => sub { { delay => 10 } });
 
-my $t = Mitte::Test->new(http => channels_http(threshold => 1, extra => <<'END'));
+# proxy settings of the environment are ignored: this one must see nothing
+my $proxy = Mitte::Receiver->new;
+my $penv = $proxy->url('');
+
+my $t = Mitte::Test->new(main => <<"MAIN", http => channels_http(threshold => 1, extra => <<'END'));
+env http_proxy=$penv;
+env https_proxy=$penv;
+env all_proxy=$penv;
+env ALL_PROXY=$penv;
+MAIN
     mitte_webhook_timeout 2s;
     mitte_webhook_allow 127.0.0.1;
+    mitte_quota pro 10 warn=50%;
 END
 $t->start;
 
@@ -84,7 +94,7 @@ sub headers_ok {
 
 # ---- formats, headers, signatures ----------------------------------------
 
-hook('wj', $fast->url('/json'), 'json', $SECRET);
+hook('wj', $fast->url('/json?token=a%20b&x=1'), 'json', $SECRET);
 hook('ws', $fast->url('/slack'), 'slack', undef);
 hook('wd', $fast->url('/discord'), 'discord', $SECRET);
 hook('wn', $fast->url('/nosig'), 'json', undef);
@@ -98,7 +108,7 @@ $fast->wait_requests(4, 5);
 my %req = map { $_->{path} => $_ } $fast->requests;
 
 {
-    my ($n, $q) = ($n{wj}, $req{'/json'});
+    my ($n, $q) = ($n{wj}, $req{'/json?token=a%20b&x=1'});
     ok($q, 'json: the webhook arrived') or BAIL_OUT('no webhook arrives');
     headers_ok($q, $n, 'json');
     is($q->{body}, json_body($n), 'json: body exactly'
@@ -118,7 +128,8 @@ my %req = map { $_->{path} => $_ } $fast->requests;
     is($s->{attempts}, 1, 'json: one attempt');
     is($s->{lastError}, undef, 'json: no lastError');
     is($s->{user}, 'wj', 'json: outbox user');
-    is($s->{target}, $fast->url('/json'), 'json: outbox target is the url');
+    is($s->{target}, $fast->url('/json?token=a%20b&x=1'),
+       'json: outbox target is the url');
     ok(defined iso_parse($s->{updatedAt}), 'json: updatedAt ISO-8601');
 }
 
@@ -154,6 +165,27 @@ my %req = map { $_->{path} => $_ } $fast->requests;
     is($q->{body}, json_body($n), 'no secret: json body exactly');
     ok(!exists $q->{headers}{'webhook-signature'},
        'no secret: no webhook-signature header');
+}
+
+
+# a notification without an endpoint: "endpointSlug":null
+hook('wu', $fast->url('/quota'), 'json', undef);
+for my $i (1 .. 5) {
+    my $r = $t->post_as('wu', '/hooks/quota-1?status=200',
+                        headers => { 'X-Mitte-Plan' => 'pro' });
+    is($r->{status}, 200, "quota: delivery $i") if $r->{status} != 200;
+}
+my ($qu) = $fast->wait_requests(1, 5, sub { $_[0]{path} eq '/quota' });
+ok($qu, 'QUOTA_WARNING: the webhook arrived');
+my ($nu) = grep { $_->{type} eq 'QUOTA_WARNING' } notifications($t, 'wu');
+ok($nu, 'QUOTA_WARNING: in-app notification');
+if ($qu && $nu) {
+    is($nu->{endpointSlug}, undef, 'QUOTA_WARNING: endpointSlug null in-app');
+    is($qu->{body}, '{"type":"QUOTA_WARNING","title":"Approaching monthly quota",'
+       . '"message":' . $STR->encode($nu->{message}) . ',"endpointSlug":null,'
+       . '"timestamp":' . $STR->encode($nu->{timestamp}) . '}',
+       'QUOTA_WARNING: json body exactly, "endpointSlug":null');
+    headers_ok($qu, $nu, 'QUOTA_WARNING');
 }
 
 
@@ -322,14 +354,42 @@ is(scalar $fast->requests(sub { $_[0]{path} eq '/redirect' }), 1,
    'redirect: the 301 target was asked once');
 
 my (undef, $mt) = $t->metrics;
-is($mt->{'mitte_channel_sends_total{channel="webhook",result="sent"}'}, 106,
-   'metrics: 106 webhooks sent (4 formats, 1 other, 100, 1 after reload)');
+is($mt->{'mitte_channel_sends_total{channel="webhook",result="sent"}'}, 107,
+   'metrics: 107 webhooks sent (4 formats, 1 quota, 1 other, 100, 1 after'
+   . ' reload)');
+is($proxy->accepts, 0, 'the proxy of the environment was never used');
 is($mt->{'mitte_channel_sends_total{channel="webhook",result="failed"}'}, 1,
    'metrics: 1 webhook failed (the redirect)');
 is($mt->{'mitte_channel_sends_total{channel="email",result="sent"}'}, 0,
    'metrics: no email (no key)');
 
 $t->stop;
-$_->stop for $fast, $hang, $slow, $target;
+
+
+# ---- many sends to a hung target do not hold up another user's ----------
+
+# a fresh nginx, so that the hung sends above do not count
+my $hang2 = Mitte::Receiver->new(script => sub { { hang => 1 } });
+my $t2 = Mitte::Test->new(http => channels_http(threshold => 1, extra => <<'END'));
+    mitte_webhook_timeout 2s;
+    mitte_webhook_allow 127.0.0.1;
+END
+$t2->start;
+for ([ 'hq', $hang2->url('/hq') ], [ 'fq', $fast->url('/fq') ]) {
+    my ($r2) = set_prefs($t2, $_->[0], { webhook => { enabled => $true,
+                                                      url => $_->[1] } });
+    is($r2->{status}, 200, "$_->[0]: webhook preferences saved");
+}
+$t2->post_as('hq', "/hooks/hq-$_?status=503") for 1 .. 40;
+$hang2->wait_requests(32, 3);
+my $t3 = time();
+raise_down($t2, 'fq', 'fq-1');
+my ($qq) = $fast->wait_requests(1, 10, sub { $_[0]{path} eq '/fq' });
+ok($qq && $qq->{t} - $t3 < 1.0,
+   sprintf('40 sends held by a silent target: another user\'s webhook still'
+           . ' arrives within 1s (%.2fs)', $qq ? $qq->{t} - $t3 : -1));
+$t2->stop;
+
+$_->stop for $fast, $hang, $slow, $target, $hang2, $proxy;
 
 done_testing();

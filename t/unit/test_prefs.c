@@ -396,7 +396,7 @@ test_refusals(void **state)
     refused(&p, "{\"Email\":{}}", "invalid_field", "Email");
     refused(&p, "{\"inApp\":{\"foo\":true}}", "invalid_field", "inApp.foo");
     refused(&p, "{\"email\":{\"to\":\"a@b\"}}", "invalid_field", "email.to");
-    refused(&p, "{\"webhook\":{\"secretSet\":true}}", "invalid_field",
+    refused(&p, "{\"webhook\":{\"secretSet\":\"yes\"}}", "invalid_field",
             "webhook.secretSet");
     refused(&p, "{\"types\":{\"FOO\":true}}", "invalid_field", "types.FOO");
     refused(&p, "{\"types\":{\"endpoint_down\":true}}", "invalid_field",
@@ -692,6 +692,26 @@ test_json_truncated(void **state)
 }
 
 
+/* a GET document sent back as it is changes nothing */
+
+static void
+test_round_trip(void **state)
+{
+    mitte_prefs_t   p, q;
+    static char     doc[4096 + 1024];
+
+    (void) state;
+
+    full_prefs(&p);
+    q = p;
+
+    snprintf(doc, sizeof(doc), "%s", json(&p));
+
+    ok(&p, doc);
+    assert_memory_equal(&p, &q, sizeof(mitte_prefs_t));
+}
+
+
 static void
 test_json_parses(void **state)
 {
@@ -779,6 +799,7 @@ main(void)
         cmocka_unit_test(test_allowlist),
         cmocka_unit_test(test_json_truncated),
         cmocka_unit_test(test_json_parses),
+        cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_check),
     };
 

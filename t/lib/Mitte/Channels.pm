@@ -30,8 +30,11 @@ our @EXPORT_OK = qw(
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
-# channels_http(threshold => 1, extra => TEXT): the http{} text; EXTRA holds
-# the channel directives of the test
+# channels_http(threshold => 1, extra => TEXT, zone => '16m'): the http{}
+# text; EXTRA holds the channel directives of the test. Deliveries go to
+# /hooks/<slug> (user X-Mitte-User, plan X-Mitte-Plan, email X-Mitte-Email),
+# preferences to /mitte/preferences, notifications to /mitte/notifications
+# (user X-Mitte-User), the operator API is /mitte-admin/.
 sub channels_http {
     my (%a) = @_;
     my $threshold = $a{threshold} || 1;
@@ -47,6 +50,8 @@ $extra
         location ~ ^/hooks/(?<slug>[^/]+)\$ {
             mitte_endpoint \$slug;
             mitte_user \$http_x_mitte_user;
+            mitte_user_plan \$http_x_mitte_plan;
+            mitte_user_email \$http_x_mitte_email;
             proxy_pass http://%%UPSTREAM%%;
         }
         location /mitte/ {
@@ -80,14 +85,16 @@ sub notifications {
     return ref $doc eq 'HASH' ? @{ $doc->{notifications} || [] } : ();
 }
 
-# raise_down(T, USER, SLUG, FAILURES): FAILURES (default 1) failed
-# deliveries of SLUG as USER, then waits for the ENDPOINT_DOWN notification
-# of SLUG; returns it (undef after 5s)
+# raise_down(T, USER, SLUG, FAILURES, HEADERS): FAILURES (default 1) failed
+# deliveries of SLUG as USER (with HEADERS, a hash reference: X-Mitte-Plan,
+# X-Mitte-Email), then waits for the ENDPOINT_DOWN notification of SLUG;
+# returns it (undef after 5s)
 sub raise_down {
-    my ($t, $user, $slug, $failures) = @_;
+    my ($t, $user, $slug, $failures, $headers) = @_;
     $failures ||= 1;
     for (1 .. $failures) {
-        my $r = $t->post_as($user, "/hooks/$slug?status=503");
+        my $r = $t->post_as($user, "/hooks/$slug?status=503",
+                            headers => $headers || {});
         diag("delivery to $slug: $r->{status}") unless $r->{status} == 503;
     }
     my $deadline = time() + 5;
