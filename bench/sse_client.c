@@ -11,14 +11,16 @@
  *              -m mitte|nchan -o LATENCY_FILE [-t SECONDS] [-c INFLIGHT]
  *
  * Events and their send times:
- *   mitte   webhook:delivered of endpoint "ev-<k>"; the send time is the
- *           event's "timestamp" (the delivery's completion, milliseconds)
- *   nchan   a message "k=<k> t=<unix ms with fraction>"
+ *   mitte   webhook:delivered of endpoint "ev-<k>-<unix ms of the POST>";
+ *           the send time is the event's "timestamp" (the delivery's
+ *           completion, milliseconds); the POST's time is noted too
+ *   nchan   a message "k=<k> t=<unix ms with fraction>" (both times)
  *
  * Prints "READY ok=<n> failed=<n>" once every connection has its response
  * head (200) or failed, and at the end (every connection has every event,
  * SIGTERM/SIGUSR1, or the time limit) "RESULT ..." and one "EVENT k n" line
- * per event; the latencies (ms) go to LATENCY_FILE, "k latency" a line.
+ * per event; the latencies (ms) go to LATENCY_FILE, a line each:
+ * "k from-send-time from-POST".
  *
  * Built by bench/sse.pl with cc -O2; Linux only (epoll).
  */
@@ -84,7 +86,8 @@ static conn_t     *conns;
 static int         nconns;
 static int         nevents = 20;
 static int         mode_nchan;
-static float      *lat;         /* [k * nconns + i] */
+static float      *lat;         /* [k * nconns + i]: from the send time */
+static float      *lat_post;    /* the same from the publisher's POST */
 static int        *lat_n;       /* per event */
 static long        dups, other, ready, failed, closed, complete;
 static uint32_t    full_mask;
@@ -138,21 +141,30 @@ static void
 on_data(int i, const char *data)
 {
     int          k;
-    double       sent, now;
+    double       sent, posted, now;
     const char  *p;
+    char        *e;
 
     k = -1;
     sent = -1;
+    posted = -1;
 
     if (mode_nchan) {
         if (sscanf(data, "k=%d t=%lf", &k, &sent) != 2) {
             k = -1;
         }
 
+        posted = sent;
+
     } else {
+        /* "ev-<k>-<unix ms of the POST>" */
         p = strstr(data, "\"endpointSlug\":\"ev-");
         if (p) {
-            k = atoi(p + sizeof("\"endpointSlug\":\"ev-") - 1);
+            k = (int) strtol(p + sizeof("\"endpointSlug\":\"ev-") - 1, &e,
+                             10);
+            if (*e == '-') {
+                posted = strtod(e + 1, NULL);
+            }
         }
 
         p = strstr(data, "\"timestamp\":\"");
@@ -174,7 +186,10 @@ on_data(int i, const char *data)
     now = now_ms();
 
     conns[i].got |= 1u << k;
-    lat[(size_t) k * nconns + lat_n[k]++] = (float) (now - sent);
+    lat[(size_t) k * nconns + lat_n[k]] = (float) (now - sent);
+    lat_post[(size_t) k * nconns + lat_n[k]] = posted < 0
+                                               ? -1 : (float) (now - posted);
+    lat_n[k]++;
 
     if (conns[i].got == full_mask) {
         complete++;
@@ -473,9 +488,10 @@ main(int argc, char **argv)
 
     conns = calloc(nconns, sizeof(conn_t));
     lat = calloc((size_t) nevents * nconns, sizeof(float));
+    lat_post = calloc((size_t) nevents * nconns, sizeof(float));
     lat_n = calloc(nevents, sizeof(int));
 
-    if (conns == NULL || lat == NULL || lat_n == NULL) {
+    if (conns == NULL || lat == NULL || lat_post == NULL || lat_n == NULL) {
         fprintf(stderr, "sse_client: out of memory\n");
         return 1;
     }
@@ -632,7 +648,8 @@ main(int argc, char **argv)
 
         for (k = 0; k < nevents; k++) {
             for (i = 0; i < lat_n[k]; i++) {
-                fprintf(f, "%d %.3f\n", k, lat[(size_t) k * nconns + i]);
+                fprintf(f, "%d %.3f %.3f\n", k, lat[(size_t) k * nconns + i],
+                        lat_post[(size_t) k * nconns + i]);
             }
         }
 

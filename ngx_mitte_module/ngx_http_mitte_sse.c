@@ -19,10 +19,14 @@
 /* a subscriber that stops reading is dropped when this much is queued */
 #define NGX_HTTP_MITTE_SSE_BACKLOG      (64 * 1024)
 #define NGX_HTTP_MITTE_SSE_BATCH        64
+/* subscribers are found by their user's hash: an event costs the same
+ * however many other users' streams a worker holds */
+#define NGX_HTTP_MITTE_SSE_BUCKETS      1024
 
 
 typedef struct {
-    ngx_queue_t                  queue;
+    ngx_queue_t                  queue;     /* the user's bucket, or all */
+    ngx_queue_t                  dirty_queue;
     ngx_http_request_t          *request;
     ngx_event_t                  heartbeat;
     uint64_t                     from;      /* send events after this one */
@@ -36,13 +40,16 @@ typedef struct {
     unsigned                     all:1;
     unsigned                     listed:1;
     unsigned                     dirty:1;
+    uint32_t                     hash;
     size_t                       user_len;
     u_char                       user[MITTE_USER_MAX];
 } ngx_http_mitte_sub_t;
 
 
 typedef struct {
-    ngx_queue_t                  subscribers;
+    ngx_queue_t                  all;       /* "mitte_sse all" streams */
+    ngx_queue_t                  dirty;     /* streams with output queued */
+    ngx_queue_t                 *buckets;
     ngx_uint_t                   count;
     uint64_t                     last;      /* newest event fanned out */
     ngx_event_t                  drain;
@@ -68,6 +75,7 @@ static ngx_int_t ngx_http_mitte_sse_add(ngx_http_mitte_sub_t *sub,
     u_char *data, size_t len);
 static ngx_int_t ngx_http_mitte_sse_flush(ngx_http_mitte_sub_t *sub);
 static void ngx_http_mitte_sse_drop(ngx_http_mitte_sub_t *sub);
+static void ngx_http_mitte_sse_close(ngx_http_request_t *r);
 static void ngx_http_mitte_sse_write(ngx_http_request_t *r);
 static void ngx_http_mitte_sse_heartbeat(ngx_event_t *ev);
 static void ngx_http_mitte_sse_cleanup(void *data);
@@ -190,7 +198,18 @@ ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle)
     w = &ngx_http_mitte_sse_worker;
     zone = mmcf->shm_zone->data;
 
-    ngx_queue_init(&w->subscribers);
+    ngx_queue_init(&w->all);
+    ngx_queue_init(&w->dirty);
+
+    w->buckets = ngx_palloc(cycle->pool, NGX_HTTP_MITTE_SSE_BUCKETS
+                                         * sizeof(ngx_queue_t));
+    if (w->buckets == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_HTTP_MITTE_SSE_BUCKETS; i++) {
+        ngx_queue_init(&w->buckets[i]);
+    }
 
     w->zone = zone;
     w->last = zone->sh->event_seq;
@@ -336,8 +355,8 @@ ngx_http_mitte_sse_drain(void)
 {
     u_char                       *end;
     uint64_t                      head;
-    ngx_uint_t                    i, n;
-    ngx_queue_t                  *q, *next;
+    ngx_uint_t                    i, n, k;
+    ngx_queue_t                  *q, *next, *list[2];
     ngx_http_mitte_sub_t         *sub;
     ngx_http_mitte_event_t       *e;
     ngx_http_mitte_sse_worker_t  *w;
@@ -354,26 +373,36 @@ ngx_http_mitte_sse_drain(void)
 
             end = NULL;
 
-            for (q = ngx_queue_head(&w->subscribers);
-                 q != ngx_queue_sentinel(&w->subscribers);
-                 q = next)
-            {
-                next = ngx_queue_next(q);
-                sub = ngx_queue_data(q, ngx_http_mitte_sub_t, queue);
+            list[0] = &w->all;
+            list[1] = e->user_len
+                      ? &w->buckets[ngx_crc32_short(e->user, e->user_len)
+                                    % NGX_HTTP_MITTE_SSE_BUCKETS]
+                      : NULL;
 
-                if (e->seq <= sub->from || !ngx_http_mitte_sse_matches(sub, e))
+            for (k = 0; k < 2 && list[k]; k++) {
+
+                for (q = ngx_queue_head(list[k]);
+                     q != ngx_queue_sentinel(list[k]);
+                     q = next)
                 {
-                    continue;
-                }
+                    next = ngx_queue_next(q);
+                    sub = ngx_queue_data(q, ngx_http_mitte_sub_t, queue);
 
-                if (end == NULL) {
-                    end = ngx_http_mitte_event_frame(w->frame, e);
-                }
+                    if (e->seq <= sub->from
+                        || !ngx_http_mitte_sse_matches(sub, e))
+                    {
+                        continue;
+                    }
 
-                if (ngx_http_mitte_sse_add(sub, w->frame, end - w->frame)
-                    != NGX_OK)
-                {
-                    ngx_http_mitte_sse_drop(sub);
+                    if (end == NULL) {
+                        end = ngx_http_mitte_event_frame(w->frame, e);
+                    }
+
+                    if (ngx_http_mitte_sse_add(sub, w->frame, end - w->frame)
+                        != NGX_OK)
+                    {
+                        ngx_http_mitte_sse_drop(sub);
+                    }
                 }
             }
         }
@@ -384,14 +413,11 @@ ngx_http_mitte_sse_drain(void)
         w->last = head;
     }
 
-    for (q = ngx_queue_head(&w->subscribers);
-         q != ngx_queue_sentinel(&w->subscribers);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        sub = ngx_queue_data(q, ngx_http_mitte_sub_t, queue);
+    while (!ngx_queue_empty(&w->dirty)) {
+        q = ngx_queue_head(&w->dirty);
+        sub = ngx_queue_data(q, ngx_http_mitte_sub_t, dirty_queue);
 
-        if (sub->dirty && ngx_http_mitte_sse_flush(sub) != NGX_OK) {
+        if (ngx_http_mitte_sse_flush(sub) != NGX_OK) {
             ngx_http_mitte_sse_drop(sub);
         }
     }
@@ -488,7 +514,12 @@ ngx_http_mitte_sse_add(ngx_http_mitte_sub_t *sub, u_char *data, size_t len)
     cl->buf->last = ngx_cpymem(cl->buf->last, data, len);
 
     sub->queued += len;
-    sub->dirty = 1;
+
+    if (!sub->dirty) {
+        ngx_queue_insert_tail(&ngx_http_mitte_sse_worker.dirty,
+                              &sub->dirty_queue);
+        sub->dirty = 1;
+    }
 
     return NGX_OK;
 }
@@ -514,7 +545,11 @@ ngx_http_mitte_sse_flush(ngx_http_mitte_sub_t *sub)
 
     sub->out = NULL;
     sub->last = NULL;
-    sub->dirty = 0;
+
+    if (sub->dirty) {
+        ngx_queue_remove(&sub->dirty_queue);
+        sub->dirty = 0;
+    }
 
     if (rc == NGX_ERROR || c->error) {
         return NGX_ERROR;
@@ -548,17 +583,36 @@ ngx_http_mitte_sse_flush(ngx_http_mitte_sub_t *sub)
 }
 
 
+/*
+ * Ends a stream from outside its own connection's handlers: the request is
+ * terminated through a posted request, which is run here and now.
+ */
+
 static void
 ngx_http_mitte_sse_drop(ngx_http_mitte_sub_t *sub)
 {
+    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     r = sub->request;
+    c = r->connection;
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
                   "mitte: event stream subscriber dropped");
 
+    ngx_http_mitte_sse_close(r);
+}
+
+
+static void
+ngx_http_mitte_sse_close(ngx_http_request_t *r)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
     ngx_http_finalize_request(r, NGX_ERROR);
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -598,7 +652,7 @@ ngx_http_mitte_sse_heartbeat(ngx_event_t *ev)
     w = &ngx_http_mitte_sse_worker;
 
     if (ngx_exiting || ngx_terminate) {
-        ngx_http_finalize_request(sub->request, NGX_ERROR);
+        ngx_http_mitte_sse_close(sub->request);
         return;
     }
 
@@ -640,6 +694,11 @@ ngx_http_mitte_sse_cleanup(void *data)
 
     if (sub->heartbeat.posted) {
         ngx_delete_posted_event(&sub->heartbeat);
+    }
+
+    if (sub->dirty) {
+        ngx_queue_remove(&sub->dirty_queue);
+        sub->dirty = 0;
     }
 
     if (sub->listed) {
@@ -789,7 +848,16 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
 
     sub->from = head;
 
-    ngx_queue_insert_tail(&w->subscribers, &sub->queue);
+    if (sub->all) {
+        ngx_queue_insert_tail(&w->all, &sub->queue);
+
+    } else {
+        sub->hash = ngx_crc32_short(sub->user, sub->user_len);
+        ngx_queue_insert_tail(&w->buckets[sub->hash
+                                          % NGX_HTTP_MITTE_SSE_BUCKETS],
+                              &sub->queue);
+    }
+
     sub->listed = 1;
     w->count++;
 

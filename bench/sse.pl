@@ -1,0 +1,793 @@
+#!/usr/bin/perl
+
+# bench/sse.pl: the event stream (mitte_sse) under thousands of subscribers,
+# side by side with nchan (Debian's libnginx-mod-nchan) as the peer.
+#
+#   MITTE_MODULE=build/ngx_http_mitte_module.so perl bench/sse.pl
+#
+# Part 1, fan-out, for each implementation and each subscriber count (5,000
+# and 9,000): a fresh nginx (2 workers, reuseport, worker_connections
+# 12,000), subscribers held by forked C clients (bench/sse_client.c, compiled
+# here with cc; epoll, at most 1,800 connections each), then 20 events, 250
+# ms apart:
+#
+#   mitte   POST /hooks/ev-<k> (proxied to a loopback upstream and recorded;
+#           every subscriber is the endpoint's user, so every event goes to
+#           every stream); the send time is the event's own "timestamp":
+#           the delivery's completion, in milliseconds
+#   nchan   POST /pub of "k=<k> t=<unix ms>" to one channel that every
+#           subscriber (nchan_subscriber eventsource) listens to; the send
+#           time is taken just before the POST
+#
+# and the figures:
+#   events to all   share of the 20 events that reached every subscriber
+#   latency         p50 / p99 over every (event, subscriber) pair, receipt
+#                   minus send time (mitte's send time is truncated to the
+#                   millisecond: +0.5 ms on average against mitte)
+#   memory          (VmRSS sum of the workers with N idle subscribers -
+#                   the same before they connected) / N
+#
+# Part 2 (BENCH_SSE_PROXY=0 skips it), mitte only: the proxy ratio of
+# bench/proxy.pl (wrk with bench/webhooks.lua against /plain/ and /hooks/,
+# alternating, ratio of the medians; 1 worker on CPU 0, wrk on CPU 1) with
+# 1,000 idle subscribers connected to that worker (a user no delivery
+# belongs to, so every recorded delivery walks them without sending).
+#
+# Environment:
+#   MITTE_MODULE              the module (default build/ngx_http_mitte_module.so)
+#   NGINX                     the nginx binary (default /usr/sbin/nginx)
+#   NCHAN_MODULE              default /usr/lib/nginx/modules/ngx_nchan_module.so
+#   BENCH_SSE_SUBSCRIBERS     subscriber counts (default 5000,9000)
+#   BENCH_SSE_EVENTS          events per run (default 20, at most 32)
+#   BENCH_SSE_GAP             seconds between events (default 0.25)
+#   BENCH_SSE_PROXY           0 skips part 2 (default 1)
+#   BENCH_PAIRS               plain/recorded wrk pairs in part 2 (default 5)
+#   BENCH_DURATION            seconds per wrk run in part 2 (default 4)
+#   BENCH_CONNECTIONS         wrk connections (default 32)
+#   BENCH_KEEP                1 keeps the temp dir (configs, logs)
+#
+# Exit status: 0 when every run worked; 1 otherwise. Everything started is
+# stopped by pid, also on failure.
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Copy qw(copy);
+use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::INET;
+use POSIX qw(WNOHANG _exit ceil);
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use Time::HiRes qw(time sleep);
+
+$| = 1;
+
+my $ROOT = abs_path(dirname(abs_path($0)) . '/..');
+my $LUA = "$ROOT/bench/webhooks.lua";
+my $CLIENT_C = "$ROOT/bench/sse_client.c";
+
+my $NGINX = $ENV{NGINX} // '/usr/sbin/nginx';
+my $MODULE = $ENV{MITTE_MODULE} // "$ROOT/build/ngx_http_mitte_module.so";
+my $NCHAN = $ENV{NCHAN_MODULE}
+    // '/usr/lib/nginx/modules/ngx_nchan_module.so';
+my @COUNTS = split /,/, ($ENV{BENCH_SSE_SUBSCRIBERS} // '5000,9000');
+my $EVENTS = $ENV{BENCH_SSE_EVENTS} // 20;
+my $GAP = $ENV{BENCH_SSE_GAP} // 0.25;
+my $PROXY = $ENV{BENCH_SSE_PROXY} // 1;
+my $PAIRS = $ENV{BENCH_PAIRS} // 5;
+my $DURATION = $ENV{BENCH_DURATION} // 4;
+my $CONNECTIONS = $ENV{BENCH_CONNECTIONS} // 32;
+my $KEEP = $ENV{BENCH_KEEP} // 0;
+
+my $PER_CLIENT = 1800;     # connections per client process
+my $IDLE = 1000;           # idle subscribers in part 2
+my $TIME_LIMIT = 290;      # seconds for the whole script, a safety net
+
+my $CPUS = () = do {
+    open my $fh, '<', '/proc/cpuinfo' or die "/proc/cpuinfo: $!\n";
+    grep { /^processor\s*:/ } <$fh>;
+};
+my $PIN = $CPUS >= 2 ? 1 : 0;
+
+# ---------------------------------------------------------------------------
+# child processes: started by fork/exec, stopped by pid on any exit
+
+my $MAIN_PID = $$;
+my %children;    # pid => name
+
+$SIG{INT} = $SIG{TERM} = $SIG{HUP} = sub { die "interrupted by SIG$_[0]\n" };
+$SIG{ALRM} = sub { die "time limit of ${TIME_LIMIT}s reached\n" };
+$SIG{PIPE} = 'IGNORE';
+alarm $TIME_LIMIT;
+
+END {
+    if ($$ == $MAIN_PID) {
+        local $?;
+        stop($_) for keys %children;
+    }
+}
+
+# fork and exec @cmd; stdout to $out (a file name, or a pipe when undef
+# and $pipe is set), stderr to $err
+sub spawn {
+    my ($name, $out, $err, @cmd) = @_;
+    my ($rd, $wr);
+    if (ref $out eq 'SCALAR') {
+        pipe($rd, $wr) or die "pipe: $!\n";
+    }
+    my $pid = fork;
+    die "fork: $!\n" unless defined $pid;
+    if ($pid == 0) {
+        eval {
+            if ($wr) {
+                close $rd;
+                open STDOUT, '>&', $wr or die "dup: $!\n";
+            } elsif (defined $out) {
+                open STDOUT, '>', $out or die "$out: $!\n";
+            }
+            if (defined $err) {
+                open STDERR, '>', $err or die "$err: $!\n";
+            }
+            open STDIN, '<', '/dev/null' or die "/dev/null: $!\n";
+            exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!\n";
+        };
+        print STDERR $@;
+        _exit(127);
+    }
+    $children{$pid} = $name;
+    if ($wr) {
+        close $wr;
+        ${$out} = $rd;
+    }
+    return $pid;
+}
+
+# wait for a child to exit by itself, at most $timeout seconds; its status
+sub reap {
+    my ($pid, $timeout) = @_;
+    my $end = time + $timeout;
+    while (1) {
+        my $r = waitpid($pid, WNOHANG);
+        if ($r == $pid || $r == -1) {
+            delete $children{$pid};
+            return $r == $pid ? $? : -1;
+        }
+        last if time >= $end;
+        sleep 0.02;
+    }
+    return undef;
+}
+
+# the pids whose parent is $ppid
+sub children_of {
+    my ($ppid) = @_;
+    my @pids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // next;
+        # pid (comm) state ppid ...; comm may hold spaces and parens
+        push @pids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $ppid;
+    }
+    return @pids;
+}
+
+# TERM, then KILL (and the KILL for its own children too) after 10 s
+sub stop {
+    my ($pid, $sig) = @_;
+    return unless $children{$pid};
+    my @kids = children_of($pid);
+    kill $sig // 'TERM', $pid;
+    my $st = reap($pid, 10);
+    return $st if defined $st;
+    warn "$children{$pid} ($pid) did not stop in 10s, killing it\n";
+    kill 'KILL', $pid, @kids;
+    return reap($pid, 5);
+}
+
+# ---------------------------------------------------------------------------
+# helpers
+
+sub slurp {
+    my ($file) = @_;
+    open my $fh, '<', $file or return '';
+    local $/;
+    return scalar <$fh>;
+}
+
+sub spew {
+    my ($file, $text) = @_;
+    open my $fh, '>', $file or die "$file: $!\n";
+    print {$fh} $text or die "$file: $!\n";
+    close $fh or die "$file: $!\n";
+}
+
+sub median {
+    my @v = sort { $a <=> $b } @_;
+    return undef unless @v;
+    my $m = int(@v / 2);
+    return @v % 2 ? $v[$m] : ($v[$m - 1] + $v[$m]) / 2;
+}
+
+# the value at quantile $q of a sorted list (nearest rank)
+sub quantile {
+    my ($sorted, $q) = @_;
+    return undef unless @$sorted;
+    my $i = ceil($q * @$sorted) - 1;
+    $i = 0 if $i < 0;
+    return $sorted->[$i];
+}
+
+sub free_ports {
+    my ($n) = @_;
+    my @socks = map {
+        IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                              Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+            or die "cannot bind a loopback port: $!\n";
+    } 1 .. $n;
+    return map { $_->sockport } @socks;
+}
+
+sub wait_port {
+    my ($port, $pid, $timeout, $log) = @_;
+    my $end = time + $timeout;
+    while (time < $end) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp');
+        return 1 if $s;
+        if (waitpid($pid, WNOHANG) == $pid) {
+            delete $children{$pid};
+            die "nginx exited at start:\n" . slurp($log);
+        }
+        sleep 0.05;
+    }
+    die "nginx did not listen on $port in ${timeout}s:\n" . slurp($log);
+}
+
+sub rss_kb {
+    my $sum = 0;
+    for my $pid (@_) {
+        open my $fh, '<', "/proc/$pid/status" or next;
+        while (<$fh>) {
+            if (/^VmRSS:\s+(\d+)/) {
+                $sum += $1;
+                last;
+            }
+        }
+    }
+    return $sum;
+}
+
+sub log_problems {
+    my ($log) = @_;
+    return join '', grep { /\[(emerg|alert|crit)\]|exited on signal/ }
+        split /^/, slurp($log);
+}
+
+# ---------------------------------------------------------------------------
+# nginx configurations
+
+sub conf_head {
+    my (%o) = @_;
+    my $dir = $o{dir};
+    my $user = $> == 0 ? "user root root;\n" : '';
+    my $load = join '', map { "load_module $_;\n" } @{ $o{modules} };
+    my $workers = $o{workers} // 2;
+    my $pin = $o{pin} ? "worker_cpu_affinity 01;\n" : '';
+    return <<"END";
+$load$user
+daemon off;
+worker_processes $workers;
+$pin
+worker_rlimit_nofile 16000;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+
+events {
+    worker_connections 12000;
+}
+END
+}
+
+sub temp_paths {
+    my ($dir) = @_;
+    return <<"END";
+    access_log off;
+    client_body_temp_path $dir/client_body_temp;
+    proxy_temp_path       $dir/proxy_temp;
+    fastcgi_temp_path     $dir/fastcgi_temp;
+    uwsgi_temp_path       $dir/uwsgi_temp;
+    scgi_temp_path        $dir/scgi_temp;
+END
+}
+
+sub mitte_conf {
+    my (%o) = @_;
+    my $dir = $o{dir};
+    return conf_head(%o, modules => [$MODULE]) . "http {\n"
+        . temp_paths($dir) . <<"END";
+    keepalive_requests 1000000;
+
+    mitte_zone mitte:64m;
+    mitte_quota free 4000000000;
+    mitte_quota pro  4000000000;
+
+    upstream u {
+        server 127.0.0.1:$o{upstream};
+        keepalive 32;
+        keepalive_requests 1000000;
+    }
+
+    server {
+        listen 127.0.0.1:$o{upstream};
+        location / {
+            return 200 "ok\\n";
+        }
+    }
+
+    server {
+        listen 127.0.0.1:$o{port} reuseport backlog=4096;
+
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+
+        # as in bench/proxy.pl
+        location /plain/ {
+            location ~ ^/plain/(?<slug>[A-Za-z0-9._-]+)\$ {
+                proxy_pass http://u;
+            }
+        }
+        location /hooks/ {
+            location ~ ^/hooks/(?<slug>[A-Za-z0-9._-]+)\$ {
+                mitte_endpoint \$slug;
+                mitte_user \$http_x_mitte_user;
+                proxy_pass http://u;
+            }
+        }
+
+        location = /events {
+            mitte_user \$http_x_mitte_user;
+            mitte_sse;
+        }
+    }
+}
+END
+}
+
+sub nchan_conf {
+    my (%o) = @_;
+    my $dir = $o{dir};
+    return conf_head(%o, modules => [$NCHAN]) . "http {\n"
+        . temp_paths($dir) . <<"END";
+    server {
+        listen 127.0.0.1:$o{port} reuseport backlog=4096;
+
+        location = /pub {
+            nchan_publisher;
+            nchan_channel_id bench;
+        }
+        location = /sub {
+            nchan_subscriber eventsource;
+            nchan_channel_id bench;
+            nchan_subscriber_first_message newest;
+        }
+    }
+}
+END
+}
+
+sub start_nginx {
+    my ($dir, $conf) = @_;
+    mkdir $dir or die "$dir: $!\n";
+    spew("$dir/nginx.conf", $conf);
+    my $log = "$dir/error.log";
+    my $pid = spawn('nginx', undef, "$dir/nginx.stderr", $NGINX,
+                    '-p', "$dir/", '-c', "$dir/nginx.conf", '-e', $log);
+    return ($pid, $log);
+}
+
+# ---------------------------------------------------------------------------
+# the publisher: a minimal HTTP/1.1 client on one keep-alive connection
+
+sub publisher {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp')
+        or die "connect 127.0.0.1:$port: $!\n";
+    setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1)
+        or die "TCP_NODELAY: $!\n";
+    return { sock => $s, sel => IO::Select->new($s), buf => '' };
+}
+
+sub fill {
+    my ($c) = @_;
+    $c->{sel}->can_read(10) or die "publisher: no answer in 10s\n";
+    my $n = sysread $c->{sock}, $c->{buf}, 65536, length $c->{buf};
+    die "publisher: connection closed\n" unless $n;
+    return $n;
+}
+
+# POST in one write; (status, body)
+sub post_raw {
+    my ($c, $path, $headers, $body) = @_;
+    my $req = "POST $path HTTP/1.1\r\nHost: 127.0.0.1\r\n$headers"
+        . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+    my $n = syswrite $c->{sock}, $req;
+    die "publisher: write: $!\n" unless defined $n && $n == length $req;
+
+    my $end;
+    fill($c) until ($end = index $c->{buf}, "\r\n\r\n") >= 0;
+    my $head = substr $c->{buf}, 0, $end + 4, '';
+    my ($st) = $head =~ m{^HTTP/1\.[01] (\d{3})}
+        or die "publisher: bad answer: $head\n";
+    my $out = '';
+    if ($head =~ /^Content-Length:\s*(\d+)\r$/mi) {
+        my $len = $1;
+        fill($c) while length $c->{buf} < $len;
+        $out = substr $c->{buf}, 0, $len, '';
+    } elsif ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
+        while (1) {
+            fill($c) until $c->{buf} =~ /^([0-9a-fA-F]+)[^\r\n]*\r\n/;
+            my $len = hex $1;
+            my $hl = length $&;
+            fill($c) while length $c->{buf} < $hl + $len + 2;
+            $out .= substr $c->{buf}, $hl, $len;
+            substr($c->{buf}, 0, $hl + $len + 2, '');
+            last if $len == 0;
+        }
+    }
+    return ($st, $out);
+}
+
+# ---------------------------------------------------------------------------
+# subscribers: C clients
+
+my $CLIENT;
+
+sub build_client {
+    my ($dir) = @_;
+    $CLIENT = "$dir/sse_client";
+    system('cc', '-O2', '-o', $CLIENT, $CLIENT_C) == 0
+        or die "cc $CLIENT_C failed\n";
+}
+
+# start clients for $n connections; returns [{pid, fh, buf, lat}, ...]
+sub start_clients {
+    my ($dir, $tag, $n, $port, $path, $mode, $user, $timeout) = @_;
+    my $k = ceil($n / $PER_CLIENT);
+    my @cl;
+    my $left = $n;
+    for my $i (1 .. $k) {
+        my $m = int($left / ($k - $i + 1));
+        $left -= $m;
+        my $fh;
+        my $lat = "$dir/lat.$tag.$i";
+        my @cmd = ($CLIENT, '-p', $port, '-n', $m, '-r', $path,
+                   '-e', $EVENTS, '-m', $mode, '-o', $lat,
+                   '-t', $timeout // 120);
+        push @cmd, '-H', "X-Mitte-User: $user" if defined $user;
+        my $pid = spawn("client $tag.$i", \$fh, "$dir/client.$tag.$i.err",
+                        @cmd);
+        push @cl, { pid => $pid, fh => $fh, buf => '', lat => $lat,
+                    n => $m, name => "client $tag.$i" };
+    }
+    return \@cl;
+}
+
+# read what the clients print until $done->($client) is true for each, at
+# most $timeout seconds; false when the time ran out
+sub read_clients {
+    my ($cl, $timeout, $done) = @_;
+    my $end = time + $timeout;
+    while (1) {
+        my @left = grep { !$done->($_) } @$cl;
+        return 1 unless @left;
+        my $t = $end - time;
+        return 0 if $t <= 0;
+        my $sel = IO::Select->new(map { $_->{fh} } grep { !$_->{eof} } @left);
+        return 0 unless $sel->count;
+        for my $fh ($sel->can_read($t > 0.2 ? 0.2 : $t)) {
+            my ($c) = grep { $_->{fh} == $fh } @left;
+            my $r = sysread $fh, $c->{buf}, 65536, length $c->{buf};
+            $c->{eof} = 1 unless $r;
+        }
+    }
+}
+
+sub wait_ready {
+    my ($cl, $timeout) = @_;
+    read_clients($cl, $timeout, sub { $_[0]{buf} =~ /^READY /m })
+        or die "subscribers not connected in ${timeout}s: "
+        . join(' ', map { "[$_->{name}: $_->{buf}]" } @$cl) . "\n";
+    my ($ok, $failed) = (0, 0);
+    for my $c (@$cl) {
+        my ($o, $f) = $c->{buf} =~ /^READY ok=(\d+) failed=(\d+)/m;
+        $ok += $o;
+        $failed += $f;
+    }
+    return ($ok, $failed);
+}
+
+# the clients' results: they end by themselves once every connection has
+# every event; those still waiting get SIGUSR1 after $timeout seconds
+sub finish_clients {
+    my ($cl, $timeout) = @_;
+    my $all = read_clients($cl, $timeout,
+                           sub { $_[0]{buf} =~ /^EVENT \Q${\ ($EVENTS - 1)}\E /m });
+    unless ($all) {
+        kill 'USR1', map { $_->{pid} } @$cl;
+        read_clients($cl, 10,
+                     sub { $_[0]{buf} =~ /^EVENT \Q${\ ($EVENTS - 1)}\E /m })
+            or die "clients gave no result\n";
+    }
+    my %r = (received => [(0) x $EVENTS], lat => [], lat_post => []);
+    for my $c (@$cl) {
+        my $st = reap($c->{pid}, 10);
+        stop($c->{pid}) unless defined $st;
+        my ($line) = $c->{buf} =~ /^RESULT (.*)$/m
+            or die "$c->{name}: no RESULT line: $c->{buf}\n";
+        my %f = $line =~ /(\w+)=(\d+)/g;
+        $r{$_} += $f{$_} for keys %f;
+        while ($c->{buf} =~ /^EVENT (\d+) (\d+)$/mg) {
+            $r{received}[$1] += $2;
+        }
+        open my $fh, '<', $c->{lat} or die "$c->{lat}: $!\n";
+        while (<$fh>) {
+            my (undef, $l, $lp) = split;
+            push @{ $r{lat} }, $l;
+            push @{ $r{lat_post} }, $lp;
+        }
+        close $fh;
+        close $c->{fh};
+    }
+    return \%r;
+}
+
+# ---------------------------------------------------------------------------
+# part 1: fan-out
+
+sub fanout {
+    my ($dir, $impl, $n) = @_;
+    my $sub = "$dir/$impl-$n";
+    my ($port, $up) = free_ports(2);
+    my $conf = $impl eq 'mitte'
+        ? mitte_conf(dir => $sub, port => $port, upstream => $up)
+        : nchan_conf(dir => $sub, port => $port);
+    my ($pid, $log) = start_nginx($sub, $conf);
+    wait_port($port, $pid, 10, $log);
+    my @workers = children_of($pid);
+    die "$impl: expected 2 workers, found @workers\n" unless @workers == 2;
+
+    # one keep-alive connection, each request in one write, TCP_NODELAY:
+    # no Nagle delay in the measured time
+    my $pub = publisher($port);
+    my $publish = sub {
+        my ($k) = @_;
+        my $t = sprintf '%.3f', time * 1000;
+        my ($st, $body) = $impl eq 'mitte'
+            ? post_raw($pub, "/hooks/ev-$k-$t",
+                       "X-Mitte-User: bench\r\n"
+                       . "Content-Type: application/json\r\n",
+                       '{"type":"bench"}')
+            : post_raw($pub, '/pub', '', "k=$k t=$t");
+        die "$impl: publish $k: $st $body\n" unless $st =~ /^20[0-2]$/;
+    };
+
+    # warm-up: the endpoint / the channel exist; nothing subscribes yet
+    $publish->($EVENTS + 1);
+    sleep 0.5;
+    my $base = rss_kb(@workers);
+
+    my $t0 = time;
+    my $cl = start_clients($sub, "$impl-$n", $n, $port,
+                           $impl eq 'mitte' ? '/events' : '/sub',
+                           $impl, $impl eq 'mitte' ? 'bench' : undef, 120);
+    my ($ok, $failed) = wait_ready($cl, 60);
+    my $connect = time - $t0;
+    sleep 1;
+    my $idle = rss_kb(@workers);
+
+    for my $k (0 .. $EVENTS - 1) {
+        $publish->($k);
+        sleep $GAP;
+    }
+    my $r = finish_clients($cl, 5);
+
+    stop($pid, 'QUIT');
+    my $problems = log_problems($log);
+    warn "$impl $n: nginx error log:\n$problems" if $problems;
+
+    my @lat = sort { $a <=> $b } @{ $r->{lat} };
+    my @latp = sort { $a <=> $b } @{ $r->{lat_post} };
+    my $to_all = grep { $_ == $n } @{ $r->{received} };
+    my $total = 0;
+    $total += $_ for @{ $r->{received} };
+    my %res = (
+        impl => $impl, n => $n, ok => $ok, failed => $failed,
+        connect_s => $connect,
+        to_all => $to_all,
+        share_all => $to_all / $EVENTS,
+        share_pairs => $total / ($n * $EVENTS),
+        dups => $r->{dups}, closed => $r->{closed}, other => $r->{other},
+        p50 => quantile(\@lat, 0.50), p99 => quantile(\@lat, 0.99),
+        max => $lat[-1],
+        pp50 => quantile(\@latp, 0.50), pp99 => quantile(\@latp, 0.99),
+        mem_b => ($idle - $base) * 1024 / $n,
+        base_kb => $base, idle_kb => $idle,
+        problems => $problems ? 1 : 0,
+    );
+    printf "  %-5s %5d subscribers: %d connected (%d failed) in %.1fs; "
+        . "%d/%d events to all, %.4f of deliveries; p50 %.2f ms, p99 %.2f "
+        . "ms, max %.1f ms; %d duplicates, %d streams closed; workers "
+        . "%d kB -> %d kB idle (%.0f B per subscriber)\n",
+        $impl, $n, $ok, $failed, $connect, $to_all, $EVENTS,
+        $res{share_pairs}, $res{p50} // -1, $res{p99} // -1,
+        $res{max} // -1, $res{dups}, $res{closed}, $base, $idle,
+        $res{mem_b};
+    return \%res;
+}
+
+# ---------------------------------------------------------------------------
+# part 2: the proxy ratio with 1,000 idle subscribers
+
+sub wrk_run {
+    my ($dir, $port, $prefix, $seconds, $tag) = @_;
+    my $out = "$dir/wrk.$tag.out";
+    my @cmd = ('wrk', '-t1', "-c$CONNECTIONS", "-d${seconds}s",
+               '-s', $LUA, "http://127.0.0.1:$port", '--', $prefix);
+    unshift @cmd, 'taskset', '-c', '1' if $PIN;
+    my $pid = spawn("wrk $tag", $out, "$dir/wrk.$tag.err", @cmd);
+    my $st = reap($pid, $seconds + 30);
+    die "wrk $tag did not finish\n" unless defined $st;
+    die "wrk $tag failed ($st): " . slurp("$dir/wrk.$tag.err") . slurp($out)
+        if $st != 0;
+    my $text = slurp($out);
+    my ($line) = $text =~ /^BENCH (.*)$/m;
+    my %r = defined $line ? $line =~ /(\w+)=(\d+)/g : ();
+    die "wrk $tag: no summary line in its output:\n$text\n" unless %r;
+    my $errors = $r{connect} + $r{read} + $r{write} + $r{status}
+        + $r{timeout};
+    die "wrk $tag: $errors errors:\n$text\n" if $errors;
+    $r{rps} = $r{requests} / ($r{duration_us} / 1e6);
+    return \%r;
+}
+
+sub proxy_ratio {
+    my ($dir) = @_;
+    my $sub = "$dir/proxy";
+    my ($port, $up) = free_ports(2);
+    my ($pid, $log) = start_nginx($sub, mitte_conf(dir => $sub, port => $port,
+                                                   upstream => $up,
+                                                   workers => 1,
+                                                   pin => $PIN));
+    wait_port($port, $pid, 10, $log);
+
+    my $cl = start_clients($sub, 'idle', $IDLE, $port, '/events', 'mitte',
+                           'idle-user', 200);
+    my ($ok, $failed) = wait_ready($cl, 30);
+    die "proxy: $failed idle subscribers failed\n" if $failed;
+
+    printf "  proxy: wrk -t1 -c%d -d%ds, 1 nginx worker%s, %d idle "
+        . "subscribers on it\n", $CONNECTIONS, $DURATION,
+        $PIN ? ' (CPU 0, wrk on CPU 1)' : '', $ok;
+    wrk_run($sub, $port, 'plain', 1, 'warmup-plain');
+    wrk_run($sub, $port, 'hooks', 2, 'warmup-hooks');
+
+    my (@plain, @rec);
+    for my $i (1 .. $PAIRS) {
+        for my $kind (qw(plain hooks)) {
+            my $r = wrk_run($sub, $port, $kind, $DURATION, "$kind-$i");
+            printf "    run %d %-8s %9.0f rps   p50 %5.0f us   p99 %5.0f us\n",
+                $i, $kind eq 'plain' ? 'plain' : 'recorded', $r->{rps},
+                $r->{p50_us}, $r->{p99_us};
+            push @{ $kind eq 'plain' ? \@plain : \@rec }, $r->{rps};
+        }
+    }
+
+    kill 'USR1', map { $_->{pid} } @$cl;
+    my $r = finish_clients($cl, 10);
+    die "proxy: $r->{closed} idle subscribers were closed during the runs\n"
+        if $r->{closed};
+    die "proxy: an idle subscriber got $r->{other} events not its own\n"
+        if $r->{other};
+
+    stop($pid, 'QUIT');
+    my $problems = log_problems($log);
+    warn "proxy: nginx error log:\n$problems" if $problems;
+
+    my ($mp, $mr) = (median(@plain), median(@rec));
+    return { ratio => $mr / $mp, plain => $mp, rec => $mr,
+             pairs => [map { $rec[$_] / $plain[$_] } 0 .. $#plain] };
+}
+
+# ---------------------------------------------------------------------------
+
+sub bail {
+    print STDERR "bench/sse.pl FAILED: @_\n";
+    exit 1;
+}
+
+-x $NGINX or bail("$NGINX is missing");
+-r $MODULE or bail("the module $MODULE is missing: run make");
+-r $NCHAN or bail("$NCHAN is missing (apt-get install libnginx-mod-nchan)");
+$MODULE = abs_path($MODULE);
+if ($PROXY) {
+    system('wrk -v >/dev/null 2>&1');
+    bail('wrk is missing (apt-get install wrk)')
+        if $? == -1 || $? >> 8 == 127;
+}
+if ($PIN && system('taskset -c 1 true >/dev/null 2>&1') != 0) {
+    $PIN = 0;
+}
+bail("BENCH_SSE_EVENTS must be 1..30") if $EVENTS < 1 || $EVENTS > 30;
+
+my $dir = tempdir('mitte-sse-bench-XXXXXX', TMPDIR => 1, CLEANUP => !$KEEP);
+chmod 0755, $dir;
+copy($MODULE, "$dir/ngx_http_mitte_module.so") or bail("copy $MODULE: $!");
+$MODULE = "$dir/ngx_http_mitte_module.so";
+
+my $t0 = time;
+my (%res, $proxy);
+my $ok = eval {
+    build_client($dir);
+    print "fan-out: $EVENTS events ${GAP}s apart; 2 nginx workers; "
+        . "subscribers in C clients of up to $PER_CLIENT connections\n";
+    for my $n (@COUNTS) {
+        for my $impl (qw(mitte nchan)) {
+            $res{$impl}{$n} = fanout($dir, $impl, $n);
+        }
+    }
+    $proxy = proxy_ratio($dir) if $PROXY;
+    1;
+};
+print "kept: $dir\n" if $KEEP;
+unless ($ok) {
+    chomp(my $err = $@);
+    bail($err);
+}
+
+my $fmt = "  %-40s %-22s %-22s\n";
+printf "\nsummary (%.0fs):\n", time - $t0;
+printf $fmt, '', 'mitte', 'nchan';
+for my $n (@COUNTS) {
+    my ($m, $c) = ($res{mitte}{$n}, $res{nchan}{$n});
+    print "  $n subscribers\n";
+    printf $fmt, '  connected',
+        map { "$_->{ok}/$n" . ($_->{failed} ? " ($_->{failed} failed)" : '') }
+        $m, $c;
+    printf $fmt, '  events reaching every subscriber',
+        map { sprintf '%d/%d (%.0f%%)', $_->{to_all}, $EVENTS,
+              100 * $_->{share_all} } $m, $c;
+    printf $fmt, '  deliveries (event x subscriber)',
+        map { sprintf '%.2f%%', 100 * $_->{share_pairs} } $m, $c;
+    printf $fmt, '  duplicates / streams closed',
+        map { "$_->{dups} / $_->{closed}" } $m, $c;
+    printf $fmt, '  latency p50 / p99 (ms)',
+        map { defined $_->{p50}
+              ? sprintf('%.2f / %.2f', $_->{p50}, $_->{p99}) : 'n/a' }
+        $m, $c;
+    printf $fmt, '  latency from the POST p50 / p99 (ms)',
+        map { defined $_->{pp50}
+              ? sprintf('%.2f / %.2f', $_->{pp50}, $_->{pp99}) : 'n/a' }
+        $m, $c;
+    printf $fmt, '  worker memory per idle subscriber',
+        map { sprintf '%.1f kB', $_->{mem_b} / 1024 } $m, $c;
+}
+if ($proxy) {
+    printf $fmt, "proxy ratio, $IDLE idle subscribers",
+        sprintf('%.3f', $proxy->{ratio}), 'n/a (no recording)';
+    printf "  (recorded %.0f rps / plain %.0f rps, medians of %d pairs; "
+        . "per pair %s)\n", $proxy->{rec}, $proxy->{plain}, $PAIRS,
+        join(' ', map { sprintf '%.3f', $_ } @{ $proxy->{pairs} });
+}
+print "  latency: receipt minus send time; mitte's send time is its event"
+    . " timestamp (the delivery's\n  completion, truncated to the ms),"
+    . " nchan's the publisher's; \"from the POST\": both from the time\n"
+    . "  the publisher wrote its request (for mitte: proxying, recording"
+    . " and fan-out)\n";
+
+my @bad = grep { $_->{failed} || $_->{problems} || $_->{dups} }
+    map { values %$_ } values %res;
+bail('failed connections, duplicates or nginx errors: see above') if @bad;
+exit 0;
