@@ -18,6 +18,11 @@
 
 
 #define NGX_HTTP_MITTE_SEND_INFLIGHT    32
+/* in flight to one webhook host, and to the email API: a target that
+ * hangs holds only its own share */
+#define NGX_HTTP_MITTE_SEND_PER_HOST    4
+#define NGX_HTTP_MITTE_SEND_EMAIL       8
+#define NGX_HTTP_MITTE_HOST_MAX         256
 #define NGX_HTTP_MITTE_SEND_POLL        200         /* ms */
 #define NGX_HTTP_MITTE_RESPONSE_MAX     2048
 #define NGX_HTTP_MITTE_USER_AGENT       "mitte/1.0 (ngx_http_mitte_module)"
@@ -33,6 +38,8 @@ typedef struct {
     size_t                       body_len;
     int64_t                      retry_after;   /* seconds, -1: none */
     size_t                       response_len;
+    size_t                       host_len;
+    u_char                       host[NGX_HTTP_MITTE_HOST_MAX];
     unsigned                     blocked:1;
     unsigned                     channel:1;
     u_char                       response[NGX_HTTP_MITTE_RESPONSE_MAX];
@@ -86,6 +93,9 @@ static size_t ngx_http_mitte_curl_header(char *ptr, size_t size, size_t n,
     void *data);
 static u_char *ngx_http_mitte_html(u_char *dst, u_char *src, size_t len,
     size_t *need);
+static void ngx_http_mitte_url_host(u_char *url, size_t len, ngx_str_t *host);
+static ngx_uint_t ngx_http_mitte_send_busy(ngx_http_mitte_sender_t *sender,
+    ngx_http_mitte_send_t *s, ngx_http_mitte_send_t **take, ngx_uint_t n);
 
 
 static ngx_http_mitte_sender_t  ngx_http_mitte_sender;
@@ -290,7 +300,9 @@ ngx_http_mitte_send_take(ngx_http_mitte_sender_t *sender)
                 continue;
             }
 
-            if (s->next_ms > now) {
+            if (s->next_ms > now
+                || ngx_http_mitte_send_busy(sender, s, take, n))
+            {
                 continue;
             }
 
@@ -314,10 +326,91 @@ ngx_http_mitte_send_take(ngx_http_mitte_sender_t *sender)
 }
 
 
+/* 1 when the send's host (or the email API) has its share in flight */
+
+static ngx_uint_t
+ngx_http_mitte_send_busy(ngx_http_mitte_sender_t *sender,
+    ngx_http_mitte_send_t *s, ngx_http_mitte_send_t **take, ngx_uint_t n)
+{
+    ngx_str_t              host, h;
+    ngx_uint_t             i, busy;
+    ngx_queue_t           *q;
+    ngx_http_mitte_job_t  *job;
+
+    busy = 0;
+
+    if (s->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL) {
+
+        for (q = ngx_queue_head(&sender->jobs);
+             q != ngx_queue_sentinel(&sender->jobs);
+             q = ngx_queue_next(q))
+        {
+            job = ngx_queue_data(q, ngx_http_mitte_job_t, queue);
+            busy += (job->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL);
+        }
+
+        for (i = 0; i < n; i++) {
+            busy += (take[i]->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL);
+        }
+
+        return busy >= NGX_HTTP_MITTE_SEND_EMAIL;
+    }
+
+    ngx_http_mitte_url_host(s->data, s->target_len, &host);
+
+    for (q = ngx_queue_head(&sender->jobs);
+         q != ngx_queue_sentinel(&sender->jobs);
+         q = ngx_queue_next(q))
+    {
+        job = ngx_queue_data(q, ngx_http_mitte_job_t, queue);
+
+        busy += (job->channel == NGX_HTTP_MITTE_CHANNEL_WEBHOOK
+                 && job->host_len == host.len
+                 && ngx_strncasecmp(job->host, host.data, host.len) == 0);
+    }
+
+    for (i = 0; i < n; i++) {
+        if (take[i]->channel != NGX_HTTP_MITTE_CHANNEL_WEBHOOK) {
+            continue;
+        }
+
+        ngx_http_mitte_url_host(take[i]->data, take[i]->target_len, &h);
+
+        busy += (h.len == host.len
+                 && ngx_strncasecmp(h.data, host.data, host.len) == 0);
+    }
+
+    return busy >= NGX_HTTP_MITTE_SEND_PER_HOST;
+}
+
+
+/* the authority of an absolute URL: host and port */
+
+static void
+ngx_http_mitte_url_host(u_char *url, size_t len, ngx_str_t *host)
+{
+    u_char  *p, *end;
+
+    end = url + len;
+
+    p = ngx_strlcasestrn(url, end, (u_char *) "://", 3 - 1);
+    p = p ? p + 3 : url;
+
+    host->data = p;
+
+    while (p < end && *p != '/' && *p != '?' && *p != '#') {
+        p++;
+    }
+
+    host->len = ngx_min((size_t) (p - host->data), NGX_HTTP_MITTE_HOST_MAX);
+}
+
+
 static ngx_int_t
 ngx_http_mitte_send_start(ngx_http_mitte_sender_t *sender,
     ngx_http_mitte_send_t *s)
 {
+    ngx_str_t              host;
     CURL                  *easy;
     ngx_int_t              rc;
     ngx_http_mitte_job_t  *job;
@@ -331,6 +424,12 @@ ngx_http_mitte_send_start(ngx_http_mitte_sender_t *sender,
     job->send = s;
     job->channel = s->channel;
     job->retry_after = -1;
+
+    if (s->channel == NGX_HTTP_MITTE_CHANNEL_WEBHOOK) {
+        ngx_http_mitte_url_host(s->data, s->target_len, &host);
+        job->host_len = host.len;
+        ngx_memcpy(job->host, host.data, host.len);
+    }
 
     easy = curl_easy_init();
     if (easy == NULL) {

@@ -3,11 +3,13 @@
 # Outbound webhooks (SPEC section 5), against real receivers on loopback:
 # the json, slack and discord bodies exactly; webhook-id, webhook-timestamp
 # and a Standard Webhooks signature the test verifies itself (none without
-# a secret); a 301 is a failure and its Location is not followed; a target
-# that never answers and one that answers after 10s are cut at
-# mitte_webhook_timeout and retried, and delay neither proxied traffic nor
-# other sends; 100 notifications at once arrive exactly once each; a send
-# waiting for its retry survives a reload.
+# a secret); "endpointSlug":null for a quota notification; the proxy of the
+# environment is ignored; a 301 is a failure and its Location is not
+# followed; a target that never answers and one that answers after 10s are
+# cut at mitte_webhook_timeout and retried, and delay neither proxied
+# traffic nor other sends; 100 notifications at once arrive exactly once
+# each; a send waiting for its retry, and one in flight, survive a reload;
+# 40 sends held by a silent target do not hold up another user's.
 
 use strict;
 use warnings;
@@ -38,6 +40,7 @@ my $fast = Mitte::Receiver->new(script => {
 });
 my $hang = Mitte::Receiver->new(script => sub { { hang => 1 } });
 my $slow = Mitte::Receiver->new(script => sub { { delay => 10 } });
+my $lag = Mitte::Receiver->new(script => sub { { delay => 1.5 } });
 
 # proxy settings of the environment are ignored: this one must see nothing
 my $proxy = Mitte::Receiver->new;
@@ -321,11 +324,10 @@ is($sz && $sz->{state}, 'pending', 'reload: pending before the reload');
 
 # and a send in flight at the reload: the old worker must let go of it
 # cleanly (its sockets are nginx connections)
-hook('wy', $hang->url('/inflight'), 'json', undef);
-raise_down($t, 'wy', 'inflight-1');
-my $is_inflight = sub { $_[0]{path} eq '/inflight' };
-ok(scalar $hang->wait_requests(1, 3, $is_inflight),
-   'reload: a send is in flight (held by the silent target)');
+hook('wy', $lag->url('/inflight'), 'json', undef);
+my $ny = raise_down($t, 'wy', 'inflight-1');
+ok(scalar $lag->wait_requests(1, 3),
+   'reload: a send is in flight (the target answers after 1.5s)');
 my @alerts0 = $t->log_lines('alert');
 $t->reload;
 sleep 0.2;
@@ -340,6 +342,13 @@ if (@z2 == 2) {
     my $gap = $z2[1]{t} - $z2[0]{t};
     ok($gap >= 2.9, sprintf('reload: Retry-After 3 honoured (%.2fs)', $gap));
 }
+my $sy = wait_send($t, $ny->{id}, 'webhook', sub { $_[0]{state} eq 'sent' }, 8);
+is($sy && $sy->{state}, 'sent', 'reload: the send in flight at the reload'
+   . ' was completed by the new worker');
+my @y = $lag->requests;
+ok(@y >= 1 && !(grep { $_->{headers}{'webhook-id'} ne $ny->{id} } @y),
+   'reload: ... with its webhook-id (' . scalar(@y) . ' requests: the'
+   . ' abandoned one and the new)');
 $sz = wait_send($t, $nz->{id}, 'webhook');
 is($sz && $sz->{state}, 'sent', 'reload: sent');
 is($sz && $sz->{attempts}, 2, 'reload: 2 attempts');
@@ -354,9 +363,9 @@ is(scalar $fast->requests(sub { $_[0]{path} eq '/redirect' }), 1,
    'redirect: the 301 target was asked once');
 
 my (undef, $mt) = $t->metrics;
-is($mt->{'mitte_channel_sends_total{channel="webhook",result="sent"}'}, 107,
-   'metrics: 107 webhooks sent (4 formats, 1 quota, 1 other, 100, 1 after'
-   . ' reload)');
+is($mt->{'mitte_channel_sends_total{channel="webhook",result="sent"}'}, 108,
+   'metrics: 108 webhooks sent (4 formats, 1 quota, 1 other, 100, 2 around'
+   . ' the reload)');
 is($proxy->accepts, 0, 'the proxy of the environment was never used');
 is($mt->{'mitte_channel_sends_total{channel="webhook",result="failed"}'}, 1,
    'metrics: 1 webhook failed (the redirect)');
@@ -390,6 +399,6 @@ ok($qq && $qq->{t} - $t3 < 1.0,
            . ' arrives within 1s (%.2fs)', $qq ? $qq->{t} - $t3 : -1));
 $t2->stop;
 
-$_->stop for $fast, $hang, $slow, $target, $hang2, $proxy;
+$_->stop for $fast, $hang, $slow, $lag, $target, $hang2, $proxy;
 
 done_testing();

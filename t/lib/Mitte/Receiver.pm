@@ -33,9 +33,9 @@ package Mitte::Receiver;
 #
 # Recorded requests: {n, conn, ta (accept time), t (time the request was
 # complete), method, path, headers ({lower-case name => value}), header_list
-# ([[name, value], ...] as sent), body, nth, nth_id}. Also counted:
-# accepts() (connections accepted) and closed() (connections the client
-# closed before an answer, with their times: closed_times()).
+# ([[name, value], ...] as sent), body, nth, nth_id}. Also: accepts()
+# (connections accepted so far) and closed_times() (when the client closed
+# a connection that had no answer yet: a held or delayed one).
 #
 # Options: v6 => 1 listens on [::1] instead of 127.0.0.1.
 
@@ -345,6 +345,7 @@ sub accepts {
 }
 
 # times at which the client closed a connection it had no answer on
+# (answered connections are closed by the receiver and not listed)
 sub closed_times {
     my ($self) = @_;
     return map { $_->{t} }
