@@ -140,20 +140,19 @@ mitte_slug_valid(const unsigned char *p, size_t len)
 {
     size_t  i;
 
+    /* 1 for [A-Za-z0-9._-] */
+    static const uint32_t  ok[8] = {
+        0x00000000, 0x03ff6000, 0x87fffffe, 0x07fffffe, 0, 0, 0, 0
+    };
+
     if (p == NULL || len == 0 || len > MITTE_SLUG_MAX) {
         return 0;
     }
 
     for (i = 0; i < len; i++) {
-        if ((p[i] >= 'a' && p[i] <= 'z')
-            || (p[i] >= 'A' && p[i] <= 'Z')
-            || (p[i] >= '0' && p[i] <= '9')
-            || p[i] == '.' || p[i] == '_' || p[i] == '-')
-        {
-            continue;
+        if (!(ok[p[i] >> 5] & (1U << (p[i] & 0x1f)))) {
+            return 0;
         }
-
-        return 0;
     }
 
     return 1;

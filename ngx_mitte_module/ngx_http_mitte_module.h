@@ -325,12 +325,13 @@ typedef struct {
 } ngx_http_mitte_loc_conf_t;
 
 
-/* what the precontent phase learnt, for the log phase */
+/*
+ * What the precontent phase learnt, for the log phase: the values point
+ * into the request's memory (variables' values live as long as it does).
+ */
 typedef struct {
-    size_t                      slug_len;   /* 0: not a delivery */
-    size_t                      user_len;
-    u_char                      slug[MITTE_SLUG_MAX];
-    u_char                      user[MITTE_USER_MAX];
+    ngx_str_t                   slug;       /* empty: not a delivery */
+    ngx_str_t                   user;
 } ngx_http_mitte_ctx_t;
 
 

@@ -97,10 +97,8 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx->slug_len = slug.len;
-    ngx_memcpy(ctx->slug, slug.data, slug.len);
-    ctx->user_len = user.len;
-    ngx_memcpy(ctx->user, user.data, user.len);
+    ctx->slug = slug;
+    ctx->user = user;
 
     ngx_http_set_ctx(r, ctx, ngx_http_mitte_module);
 
@@ -108,8 +106,7 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    v.user.data = ctx->user;
-    v.user.len = ctx->user_len;
+    v.user = user;
     v.plan = -1;
     v.trial_ends = -1;
     ngx_str_null(&v.email);
@@ -147,7 +144,7 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
     ngx_http_mitte_sse_wake(mmcf->shm_zone->data);
 
     if (rc == NGX_HTTP_MITTE_QUOTA_REFUSE) {
-        ctx->slug_len = 0;
+        ctx->slug.len = 0;
         return ngx_http_mitte_refuse(r, mlcf, limit, v.now);
     }
 
@@ -212,17 +209,15 @@ ngx_http_mitte_log_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_mitte_module);
 
-    if (ctx == NULL || ctx->slug_len == 0) {
+    if (ctx == NULL || ctx->slug.len == 0) {
         return NGX_OK;
     }
 
     mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mitte_module);
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
 
-    d.slug.data = ctx->slug;
-    d.slug.len = ctx->slug_len;
-    d.user.data = ctx->user;
-    d.user.len = ctx->user_len;
+    d.slug = ctx->slug;
+    d.user = ctx->user;
     d.status = ngx_http_mitte_status(r);
     d.success = mitte_status_set_has(mlcf->success, d.status);
 

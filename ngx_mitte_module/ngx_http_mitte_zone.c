@@ -560,7 +560,16 @@ ngx_http_mitte_user_roll(ngx_http_mitte_user_t *u, int64_t now)
 {
     uint32_t  month;
 
-    month = mitte_month_of(now);
+    /* the calendar once per second and process */
+    static int64_t   cached_now = -1;
+    static uint32_t  cached_month;
+
+    if (now != cached_now) {
+        cached_month = mitte_month_of(now);
+        cached_now = now;
+    }
+
+    month = cached_month;
 
     if (u->month != month) {
         u->month = month;
