@@ -11,19 +11,23 @@
 # here with cc; epoll, at most 1,800 connections each), then 20 events, 250
 # ms apart:
 #
-#   mitte   POST /hooks/ev-<k> (proxied to a loopback upstream and recorded;
-#           every subscriber is the endpoint's user, so every event goes to
-#           every stream); the send time is the event's own "timestamp":
-#           the delivery's completion, in milliseconds
+#   mitte   POST /hooks/ev-<k>-<unix ms> (proxied to a loopback upstream
+#           and recorded; every subscriber is the endpoint's user, so every
+#           event goes to every stream)
 #   nchan   POST /pub of "k=<k> t=<unix ms>" to one channel that every
-#           subscriber (nchan_subscriber eventsource) listens to; the send
-#           time is taken just before the POST
+#           subscriber (nchan_subscriber eventsource) listens to
 #
-# and the figures:
+# The publisher writes each request in one write on a keep-alive connection
+# with TCP_NODELAY, and notes the time just before (in the slug, in the
+# message). The figures:
 #   events to all   share of the 20 events that reached every subscriber
+#                   (and of the event x subscriber deliveries)
 #   latency         p50 / p99 over every (event, subscriber) pair, receipt
-#                   minus send time (mitte's send time is truncated to the
-#                   millisecond: +0.5 ms on average against mitte)
+#                   minus send time: for mitte the event's own "timestamp"
+#                   (the delivery's completion, truncated to the ms: +0.5 ms
+#                   on average against mitte), for nchan the publisher's
+#   from the POST   the same from the publisher's time for both (for mitte
+#                   that includes proxying and recording)
 #   memory          (VmRSS sum of the workers with N idle subscribers -
 #                   the same before they connected) / N
 #
@@ -31,16 +35,19 @@
 # bench/proxy.pl (wrk with bench/webhooks.lua against /plain/ and /hooks/,
 # alternating, ratio of the medians; 1 worker on CPU 0, wrk on CPU 1) with
 # 1,000 idle subscribers connected to that worker (a user no delivery
-# belongs to, so every recorded delivery walks them without sending).
+# belongs to, so every recorded delivery walks them without sending); then,
+# for reference, the same series in the same nginx once they are gone.
 #
 # Environment:
 #   MITTE_MODULE              the module (default build/ngx_http_mitte_module.so)
 #   NGINX                     the nginx binary (default /usr/sbin/nginx)
 #   NCHAN_MODULE              default /usr/lib/nginx/modules/ngx_nchan_module.so
 #   BENCH_SSE_SUBSCRIBERS     subscriber counts (default 5000,9000)
-#   BENCH_SSE_EVENTS          events per run (default 20, at most 32)
+#   BENCH_SSE_EVENTS          events per run (default 20, at most 30)
 #   BENCH_SSE_GAP             seconds between events (default 0.25)
 #   BENCH_SSE_PROXY           0 skips part 2 (default 1)
+#   BENCH_SSE_PROXY_REF       0 skips part 2's reference series without
+#                             subscribers (default 1)
 #   BENCH_PAIRS               plain/recorded wrk pairs in part 2 (default 5)
 #   BENCH_DURATION            seconds per wrk run in part 2 (default 4)
 #   BENCH_CONNECTIONS         wrk connections (default 32)
@@ -76,6 +83,7 @@ my @COUNTS = split /,/, ($ENV{BENCH_SSE_SUBSCRIBERS} // '5000,9000');
 my $EVENTS = $ENV{BENCH_SSE_EVENTS} // 20;
 my $GAP = $ENV{BENCH_SSE_GAP} // 0.25;
 my $PROXY = $ENV{BENCH_SSE_PROXY} // 1;
+my $PROXY_REF = $ENV{BENCH_SSE_PROXY_REF} // 1;
 my $PAIRS = $ENV{BENCH_PAIRS} // 5;
 my $DURATION = $ENV{BENCH_DURATION} // 4;
 my $CONNECTIONS = $ENV{BENCH_CONNECTIONS} // 32;
@@ -653,6 +661,24 @@ sub wrk_run {
     return \%r;
 }
 
+# alternating plain / recorded wrk runs: the medians and the ratio
+sub wrk_series {
+    my ($sub, $port, $tag) = @_;
+    my (@plain, @rec);
+    for my $i (1 .. $PAIRS) {
+        for my $kind (qw(plain hooks)) {
+            my $r = wrk_run($sub, $port, $kind, $DURATION, "$tag-$kind-$i");
+            printf "    run %d %-8s %9.0f rps   p50 %5.0f us   p99 %5.0f us\n",
+                $i, $kind eq 'plain' ? 'plain' : 'recorded', $r->{rps},
+                $r->{p50_us}, $r->{p99_us};
+            push @{ $kind eq 'plain' ? \@plain : \@rec }, $r->{rps};
+        }
+    }
+    my ($mp, $mr) = (median(@plain), median(@rec));
+    return { ratio => $mr / $mp, plain => $mp, rec => $mr,
+             pairs => [map { $rec[$_] / $plain[$_] } 0 .. $#plain] };
+}
+
 sub proxy_ratio {
     my ($dir) = @_;
     my $sub = "$dir/proxy";
@@ -668,22 +694,13 @@ sub proxy_ratio {
     my ($ok, $failed) = wait_ready($cl, 30);
     die "proxy: $failed idle subscribers failed\n" if $failed;
 
-    printf "  proxy: wrk -t1 -c%d -d%ds, 1 nginx worker%s, %d idle "
-        . "subscribers on it\n", $CONNECTIONS, $DURATION,
-        $PIN ? ' (CPU 0, wrk on CPU 1)' : '', $ok;
+    printf "  proxy: wrk -t1 -c%d -d%ds, 1 nginx worker%s\n", $CONNECTIONS,
+        $DURATION, $PIN ? ' (CPU 0, wrk on CPU 1)' : '';
     wrk_run($sub, $port, 'plain', 1, 'warmup-plain');
     wrk_run($sub, $port, 'hooks', 2, 'warmup-hooks');
 
-    my (@plain, @rec);
-    for my $i (1 .. $PAIRS) {
-        for my $kind (qw(plain hooks)) {
-            my $r = wrk_run($sub, $port, $kind, $DURATION, "$kind-$i");
-            printf "    run %d %-8s %9.0f rps   p50 %5.0f us   p99 %5.0f us\n",
-                $i, $kind eq 'plain' ? 'plain' : 'recorded', $r->{rps},
-                $r->{p50_us}, $r->{p99_us};
-            push @{ $kind eq 'plain' ? \@plain : \@rec }, $r->{rps};
-        }
-    }
+    print "  with $ok idle subscribers on the worker\n";
+    my $with = wrk_series($sub, $port, 'idle');
 
     kill 'USR1', map { $_->{pid} } @$cl;
     my $r = finish_clients($cl, 10);
@@ -692,13 +709,18 @@ sub proxy_ratio {
     die "proxy: an idle subscriber got $r->{other} events not its own\n"
         if $r->{other};
 
+    my $without;
+    if ($PROXY_REF) {
+        sleep 0.5;
+        print "  the same nginx without subscribers\n";
+        $without = wrk_series($sub, $port, 'none');
+    }
+
     stop($pid, 'QUIT');
     my $problems = log_problems($log);
     warn "proxy: nginx error log:\n$problems" if $problems;
 
-    my ($mp, $mr) = (median(@plain), median(@rec));
-    return { ratio => $mr / $mp, plain => $mp, rec => $mr,
-             pairs => [map { $rec[$_] / $plain[$_] } 0 .. $#plain] };
+    return { with => $with, without => $without };
 }
 
 # ---------------------------------------------------------------------------
@@ -775,11 +797,19 @@ for my $n (@COUNTS) {
         map { sprintf '%.1f kB', $_->{mem_b} / 1024 } $m, $c;
 }
 if ($proxy) {
+    my ($w, $o) = @$proxy{qw(with without)};
     printf $fmt, "proxy ratio, $IDLE idle subscribers",
-        sprintf('%.3f', $proxy->{ratio}), 'n/a (no recording)';
+        sprintf('%.3f', $w->{ratio}), 'n/a (no recording)';
     printf "  (recorded %.0f rps / plain %.0f rps, medians of %d pairs; "
-        . "per pair %s)\n", $proxy->{rec}, $proxy->{plain}, $PAIRS,
-        join(' ', map { sprintf '%.3f', $_ } @{ $proxy->{pairs} });
+        . "per pair %s)\n", $w->{rec}, $w->{plain}, $PAIRS,
+        join(' ', map { sprintf '%.3f', $_ } @{ $w->{pairs} });
+    if ($o) {
+        printf $fmt, 'proxy ratio, no subscribers (reference)',
+            sprintf('%.3f', $o->{ratio}), '';
+        printf "  (recorded %.0f rps / plain %.0f rps; per pair %s)\n",
+            $o->{rec}, $o->{plain},
+            join(' ', map { sprintf '%.3f', $_ } @{ $o->{pairs} });
+    }
 }
 print "  latency: receipt minus send time; mitte's send time is its event"
     . " timestamp (the delivery's\n  completion, truncated to the ms),"

@@ -173,6 +173,11 @@ ngx_http_mitte_events_copy(ngx_http_mitte_zone_ctx_t *ctx, uint64_t after,
     seq = (after + 1 > oldest) ? after + 1 : oldest;
 
     for ( /* void */ ; seq <= sh->event_seq && n < max; seq++) {
+        if (sh->events[seq % sh->nevents].seq != seq) {
+            /* not in this ring (mitte_sse_replay changed on reload) */
+            continue;
+        }
+
         out[n++] = sh->events[seq % sh->nevents];
     }
 

@@ -658,8 +658,9 @@ ngx_http_mitte_sse_heartbeat(ngx_event_t *ev)
 
     /* a lost wake-up costs at most one heartbeat */
 
-    if (w->zone->sh->event_seq != w->last) {
-        ngx_http_mitte_sse_drain();
+    if (w->zone->sh->event_seq != w->last && !w->drain.posted) {
+        /* not here: the drain may drop (and free) this very stream */
+        ngx_post_event(&w->drain, &ngx_posted_events);
     }
 
     idle = ngx_current_msec - sub->written;
@@ -719,6 +720,8 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
     ngx_int_t                     rc;
     ngx_str_t                     user;
     ngx_uint_t                    i, n;
+    ngx_buf_t                    *b;
+    ngx_chain_t                  *cl;
     ngx_table_elt_t              *h;
     ngx_http_cleanup_t           *cln;
     ngx_http_mitte_sub_t         *sub;
@@ -800,9 +803,11 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    /* from here on, the header is out: errors close the connection */
+
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     cln->handler = ngx_http_mitte_sse_cleanup;
@@ -810,8 +815,28 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, sub, ngx_http_mitte_module);
 
-    if (ngx_http_mitte_sse_add(sub, opening, sizeof(opening) - 1) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    /* the opening from a static buffer: an idle stream holds no buffer */
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = opening;
+    b->last = opening + sizeof(opening) - 1;
+    b->memory = 1;
+    b->flush = 1;
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    if (ngx_http_output_filter(r, cl) == NGX_ERROR) {
+        return NGX_ERROR;
     }
 
     /* replay what the caller missed, then go live from there */
@@ -837,9 +862,18 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
                 end = ngx_http_mitte_event_frame(w->frame, e);
 
                 if (ngx_http_mitte_sse_add(sub, w->frame, end - w->frame)
-                    != NGX_OK)
+                    == NGX_OK)
                 {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                    continue;
+                }
+
+                /* a replay over the backlog: send what is queued, go on */
+
+                if (ngx_http_mitte_sse_flush(sub) != NGX_OK
+                    || ngx_http_mitte_sse_add(sub, w->frame, end - w->frame)
+                       != NGX_OK)
+                {
+                    return NGX_ERROR;
                 }
             }
 

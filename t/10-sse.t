@@ -1,14 +1,20 @@
 #!/usr/bin/perl
 
-# The event stream (mitte_sse), on a real nginx with 2 workers: the answer's
-# head and opening; webhook:delivered after every delivery (success,
-# failure, dead upstream) with every field; notification:created for
-# ENDPOINT_DOWN; streams scoped to their user, "mitte_sse all" sees all;
-# hundreds of parallel deliveries reach streams on both workers exactly
-# once, in order; replay after Last-Event-ID (header and query) while
-# deliveries go on; the heartbeat; 401 and 405; 1,000 streams opened and
-# dropped leave memory and connections as they were; a subscriber that
-# stops reading is dropped; graceful shutdown closes the streams.
+# The event stream (mitte_sse), on a real nginx with 2 workers (reuseport,
+# so both hold streams): the answer's head and opening; webhook:delivered
+# after every delivery (success, failure, dead upstream) with every field;
+# notification:created for ENDPOINT_DOWN; streams scoped to their user,
+# "mitte_sse all" sees all; hundreds of parallel deliveries reach streams on
+# both workers exactly once, in order; replay after Last-Event-ID (header
+# and query, larger than the 64 KiB backlog too) while deliveries go on;
+# the heartbeat; 401, 405, HEAD; a subscriber that stops reading is dropped
+# and closed, and memory does not grow with what it misses; 1,000 streams
+# opened and dropped, 5 times, leave memory and connections as they were;
+# a reload closes the streams and keeps the replay buffer (and a new
+# mitte_sse_replay replays nothing that was not recorded); graceful
+# shutdown closes the streams.
+#
+# MITTE_VERBOSE=1 prints the measurements (memory, timings) as diag.
 
 use strict;
 use warnings;
@@ -36,7 +42,7 @@ my $HTTP = <<'END';
             mitte_endpoint $slug;
             mitte_endpoint_name $upstream_http_x_endpoint_name;
             mitte_user $http_x_mitte_user;
-            proxy_set_header X-Request-Id $request_id;
+            # the client sees the $request_id the event must carry
             add_header X-Request-Id $request_id always;
             access_log %%DIR%%/rid.log mitte_rid;
             proxy_pass http://%%UPSTREAM%%;
@@ -403,6 +409,7 @@ for my $c (@cases) {
 # -- parallel deliveries, streams on both workers --------------------------------
 
 my @par_alice;    # alice's ids of this part, from the firehose
+my $par_head;     # the newest id before it
 {
     # streams until each worker holds at least two firehose streams
     my @fs = ($F);
@@ -425,7 +432,7 @@ my @par_alice;    # alice's ids of this part, from the firehose
 
     my @as = ($A, stream('alice'), stream('alice'));
     my @bs = ($B, stream('bob'));
-    my $head = $last_id = ($F->events)[-1]{id};
+    my $head = $par_head = $last_id = ($F->events)[-1]{id};
 
     my $t1 = time();
     my @out = parallel(8, sub {
@@ -518,6 +525,26 @@ my @par_alice;    # alice's ids of this part, from the firehose
     $F->drain(0.1);
     my @alice_ids = map { $_->{id} } $A->events;
     my %data = map { $_->{id} => $_->{data} } $F->events;
+
+    # a replay larger than the 64 KiB a subscriber may have unsent: all of
+    # it (the 400 parallel deliveries and what followed)
+    my @fids = grep { $_ > $par_head } $F->ids;
+    my $kb = 0;
+    $kb += (length($data{$_}) + 40) / 1024 for @fids;
+    my $big = firehose(headers => { 'Last-Event-ID' => $par_head });
+    is($big->status, 200, 'a large replay: 200');
+    $big->wait_events(scalar @fids, 10);
+    $big->drain(0.2);
+    my @bids = $big->ids;
+    is_deeply([@bids[0 .. $#fids]], \@fids,
+              sprintf('a replay of %d events (%.0f kB, more than the 64 KiB'
+                      . ' backlog): all of them, in order', scalar @fids,
+                      $kb))
+        or diag('got ' . scalar(@bids) . ' events');
+    ok(!grep({ defined $_->{data} && $data{ $_->{id} }
+               && $_->{data} ne $data{ $_->{id} } } $big->events),
+       'a large replay: the same events as first sent');
+    $big->close;
 
     # after one of alice's events, by the header
     my $L = $par_alice[99];
@@ -814,7 +841,10 @@ my @par_alice;    # alice's ids of this part, from the firehose
 # -- reload: the streams end, the replay buffer survives ------------------------
 
 {
-    $A->drain(0.1);
+    # the newest event of all, alice's
+    my $n0 = scalar $A->events;
+    hook('alice', '/hooks/ep-reload?status=200');
+    $A->wait_events($n0 + 1, 5);
     my $last = ($A->events)[-1]{id};
     my $old = stream('alice');
     opened_ok($old, 'a stream before the reload');
@@ -835,7 +865,7 @@ my @par_alice;    # alice's ids of this part, from the firehose
         my ($r, $rid) = hook('alice', '/hooks/ep-reload?status=200');
         push @rid, $rid;
     }
-    $t->wait_recorded('ep-reload', 5);
+    $t->wait_recorded('ep-reload', 6);
     my $s = stream('alice', headers => { 'Last-Event-ID' => $last });
     opened_ok($s, 'reconnect after the reload');
     my $f = firehose(headers => { 'Last-Event-ID' => $last });
@@ -857,7 +887,7 @@ my @par_alice;    # alice's ids of this part, from the firehose
     $t->reload(http => $http2);
     ok($f->wait_eof(2), 'reload with a new mitte_sse_replay');
     my ($r, $rid) = hook('alice', '/hooks/ep-reload?status=200');
-    $t->wait_recorded('ep-reload', 6);
+    $t->wait_recorded('ep-reload', 7);
     my $f2 = firehose(headers => { 'Last-Event-ID' => $last });
     opened_ok($f2, 'reconnect after it');
     $f2->wait_events(1, 5);
