@@ -157,25 +157,10 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
 static ngx_http_mitte_route_e
 ngx_http_mitte_admin_route(ngx_http_request_t *r, ngx_str_t *arg)
 {
-    u_char                    *p, *end;
-    ngx_str_t                  path;
-    ngx_http_core_loc_conf_t  *clcf;
+    u_char     *p, *end;
+    ngx_str_t   path;
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    path = r->uri;
-
-    if (clcf->name.len <= path.len
-        && ngx_strncmp(path.data, clcf->name.data, clcf->name.len) == 0)
-    {
-        path.data += clcf->name.len;
-        path.len -= clcf->name.len;
-    }
-
-    while (path.len && path.data[0] == '/') {
-        path.data++;
-        path.len--;
-    }
+    ngx_http_mitte_subpath(r, &path);
 
     end = path.data + path.len;
 
@@ -234,19 +219,8 @@ ngx_http_mitte_admin_body(ngx_http_request_t *r)
     ngx_str_t               arg, body;
     ngx_http_mitte_route_e  route;
 
-    rc = ngx_http_mitte_body(r, &body);
-
-    if (rc == NGX_DECLINED) {
-        rc = ngx_http_mitte_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       "too_large",
-                                       "The request body is larger than "
-                                       "64 KiB.");
+    if (ngx_http_mitte_body_or_error(r, &body, &rc) != NGX_OK) {
         ngx_http_finalize_request(r, rc);
-        return;
-    }
-
-    if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -456,7 +430,6 @@ static ngx_int_t
 ngx_http_mitte_admin_delete_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
 {
     ngx_buf_t                       *b;
-    ngx_chain_t                     *out;
     ngx_http_mitte_zone_ctx_t       *ctx;
     ngx_http_mitte_main_conf_t      *mmcf;
     ngx_http_mitte_endpoint_node_t  *en;
@@ -492,15 +465,7 @@ ngx_http_mitte_admin_delete_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
     b->last = ngx_sprintf(b->last, "{\"slug\":\"%V\",\"deleted\":true}\n",
                           slug);
 
-    out = ngx_alloc_chain_link(r->pool);
-    if (out == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    out->buf = b;
-    out->next = NULL;
-
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_send_buf(r, NGX_HTTP_OK, b);
 }
 
 

@@ -27,12 +27,6 @@ static char *ngx_http_mitte_quota_enforce(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mitte_endpoint_down(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_mitte_stats(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_mitte_admin(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_mitte_sse(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static ngx_int_t ngx_http_mitte_init_module(ngx_cycle_t *cycle);
 static void ngx_http_mitte_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_mitte_webhook_allow(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -188,14 +182,14 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_mitte_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      NGX_CONF_UNSET_UINT,
       ngx_http_mitte_notifications_handler },
 
     { ngx_string("mitte_preferences"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_mitte_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      NGX_CONF_UNSET_UINT,
       ngx_http_mitte_prefs_handler },
 
     { ngx_string("mitte_webhook_allow"),
@@ -207,10 +201,10 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
 
     { ngx_string("mitte_sse"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
-      ngx_http_mitte_sse,
+      ngx_http_mitte_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
+      offsetof(ngx_http_mitte_loc_conf_t, sse_all),
+      ngx_http_mitte_sse_handler },
 
     { ngx_string("mitte_sse_heartbeat"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -228,17 +222,17 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
 
     { ngx_string("mitte_stats"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
-      ngx_http_mitte_stats,
+      ngx_http_mitte_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
+      offsetof(ngx_http_mitte_loc_conf_t, all),
+      ngx_http_mitte_stats_handler },
 
     { ngx_string("mitte_admin"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_mitte_admin,
+      ngx_http_mitte_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
+      NGX_CONF_UNSET_UINT,
+      ngx_http_mitte_admin_handler },
 
       ngx_null_command
 };
@@ -954,64 +948,6 @@ invalid:
 
 
 static char *
-ngx_http_mitte_stats(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_mitte_loc_conf_t *mlcf = conf;
-
-    ngx_str_t                 *value;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler) {
-        return "is duplicate or conflicts with another content handler";
-    }
-
-    if (cf->args->nelts == 2) {
-        value = cf->args->elts;
-
-        if (ngx_strcmp(value[1].data, "all") != 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\" in \"mitte_stats\", "
-                               "expected \"all\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-
-        mlcf->all = 1;
-    }
-
-    clcf->handler = ngx_http_mitte_stats_handler;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_mitte_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_core_loc_conf_t  *clcf;
-
-    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler) {
-        return "is duplicate or conflicts with another content handler";
-    }
-
-    clcf->handler = ngx_http_mitte_admin_handler;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
 ngx_http_mitte_anomaly(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mitte_main_conf_t *mmcf = conf;
@@ -1197,11 +1133,17 @@ ngx_http_mitte_trial_notice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* a content handler directive without arguments; the handler in cmd->post */
+/*
+ * A content handler directive: the handler is in cmd->post; where
+ * cmd->offset is not NGX_CONF_UNSET_UINT, an optional "all" sets that flag.
+ */
 
 static char *
 ngx_http_mitte_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    char  *p = conf;
+
+    ngx_str_t                 *value;
     ngx_http_core_loc_conf_t  *clcf;
 
     if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
@@ -1212,6 +1154,21 @@ ngx_http_mitte_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (clcf->handler) {
         return "is duplicate or conflicts with another content handler";
+    }
+
+    if (cf->args->nelts == 2) {
+        value = cf->args->elts;
+
+        if (cmd->offset == NGX_CONF_UNSET_UINT
+            || ngx_strcmp(value[1].data, "all") != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" in \"%V\", "
+                               "expected \"all\"", &value[1], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        *(ngx_uint_t *) (p + cmd->offset) = 1;
     }
 
     clcf->handler = (ngx_http_handler_pt) cmd->post;
@@ -1328,43 +1285,6 @@ ngx_http_mitte_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_mitte_send_exit_process(cycle);
     ngx_http_mitte_sse_exit_process(cycle);
-}
-
-
-static char *
-ngx_http_mitte_sse(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_mitte_loc_conf_t *mlcf = conf;
-
-    ngx_str_t                 *value;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler) {
-        return "is duplicate or conflicts with another content handler";
-    }
-
-    if (cf->args->nelts == 2) {
-        value = cf->args->elts;
-
-        if (ngx_strcmp(value[1].data, "all") != 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\" in \"mitte_sse\", "
-                               "expected \"all\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-
-        mlcf->sse_all = 1;
-    }
-
-    clcf->handler = ngx_http_mitte_sse_handler;
-
-    return NGX_CONF_OK;
 }
 
 

@@ -367,6 +367,10 @@ typedef enum {
 } ngx_http_mitte_quota_e;
 
 
+typedef void (*ngx_http_mitte_key_pt)(ngx_rbtree_node_t *node,
+    ngx_str_t *name);
+
+
 extern ngx_module_t  ngx_http_mitte_module;
 
 
@@ -380,6 +384,11 @@ void *ngx_http_mitte_alloc(ngx_http_mitte_zone_ctx_t *ctx, size_t size,
     void *keep);
 void ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_user_node_t *un);
+void ngx_http_mitte_endpoint_key(ngx_rbtree_node_t *node, ngx_str_t *name);
+void ngx_http_mitte_user_key(ngx_rbtree_node_t *node, ngx_str_t *name);
+ngx_int_t ngx_http_mitte_tree_cmp(ngx_rbtree_node_t *node,
+    ngx_http_mitte_key_pt key, ngx_rbtree_key_t hash, u_char *data,
+    size_t len);
 void ngx_http_mitte_notes_free(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_user_node_t *un);
 ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_lookup(
@@ -426,6 +435,13 @@ ngx_int_t ngx_http_mitte_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 ngx_int_t ngx_http_mitte_send_not_allowed(ngx_http_request_t *r,
     const char *allow);
+ngx_int_t ngx_http_mitte_send_buf(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_buf_t *b);
+ngx_int_t ngx_http_mitte_caller(ngx_http_request_t *r, ngx_str_t *user);
+ngx_int_t ngx_http_mitte_send_unauthorized(ngx_http_request_t *r);
+void ngx_http_mitte_subpath(ngx_http_request_t *r, ngx_str_t *path);
+ngx_int_t ngx_http_mitte_body_or_error(ngx_http_request_t *r,
+    ngx_str_t *body, ngx_int_t *rc);
 ngx_int_t ngx_http_mitte_read_body(ngx_http_request_t *r,
     ngx_http_client_body_handler_pt handler);
 ngx_int_t ngx_http_mitte_body(ngx_http_request_t *r, ngx_str_t *body);

@@ -25,8 +25,6 @@ static ngx_int_t ngx_http_mitte_note_seq(u_char *p, size_t len,
     uint32_t *seq);
 static u_char *ngx_http_mitte_write_note(u_char *p,
     ngx_http_mitte_notification_t *n);
-static ngx_int_t ngx_http_mitte_notes_user(ngx_http_request_t *r,
-    ngx_str_t *user);
 
 
 /*
@@ -159,35 +157,13 @@ ngx_http_mitte_write_note(u_char *p, ngx_http_mitte_notification_t *n)
 ngx_int_t
 ngx_http_mitte_notifications_handler(ngx_http_request_t *r)
 {
-    ngx_str_t                  path, user;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_str_t  path, user;
 
-    if (ngx_http_mitte_notes_user(r, &user) != NGX_OK) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_mitte_send_error(r, NGX_HTTP_UNAUTHORIZED,
-                                         "unauthorized",
-                                         "No user: mitte_user is empty for "
-                                         "this request.");
+    if (ngx_http_mitte_caller(r, &user) != NGX_OK) {
+        return ngx_http_mitte_send_unauthorized(r);
     }
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    path = r->uri;
-
-    if (clcf->name.len <= path.len
-        && ngx_strncmp(path.data, clcf->name.data, clcf->name.len) == 0)
-    {
-        path.data += clcf->name.len;
-        path.len -= clcf->name.len;
-    }
-
-    while (path.len && path.data[0] == '/') {
-        path.data++;
-        path.len--;
-    }
+    ngx_http_mitte_subpath(r, &path);
 
     if (path.len == 0) {
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -215,24 +191,6 @@ ngx_http_mitte_notifications_handler(ngx_http_request_t *r)
 
     return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
                                      "No such notifications resource.");
-}
-
-
-static ngx_int_t
-ngx_http_mitte_notes_user(ngx_http_request_t *r, ngx_str_t *user)
-{
-    ngx_http_mitte_loc_conf_t  *mlcf;
-
-    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mitte_module);
-
-    if (mlcf->user == NULL
-        || ngx_http_mitte_value(r, mlcf->user, user) != NGX_OK
-        || user->len == 0 || user->len > MITTE_USER_MAX)
-    {
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -369,21 +327,10 @@ ngx_http_mitte_notes_read_body(ngx_http_request_t *r)
     ngx_int_t  rc;
     ngx_str_t  body, user;
 
-    rc = ngx_http_mitte_body(r, &body);
-
-    if (rc == NGX_DECLINED) {
-        rc = ngx_http_mitte_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       "too_large",
-                                       "The request body is larger than "
-                                       "64 KiB.");
-
-    } else if (rc != NGX_OK
-               || ngx_http_mitte_notes_user(r, &user) != NGX_OK)
-    {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    } else {
-        rc = ngx_http_mitte_notes_read(r, &user, &body);
+    if (ngx_http_mitte_body_or_error(r, &body, &rc) == NGX_OK) {
+        rc = (ngx_http_mitte_caller(r, &user) == NGX_OK)
+             ? ngx_http_mitte_notes_read(r, &user, &body)
+             : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_http_finalize_request(r, rc);
@@ -399,7 +346,6 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
     uint32_t                     seq;
     ngx_buf_t                   *b;
     ngx_uint_t                   unread, mark_all;
-    ngx_chain_t                 *out;
     ngx_queue_t                 *q;
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_main_conf_t  *mmcf;
@@ -516,13 +462,5 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
 
     b->last = ngx_sprintf(b->last, "{\"unread\":%ui}\n", unread);
 
-    out = ngx_alloc_chain_link(r->pool);
-    if (out == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    out->buf = b;
-    out->next = NULL;
-
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_send_buf(r, NGX_HTTP_OK, b);
 }

@@ -12,8 +12,6 @@
 #include "mitte_doc.h"
 
 
-static ngx_int_t ngx_http_mitte_prefs_user(ngx_http_request_t *r,
-    ngx_str_t *user);
 static void ngx_http_mitte_prefs_body(ngx_http_request_t *r);
 static void ngx_http_mitte_prefs_get(ngx_http_request_t *r, ngx_str_t *user,
     mitte_prefs_t *p);
@@ -27,15 +25,8 @@ ngx_http_mitte_prefs_handler(ngx_http_request_t *r)
     ngx_str_t      user;
     mitte_prefs_t  p;
 
-    if (ngx_http_mitte_prefs_user(r, &user) != NGX_OK) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_mitte_send_error(r, NGX_HTTP_UNAUTHORIZED,
-                                         "unauthorized",
-                                         "No user: mitte_user is empty for "
-                                         "this request.");
+    if (ngx_http_mitte_caller(r, &user) != NGX_OK) {
+        return ngx_http_mitte_send_unauthorized(r);
     }
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
@@ -53,24 +44,6 @@ ngx_http_mitte_prefs_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_mitte_send_not_allowed(r, "GET, HEAD, PUT, PATCH");
-}
-
-
-static ngx_int_t
-ngx_http_mitte_prefs_user(ngx_http_request_t *r, ngx_str_t *user)
-{
-    ngx_http_mitte_loc_conf_t  *mlcf;
-
-    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mitte_module);
-
-    if (mlcf->user == NULL
-        || ngx_http_mitte_value(r, mlcf->user, user) != NGX_OK
-        || user->len == 0 || user->len > MITTE_USER_MAX)
-    {
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -143,18 +116,12 @@ ngx_http_mitte_prefs_body(ngx_http_request_t *r)
     ngx_http_mitte_main_conf_t  *mmcf;
     ngx_http_mitte_user_node_t  *un;
 
-    rc = ngx_http_mitte_body(r, &body);
-
-    if (rc == NGX_DECLINED) {
-        rc = ngx_http_mitte_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                       "too_large",
-                                       "The request body is larger than "
-                                       "64 KiB.");
+    if (ngx_http_mitte_body_or_error(r, &body, &rc) != NGX_OK) {
         ngx_http_finalize_request(r, rc);
         return;
     }
 
-    if (rc != NGX_OK || ngx_http_mitte_prefs_user(r, &user) != NGX_OK) {
+    if (ngx_http_mitte_caller(r, &user) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -226,10 +193,9 @@ ngx_http_mitte_prefs_body(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_mitte_prefs_send(ngx_http_request_t *r, mitte_prefs_t *p)
 {
-    size_t        len;
-    ngx_buf_t    *b;
-    ngx_chain_t  *out;
-    char          probe[1];
+    size_t       len;
+    ngx_buf_t   *b;
+    char         probe[1];
 
     len = mitte_prefs_json(p, probe, sizeof(probe));
 
@@ -243,13 +209,5 @@ ngx_http_mitte_prefs_send(ngx_http_request_t *r, mitte_prefs_t *p)
     b->last += len;
     *b->last++ = LF;
 
-    out = ngx_alloc_chain_link(r->pool);
-    if (out == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    out->buf = b;
-    out->next = NULL;
-
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_send_buf(r, NGX_HTTP_OK, b);
 }

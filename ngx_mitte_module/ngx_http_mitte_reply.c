@@ -81,9 +81,8 @@ ngx_int_t
 ngx_http_mitte_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
-    size_t        len, clen, mlen;
-    ngx_buf_t    *b;
-    ngx_chain_t  *out;
+    size_t       len, clen, mlen;
+    ngx_buf_t   *b;
 
     clen = ngx_strlen(code);
     mlen = ngx_strlen(message);
@@ -104,15 +103,7 @@ ngx_http_mitte_send_error(ngx_http_request_t *r, ngx_uint_t status,
     *b->last++ = '}';
     *b->last++ = LF;
 
-    out = ngx_alloc_chain_link(r->pool);
-    if (out == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    out->buf = b;
-    out->next = NULL;
-
-    return ngx_http_mitte_send_json(r, status, out);
+    return ngx_http_mitte_send_buf(r, status, b);
 }
 
 
@@ -237,6 +228,118 @@ ngx_http_mitte_body(ngx_http_request_t *r, ngx_str_t *body)
     body->len = p - body->data;
 
     return NGX_OK;
+}
+
+
+/* sends one buffer as the JSON answer */
+
+ngx_int_t
+ngx_http_mitte_send_buf(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_buf_t *b)
+{
+    ngx_chain_t  *out;
+
+    out = ngx_alloc_chain_link(r->pool);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    out->buf = b;
+    out->next = NULL;
+
+    return ngx_http_mitte_send_json(r, status, out);
+}
+
+
+/*
+ * The caller on the module's own locations: mitte_user, 1-64 bytes.
+ * NGX_OK, or NGX_DECLINED when there is none.
+ */
+
+ngx_int_t
+ngx_http_mitte_caller(ngx_http_request_t *r, ngx_str_t *user)
+{
+    ngx_http_mitte_loc_conf_t  *mlcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mitte_module);
+
+    if (mlcf->user == NULL
+        || ngx_http_mitte_value(r, mlcf->user, user) != NGX_OK
+        || user->len == 0 || user->len > MITTE_USER_MAX)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mitte_send_unauthorized(ngx_http_request_t *r)
+{
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
+                                     "No user: mitte_user is empty for this "
+                                     "request (or longer than 64 bytes).");
+}
+
+
+/* the part of the URI after the location's prefix, without leading '/' */
+
+void
+ngx_http_mitte_subpath(ngx_http_request_t *r, ngx_str_t *path)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    *path = r->uri;
+
+    if (clcf->name.len <= path->len
+        && ngx_strncmp(path->data, clcf->name.data, clcf->name.len) == 0)
+    {
+        path->data += clcf->name.len;
+        path->len -= clcf->name.len;
+    }
+
+    while (path->len && path->data[0] == '/') {
+        path->data++;
+        path->len--;
+    }
+}
+
+
+/*
+ * In a body handler: the body read, or an answer to finalize with (413
+ * already sent, or 500) in *rc.
+ */
+
+ngx_int_t
+ngx_http_mitte_body_or_error(ngx_http_request_t *r, ngx_str_t *body,
+    ngx_int_t *rc)
+{
+    ngx_int_t  n;
+
+    n = ngx_http_mitte_body(r, body);
+
+    if (n == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (n == NGX_DECLINED) {
+        *rc = ngx_http_mitte_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                        "too_large",
+                                        "The request body is larger than "
+                                        "64 KiB.");
+
+    } else {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_ERROR;
 }
 
 

@@ -744,15 +744,8 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
 
     ngx_str_null(&user);
 
-    if (!mlcf->sse_all
-        && (mlcf->user == NULL
-            || ngx_http_mitte_value(r, mlcf->user, &user) != NGX_OK
-            || user.len == 0 || user.len > MITTE_USER_MAX))
-    {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_UNAUTHORIZED,
-                                         "unauthorized",
-                                         "No user: mitte_user is empty for "
-                                         "this request.");
+    if (!mlcf->sse_all && ngx_http_mitte_caller(r, &user) != NGX_OK) {
+        return ngx_http_mitte_send_unauthorized(r);
     }
 
     if (!w->ready || ngx_worker >= NGX_HTTP_MITTE_MAX_WORKERS) {

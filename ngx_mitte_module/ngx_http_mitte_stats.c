@@ -39,23 +39,8 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
 
     ngx_str_null(&user);
 
-    if (!mlcf->all) {
-        if (mlcf->user == NULL
-            || ngx_http_mitte_value(r, mlcf->user, &user) != NGX_OK
-            || user.len == 0)
-        {
-            return ngx_http_mitte_send_error(r, NGX_HTTP_UNAUTHORIZED,
-                                             "unauthorized",
-                                             "No user: mitte_user is empty "
-                                             "for this request.");
-        }
-
-        if (user.len > MITTE_USER_MAX) {
-            return ngx_http_mitte_send_error(r, NGX_HTTP_UNAUTHORIZED,
-                                             "unauthorized",
-                                             "The user id is longer than "
-                                             "64 bytes.");
-        }
+    if (!mlcf->all && ngx_http_mitte_caller(r, &user) != NGX_OK) {
+        return ngx_http_mitte_send_unauthorized(r);
     }
 
     ngx_str_null(&filter);

@@ -145,7 +145,6 @@ ngx_http_mitte_sweep_manual(ngx_event_t *ev)
 
     ngx_int_t            rc;
     ngx_buf_t           *b;
-    ngx_chain_t         *out;
     ngx_http_request_t  *r;
 
     r = sw->request;
@@ -161,19 +160,11 @@ ngx_http_mitte_sweep_manual(ngx_event_t *ev)
         return;
     }
 
-    b->last = ngx_sprintf(b->last, "{\"endpoints\":%ui,\"notifications\":%ui}\n",
+    b->last = ngx_sprintf(b->last,
+                          "{\"endpoints\":%ui,\"notifications\":%ui}\n",
                           sw->endpoints, sw->notes);
 
-    out = ngx_alloc_chain_link(r->pool);
-    if (out == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    out->buf = b;
-    out->next = NULL;
-
-    rc = ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    rc = ngx_http_mitte_send_buf(r, NGX_HTTP_OK, b);
 
     ngx_http_finalize_request(r, rc);
 }
@@ -284,37 +275,18 @@ ngx_http_mitte_sweep_slice(ngx_http_mitte_sweep_t *sw)
 static ngx_rbtree_node_t *
 ngx_http_mitte_sweep_after(ngx_rbtree_t *tree, ngx_http_mitte_sweep_t *sw)
 {
-    u_char                          *id;
-    size_t                           len;
-    ngx_int_t                        rc;
-    ngx_rbtree_node_t               *node, *found;
-    ngx_http_mitte_user_node_t      *un;
-    ngx_http_mitte_endpoint_node_t  *en;
+    ngx_rbtree_node_t      *node, *found;
+    ngx_http_mitte_key_pt   key;
+
+    key = (sw->phase == 0) ? ngx_http_mitte_endpoint_key
+                           : ngx_http_mitte_user_key;
 
     node = tree->root;
     found = NULL;
 
     while (node != tree->sentinel) {
 
-        if (sw->key != node->key) {
-            rc = (sw->key < node->key) ? -1 : 1;
-
-        } else {
-            if (sw->phase == 0) {
-                en = (ngx_http_mitte_endpoint_node_t *) &node->color;
-                id = en->ep.slug;
-                len = en->slug_len;
-
-            } else {
-                un = (ngx_http_mitte_user_node_t *) &node->color;
-                id = un->user.id;
-                len = un->user.id_len;
-            }
-
-            rc = ngx_memn2cmp(sw->id, id, sw->len, len);
-        }
-
-        if (rc < 0) {
+        if (ngx_http_mitte_tree_cmp(node, key, sw->key, sw->id, sw->len) < 0) {
             found = node;
             node = node->left;
 

@@ -101,30 +101,67 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-static void
-ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+/*
+ * Both trees are keyed by the CRC32 of a name (slug, user id), and ordered
+ * by the name's bytes among equal keys.
+ */
+
+void
+ngx_http_mitte_endpoint_key(ngx_rbtree_node_t *node, ngx_str_t *name)
 {
-    ngx_rbtree_node_t               **p;
-    ngx_http_mitte_endpoint_node_t   *en, *ent;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    en = (ngx_http_mitte_endpoint_node_t *) &node->color;
+
+    name->data = en->ep.slug;
+    name->len = en->slug_len;
+}
+
+
+void
+ngx_http_mitte_user_key(ngx_rbtree_node_t *node, ngx_str_t *name)
+{
+    ngx_http_mitte_user_node_t  *un;
+
+    un = (ngx_http_mitte_user_node_t *) &node->color;
+
+    name->data = un->user.id;
+    name->len = un->user.id_len;
+}
+
+
+/* -1, 0, 1 as (hash, name) sorts before, at or after the node */
+
+ngx_int_t
+ngx_http_mitte_tree_cmp(ngx_rbtree_node_t *node, ngx_http_mitte_key_pt key,
+    ngx_rbtree_key_t hash, u_char *data, size_t len)
+{
+    ngx_str_t  name;
+
+    if (hash != node->key) {
+        return (hash < node->key) ? -1 : 1;
+    }
+
+    key(node, &name);
+
+    return ngx_memn2cmp(data, name.data, len, name.len);
+}
+
+
+static void
+ngx_http_mitte_tree_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel, ngx_http_mitte_key_pt key)
+{
+    ngx_str_t            name;
+    ngx_rbtree_node_t  **p;
+
+    key(node, &name);
 
     for ( ;; ) {
 
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else { /* node->key == temp->key */
-
-            en = (ngx_http_mitte_endpoint_node_t *) &node->color;
-            ent = (ngx_http_mitte_endpoint_node_t *) &temp->color;
-
-            p = (ngx_memn2cmp(en->ep.slug, ent->ep.slug, en->slug_len,
-                              ent->slug_len) < 0)
-                ? &temp->left : &temp->right;
-        }
+        p = (ngx_http_mitte_tree_cmp(temp, key, node->key, name.data,
+                                     name.len) < 0)
+            ? &temp->left : &temp->right;
 
         if (*p == sentinel) {
             break;
@@ -142,42 +179,52 @@ ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
 
 
 static void
+ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_http_mitte_tree_insert(temp, node, sentinel,
+                               ngx_http_mitte_endpoint_key);
+}
+
+
+static void
 ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_rbtree_node_t           **p;
-    ngx_http_mitte_user_node_t   *un, *unt;
+    ngx_http_mitte_tree_insert(temp, node, sentinel, ngx_http_mitte_user_key);
+}
 
-    for ( ;; ) {
 
-        if (node->key < temp->key) {
-            p = &temp->left;
+static ngx_rbtree_node_t *
+ngx_http_mitte_tree_lookup(ngx_rbtree_t *tree, ngx_http_mitte_key_pt key,
+    u_char *data, size_t len)
+{
+    ngx_int_t           rc;
+    ngx_str_t           name;
+    ngx_rbtree_key_t    hash;
+    ngx_rbtree_node_t  *node;
 
-        } else if (node->key > temp->key) {
-            p = &temp->right;
+    hash = ngx_crc32_short(data, len);
 
-        } else { /* node->key == temp->key */
+    for (node = tree->root; node != tree->sentinel; /* void */ ) {
 
-            un = (ngx_http_mitte_user_node_t *) &node->color;
-            unt = (ngx_http_mitte_user_node_t *) &temp->color;
-
-            p = (ngx_memn2cmp(un->user.id, unt->user.id, un->user.id_len,
-                              unt->user.id_len) < 0)
-                ? &temp->left : &temp->right;
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
         }
 
-        if (*p == sentinel) {
-            break;
+        key(node, &name);
+
+        rc = ngx_memn2cmp(data, name.data, len, name.len);
+
+        if (rc == 0) {
+            return node;
         }
 
-        temp = *p;
+        node = (rc < 0) ? node->left : node->right;
     }
 
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
+    return NULL;
 }
 
 
@@ -259,42 +306,12 @@ ngx_http_mitte_endpoint_node_t *
 ngx_http_mitte_endpoint_lookup(ngx_http_mitte_zone_ctx_t *ctx, u_char *slug,
     size_t len)
 {
-    ngx_int_t                        rc;
-    ngx_rbtree_key_t                 hash;
-    ngx_rbtree_node_t               *node, *sentinel;
-    ngx_http_mitte_endpoint_node_t  *en;
+    ngx_rbtree_node_t  *node;
 
-    hash = ngx_crc32_short(slug, len);
+    node = ngx_http_mitte_tree_lookup(&ctx->sh->ep_rbtree,
+                                      ngx_http_mitte_endpoint_key, slug, len);
 
-    node = ctx->sh->ep_rbtree.root;
-    sentinel = ctx->sh->ep_rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        /* hash == node->key */
-
-        en = (ngx_http_mitte_endpoint_node_t *) &node->color;
-
-        rc = ngx_memn2cmp(slug, en->ep.slug, len, en->slug_len);
-
-        if (rc == 0) {
-            return en;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
+    return node ? (ngx_http_mitte_endpoint_node_t *) &node->color : NULL;
 }
 
 
@@ -451,42 +468,12 @@ ngx_http_mitte_user_node_t *
 ngx_http_mitte_user_lookup(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
     size_t len)
 {
-    ngx_int_t                    rc;
-    ngx_rbtree_key_t             hash;
-    ngx_rbtree_node_t           *node, *sentinel;
-    ngx_http_mitte_user_node_t  *un;
+    ngx_rbtree_node_t  *node;
 
-    hash = ngx_crc32_short(id, len);
+    node = ngx_http_mitte_tree_lookup(&ctx->sh->user_rbtree,
+                                      ngx_http_mitte_user_key, id, len);
 
-    node = ctx->sh->user_rbtree.root;
-    sentinel = ctx->sh->user_rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        /* hash == node->key */
-
-        un = (ngx_http_mitte_user_node_t *) &node->color;
-
-        rc = ngx_memn2cmp(id, un->user.id, len, un->user.id_len);
-
-        if (rc == 0) {
-            return un;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
+    return node ? (ngx_http_mitte_user_node_t *) &node->color : NULL;
 }
 
 
