@@ -17,7 +17,7 @@ CC_OPT      := -g -O2 -fstack-protector-strong -Wformat \
 LD_OPT      := -Wl,-z,relro -Wl,-z,now -fPIC
 
 PACKAGES    := nginx nginx-dev libhiredis-dev libcurl4-openssl-dev \
-               libcjson-dev libcmocka-dev libssl-dev redis-server perl make gcc
+               libcjson-dev libcmocka-dev libssl-dev perl make gcc
 BENCH_PACKAGES := wrk libnginx-mod-nchan libnginx-mod-http-lua valgrind
 
 SOURCES     := config $(wildcard ngx_mitte_module/*.[ch] lib/*.[ch])
