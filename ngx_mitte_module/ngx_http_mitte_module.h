@@ -332,6 +332,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                   slug;       /* empty: not a delivery */
     ngx_str_t                   user;
+    void                       *sub;        /* an event stream's subscriber */
 } ngx_http_mitte_ctx_t;
 
 

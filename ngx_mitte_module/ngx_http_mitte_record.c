@@ -99,6 +99,7 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
 
     ctx->slug = slug;
     ctx->user = user;
+    ctx->sub = NULL;
 
     ngx_http_set_ctx(r, ctx, ngx_http_mitte_module);
 

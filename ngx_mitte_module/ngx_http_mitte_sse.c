@@ -24,11 +24,24 @@
 #define NGX_HTTP_MITTE_SSE_BUCKETS      1024
 
 
+/*
+ * A subscriber starts as an HTTP request. Once its response header and
+ * first frames are out, an HTTP/1.x stream is detached: the request is
+ * freed (and logged), and the connection goes on with this small record
+ * in its pool, writing chunks itself, so that an idle stream costs its
+ * connection and little more.
+ */
+
 typedef struct {
     ngx_queue_t                  queue;     /* the user's bucket, or all */
     ngx_queue_t                  dirty_queue;
-    ngx_http_request_t          *request;
+    ngx_http_request_t          *request;   /* NULL once detached */
+    ngx_connection_t            *connection;
+    ngx_pool_t                  *pool;      /* for the frame buffers */
+    ngx_http_cleanup_t          *cleanup;
     ngx_event_t                  heartbeat;
+    ngx_event_t                  detach;
+    ngx_msec_t                   send_timeout;
     uint64_t                     from;      /* send events after this one */
     ngx_chain_t                 *out;
     ngx_chain_t                 *last;
@@ -40,6 +53,8 @@ typedef struct {
     unsigned                     all:1;
     unsigned                     listed:1;
     unsigned                     dirty:1;
+    unsigned                     raw:1;     /* detached */
+    unsigned                     chunked:1;
     uint32_t                     hash;
     size_t                       user_len;
     u_char                       user[MITTE_USER_MAX];
@@ -74,8 +89,12 @@ static void ngx_http_mitte_sse_drain(void);
 static ngx_int_t ngx_http_mitte_sse_add(ngx_http_mitte_sub_t *sub,
     u_char *data, size_t len);
 static ngx_int_t ngx_http_mitte_sse_flush(ngx_http_mitte_sub_t *sub);
+static ngx_int_t ngx_http_mitte_sse_raw_flush(ngx_http_mitte_sub_t *sub);
 static void ngx_http_mitte_sse_drop(ngx_http_mitte_sub_t *sub);
-static void ngx_http_mitte_sse_close(ngx_http_request_t *r);
+static void ngx_http_mitte_sse_end(ngx_http_mitte_sub_t *sub);
+static void ngx_http_mitte_sse_detach(ngx_event_t *ev);
+static void ngx_http_mitte_sse_raw_read(ngx_event_t *rev);
+static void ngx_http_mitte_sse_raw_write(ngx_event_t *wev);
 static void ngx_http_mitte_sse_write(ngx_http_request_t *r);
 static void ngx_http_mitte_sse_heartbeat(ngx_event_t *ev);
 static void ngx_http_mitte_sse_cleanup(void *data);
@@ -464,32 +483,33 @@ ngx_http_mitte_sse_matches(ngx_http_mitte_sub_t *sub,
 static ngx_int_t
 ngx_http_mitte_sse_add(ngx_http_mitte_sub_t *sub, u_char *data, size_t len)
 {
+    size_t        need;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    if (sub->queued + len > NGX_HTTP_MITTE_SSE_BACKLOG) {
+    /* a detached chunked stream frames each piece as a chunk itself */
+    need = (sub->raw && sub->chunked) ? len + NGX_OFF_T_LEN + 4 : len;
+
+    if (sub->queued + need > NGX_HTTP_MITTE_SSE_BACKLOG) {
         return NGX_ERROR;
     }
 
     cl = sub->last;
 
-    if (cl == NULL || (size_t) (cl->buf->end - cl->buf->last) < len) {
+    if (cl == NULL || (size_t) (cl->buf->end - cl->buf->last) < need) {
 
         if (sub->free) {
             cl = sub->free;
             sub->free = cl->next;
             b = cl->buf;
-            b->pos = b->start;
-            b->last = b->start;
 
         } else {
-            cl = ngx_alloc_chain_link(sub->request->pool);
+            cl = ngx_alloc_chain_link(sub->pool);
             if (cl == NULL) {
                 return NGX_ERROR;
             }
 
-            b = ngx_create_temp_buf(sub->request->pool,
-                                    NGX_HTTP_MITTE_FRAME_MAX);
+            b = ngx_calloc_buf(sub->pool);
             if (b == NULL) {
                 return NGX_ERROR;
             }
@@ -498,6 +518,20 @@ ngx_http_mitte_sse_add(ngx_http_mitte_sub_t *sub, u_char *data, size_t len)
             cl->buf = b;
         }
 
+        if (b->start == NULL) {
+            /* a detached stream gives its buffers' memory back when sent */
+            b->start = ngx_palloc(sub->pool, NGX_HTTP_MITTE_FRAME_MAX
+                                             + NGX_OFF_T_LEN + 4);
+            if (b->start == NULL) {
+                return NGX_ERROR;
+            }
+
+            b->end = b->start + NGX_HTTP_MITTE_FRAME_MAX + NGX_OFF_T_LEN + 4;
+            b->temporary = 1;
+        }
+
+        b->pos = b->start;
+        b->last = b->start;
         b->flush = 1;
         cl->next = NULL;
 
@@ -511,9 +545,19 @@ ngx_http_mitte_sse_add(ngx_http_mitte_sub_t *sub, u_char *data, size_t len)
         sub->last = cl;
     }
 
-    cl->buf->last = ngx_cpymem(cl->buf->last, data, len);
+    b = cl->buf;
 
-    sub->queued += len;
+    if (sub->raw && sub->chunked) {
+        b->last = ngx_sprintf(b->last, "%xz" CRLF, len);
+        b->last = ngx_cpymem(b->last, data, len);
+        *b->last++ = CR;
+        *b->last++ = LF;
+
+    } else {
+        b->last = ngx_cpymem(b->last, data, len);
+    }
+
+    sub->queued += need;
 
     if (!sub->dirty) {
         ngx_queue_insert_tail(&ngx_http_mitte_sse_worker.dirty,
@@ -534,6 +578,10 @@ ngx_http_mitte_sse_flush(ngx_http_mitte_sub_t *sub)
     ngx_connection_t          *c;
     ngx_http_request_t        *r;
     ngx_http_core_loc_conf_t  *clcf;
+
+    if (sub->raw) {
+        return ngx_http_mitte_sse_raw_flush(sub);
+    }
 
     r = sub->request;
     c = r->connection;
@@ -575,11 +623,249 @@ ngx_http_mitte_sse_flush(ngx_http_mitte_sub_t *sub)
             return NGX_ERROR;
         }
 
+    } else {
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+
+        if (sub->listed && !sub->detach.posted && !c->buffered
+            && r->out == NULL)
+        {
+            ngx_post_event(&sub->detach, &ngx_posted_events);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a detached stream: the queued chunks straight to the socket */
+
+static ngx_int_t
+ngx_http_mitte_sse_raw_flush(ngx_http_mitte_sub_t *sub)
+{
+    off_t              queued;
+    ngx_chain_t       *cl, **ll;
+    ngx_connection_t  *c;
+
+    c = sub->connection;
+
+    if (sub->dirty) {
+        ngx_queue_remove(&sub->dirty_queue);
+        sub->dirty = 0;
+    }
+
+    if (sub->out) {
+        for (ll = &sub->busy; *ll; ll = &(*ll)->next) { /* void */ }
+
+        *ll = sub->out;
+        sub->out = NULL;
+        sub->last = NULL;
+    }
+
+    if (sub->busy) {
+        if (c->send_chain(c, sub->busy, 0) == NGX_CHAIN_ERROR) {
+            c->error = 1;
+            return NGX_ERROR;
+        }
+
+        sub->written = ngx_current_msec;
+    }
+
+    queued = 0;
+
+    while (sub->busy && ngx_buf_size(sub->busy->buf) == 0) {
+        cl = sub->busy;
+        sub->busy = cl->next;
+
+        if (ngx_pfree(sub->pool, cl->buf->start) == NGX_OK) {
+            cl->buf->start = NULL;
+        }
+
+        cl->next = sub->free;
+        sub->free = cl;
+    }
+
+    for (cl = sub->busy; cl; cl = cl->next) {
+        queued += ngx_buf_size(cl->buf);
+    }
+
+    sub->queued = (size_t) queued;
+
+    if (sub->queued) {
+        if (!c->write->timer_set) {
+            ngx_add_timer(c->write, sub->send_timeout);
+        }
+
+        if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
     } else if (c->write->timer_set) {
         ngx_del_timer(c->write);
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Detaches an HTTP/1.x stream whose request has nothing left to send:
+ * posted, so that it runs once the request's handlers have returned.
+ */
+
+static void
+ngx_http_mitte_sse_detach(ngx_event_t *ev)
+{
+    ngx_buf_t                 *b;
+    ngx_chain_t               *cl;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_connection_t     *hc;
+    ngx_http_mitte_sub_t      *sub;
+
+    sub = ev->data;
+    r = sub->request;
+
+    if (r == NULL || sub->raw) {
+        return;
+    }
+
+    c = r->connection;
+
+    if (r != r->main || r->http_version >= NGX_HTTP_VERSION_20
+#if (NGX_HTTP_V2)
+        || r->stream
+#endif
+        || r->out || c->buffered || sub->busy || sub->out
+        || c->error || c->close || r->main->count != 1)
+    {
+        return;
+    }
+
+    hc = r->http_connection;
+
+    /* the stream goes on: the request's cleanup must not end it */
+    sub->cleanup->handler = NULL;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    sub->chunked = r->chunked;
+    sub->raw = 1;
+    sub->request = NULL;
+    sub->pool = c->pool;
+    sub->free = NULL;
+
+    ngx_http_free_request(r, 0);
+
+    c->destroyed = 0;
+    c->data = sub;
+    c->read->handler = ngx_http_mitte_sse_raw_read;
+    c->write->handler = ngx_http_mitte_sse_raw_write;
+    c->log->action = "sending events";
+
+    /* the buffers that held the request header are not needed any more */
+
+    b = c->buffer;
+
+    if (b && b->start && ngx_pfree(c->pool, b->start) == NGX_OK) {
+        b->start = NULL;
+        b->pos = NULL;
+    }
+
+    if (hc) {
+        for (cl = hc->free; cl; cl = cl->next) {
+            (void) ngx_pfree(c->pool, cl->buf->start);
+        }
+
+        for (cl = hc->busy; cl; cl = cl->next) {
+            (void) ngx_pfree(c->pool, cl->buf->start);
+        }
+
+        hc->free = NULL;
+        hc->busy = NULL;
+        hc->nbusy = 0;
+    }
+
+    /* a close that arrived meanwhile is seen now; then the events rule */
+    ngx_http_mitte_sse_raw_read(c->read);
+}
+
+
+static void
+ngx_http_mitte_sse_raw_read(ngx_event_t *rev)
+{
+    u_char                 buf[1];
+    ssize_t                n;
+    ngx_err_t              err;
+    ngx_connection_t      *c;
+    ngx_http_mitte_sub_t  *sub;
+
+    c = rev->data;
+    sub = c->data;
+
+    if (c->close) {
+        /* graceful shutdown: the client reconnects elsewhere */
+        ngx_http_mitte_sse_end(sub);
+        return;
+    }
+
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+    err = ngx_socket_errno;
+
+    if (n == 0 || (n == -1 && err != NGX_EAGAIN && err != NGX_EINTR)) {
+        ngx_log_error(NGX_LOG_INFO, c->log, err,
+                      "client closed the event stream");
+        ngx_http_mitte_sse_end(sub);
+        return;
+    }
+
+    if (n > 0) {
+        /* an event stream client has nothing to say */
+        ngx_http_mitte_sse_end(sub);
+        return;
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_mitte_sse_end(sub);
+    }
+}
+
+
+static void
+ngx_http_mitte_sse_raw_write(ngx_event_t *wev)
+{
+    ngx_connection_t      *c;
+    ngx_http_mitte_sub_t  *sub;
+
+    c = wev->data;
+    sub = c->data;
+
+    if (wev->timedout) {
+        c->timedout = 1;
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "mitte: event stream client timed out");
+        ngx_http_mitte_sse_end(sub);
+        return;
+    }
+
+    if (ngx_http_mitte_sse_raw_flush(sub) != NGX_OK) {
+        ngx_http_mitte_sse_end(sub);
+    }
 }
 
 
@@ -591,27 +877,27 @@ ngx_http_mitte_sse_flush(ngx_http_mitte_sub_t *sub)
 static void
 ngx_http_mitte_sse_drop(ngx_http_mitte_sub_t *sub)
 {
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = sub->request;
-    c = r->connection;
-
-    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+    ngx_log_error(NGX_LOG_INFO, sub->connection->log, 0,
                   "mitte: event stream subscriber dropped");
 
-    ngx_http_mitte_sse_close(r);
+    ngx_http_mitte_sse_end(sub);
 }
 
 
 static void
-ngx_http_mitte_sse_close(ngx_http_request_t *r)
+ngx_http_mitte_sse_end(ngx_http_mitte_sub_t *sub)
 {
     ngx_connection_t  *c;
 
-    c = r->connection;
+    c = sub->connection;
 
-    ngx_http_finalize_request(r, NGX_ERROR);
+    if (sub->raw) {
+        ngx_http_mitte_sse_cleanup(sub);
+        ngx_http_close_connection(c);
+        return;
+    }
+
+    ngx_http_finalize_request(sub->request, NGX_ERROR);
     ngx_http_run_posted_requests(c);
 }
 
@@ -620,10 +906,12 @@ static void
 ngx_http_mitte_sse_write(ngx_http_request_t *r)
 {
     ngx_connection_t      *c;
+    ngx_http_mitte_ctx_t  *ctx;
     ngx_http_mitte_sub_t  *sub;
 
     c = r->connection;
-    sub = ngx_http_get_module_ctx(r, ngx_http_mitte_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mitte_module);
+    sub = ctx ? ctx->sub : NULL;
 
     if (c->write->timedout) {
         c->timedout = 1;
@@ -652,7 +940,7 @@ ngx_http_mitte_sse_heartbeat(ngx_event_t *ev)
     w = &ngx_http_mitte_sse_worker;
 
     if (ngx_exiting || ngx_terminate) {
-        ngx_http_mitte_sse_close(sub->request);
+        ngx_http_mitte_sse_end(sub);
         return;
     }
 
@@ -697,6 +985,10 @@ ngx_http_mitte_sse_cleanup(void *data)
         ngx_delete_posted_event(&sub->heartbeat);
     }
 
+    if (sub->detach.posted) {
+        ngx_delete_posted_event(&sub->detach);
+    }
+
     if (sub->dirty) {
         ngx_queue_remove(&sub->dirty_queue);
         sub->dirty = 0;
@@ -725,7 +1017,9 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
     ngx_table_elt_t              *h;
     ngx_http_cleanup_t           *cln;
     ngx_http_mitte_sub_t         *sub;
+    ngx_http_mitte_ctx_t         *ctx;
     ngx_http_mitte_event_t       *e;
+    ngx_http_core_loc_conf_t     *clcf;
     ngx_http_mitte_loc_conf_t    *mlcf;
     ngx_http_mitte_sse_worker_t  *w;
 
@@ -755,12 +1049,19 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
                                          "this worker.");
     }
 
-    sub = ngx_pcalloc(r->pool, sizeof(ngx_http_mitte_sub_t));
+    /* in the connection's pool: the stream may outlive the request */
+
+    sub = ngx_pcalloc(r->connection->pool, sizeof(ngx_http_mitte_sub_t));
     if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
     sub->request = r;
+    sub->connection = r->connection;
+    sub->pool = r->pool;
+    sub->send_timeout = clcf->send_timeout;
     sub->all = mlcf->sse_all;
     sub->user_len = user.len;
     ngx_memcpy(sub->user, user.data, user.len);
@@ -805,8 +1106,20 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
 
     cln->handler = ngx_http_mitte_sse_cleanup;
     cln->data = sub;
+    sub->cleanup = cln;
 
-    ngx_http_set_ctx(r, sub, ngx_http_mitte_module);
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_mitte_ctx_t));
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->sub = sub;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_mitte_module);
+
+    sub->detach.handler = ngx_http_mitte_sse_detach;
+    sub->detach.data = sub;
+    sub->detach.log = r->connection->log;
 
     /* the opening from a static buffer: an idle stream holds no buffer */
 
