@@ -52,7 +52,8 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SOURCES)
 run: deps all
 	@mkdir -p $(BUILD)/run
 	@echo
-	@echo "mitte demo on http://127.0.0.1:8080 (Ctrl-C stops it). Try:"
+	@echo "mitte demo on http://127.0.0.1:8080 (Ctrl-C stops it)."
+	@echo "Dashboard: http://127.0.0.1:8080/ (alice/alice or bob/bob). Try:"
 	@echo "  curl -i -H 'X-Mitte-User: alice' -d '{}' http://127.0.0.1:8080/hooks/stripe-prod"
 	@echo "  curl -i -H 'X-Mitte-User: alice' -d '{}' 'http://127.0.0.1:8080/hooks/stripe-prod?status=503'"
 	@echo "  curl -s -u alice:alice http://127.0.0.1:8080/mitte/stats"
