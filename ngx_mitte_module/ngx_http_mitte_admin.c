@@ -45,29 +45,29 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
 {
     ngx_int_t               rc;
     ngx_str_t               arg;
+    ngx_uint_t              get;
     ngx_http_mitte_route_e  route;
 
     route = ngx_http_mitte_admin_route(r, &arg);
 
+    /* only PUT reads a body */
+
+    if (!(r->method & NGX_HTTP_PUT)
+        && ngx_http_discard_request_body(r) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    get = r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD);
+
     switch (route) {
 
     case NGX_HTTP_MITTE_ROUTE_ENDPOINTS:
-        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
-            if (ngx_http_discard_request_body(r) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return ngx_http_mitte_admin_endpoints(r);
-        }
-
-        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+        return get ? ngx_http_mitte_admin_endpoints(r)
+                   : ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
 
     case NGX_HTTP_MITTE_ROUTE_ENDPOINT:
-        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
-            if (ngx_http_discard_request_body(r) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
+        if (get) {
             return ngx_http_mitte_admin_endpoint(r, &arg);
         }
 
@@ -76,21 +76,13 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
         }
 
         if (r->method & NGX_HTTP_DELETE) {
-            if (ngx_http_discard_request_body(r) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
             return ngx_http_mitte_admin_delete_endpoint(r, &arg);
         }
 
         return ngx_http_mitte_send_not_allowed(r, "GET, HEAD, PUT, DELETE");
 
     case NGX_HTTP_MITTE_ROUTE_USER:
-        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
-            if (ngx_http_discard_request_body(r) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
+        if (get) {
             return ngx_http_mitte_admin_user(r, &arg);
         }
 
@@ -101,51 +93,29 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
         return ngx_http_mitte_send_not_allowed(r, "GET, HEAD, PUT");
 
     case NGX_HTTP_MITTE_ROUTE_SWEEP:
-        if (r->method & NGX_HTTP_POST) {
-            if (ngx_http_discard_request_body(r) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            r->main->count++;
-
-            rc = ngx_http_mitte_sweep_request(r);
-
-            if (rc != NGX_DONE) {
-                r->main->count--;
-            }
-
-            return rc;
+        if (!(r->method & NGX_HTTP_POST)) {
+            return ngx_http_mitte_send_not_allowed(r, "POST");
         }
 
-        return ngx_http_mitte_send_not_allowed(r, "POST");
+        r->main->count++;
+
+        rc = ngx_http_mitte_sweep_request(r);
+
+        if (rc != NGX_DONE) {
+            r->main->count--;
+        }
+
+        return rc;
 
     case NGX_HTTP_MITTE_ROUTE_OUTBOX:
-        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
-            if (ngx_http_discard_request_body(r) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return ngx_http_mitte_outbox_list(r);
-        }
-
-        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+        return get ? ngx_http_mitte_outbox_list(r)
+                   : ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
 
     case NGX_HTTP_MITTE_ROUTE_METRICS:
-        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
-            if (ngx_http_discard_request_body(r) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return ngx_http_mitte_admin_metrics(r);
-        }
-
-        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+        return get ? ngx_http_mitte_admin_metrics(r)
+                   : ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
 
     default:
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
         return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
                                          "No such operator API resource.");
     }
