@@ -73,8 +73,9 @@ integration: all
 bench: bench-deps all
 	MITTE_MODULE=$(MODULE) perl bench/proxy.pl
 	MITTE_MODULE=$(MODULE) perl bench/sweep.pl
-	@if [ -f bench/sse.pl ]; then MITTE_MODULE=$(MODULE) perl bench/sse.pl; fi
-	@if [ -f bench/sends.pl ]; then MITTE_MODULE=$(MODULE) perl bench/sends.pl; fi
+	MITTE_MODULE=$(MODULE) perl bench/sse.pl
+	MITTE_MODULE=$(MODULE) perl bench/sends.pl
+	MITTE_MODULE=$(MODULE) perl bench/hung.pl
 
 clean:
 	rm -rf $(BUILD)
