@@ -174,6 +174,7 @@ typedef struct {
     uint64_t                    next_ms;    /* the next attempt */
     uint32_t                    note_seq;
     uint32_t                    owner;      /* pid of the sender, sending */
+    uint32_t                    host_hash;  /* of the url's host, 0: unset */
     uint16_t                    target_len;
     uint16_t                    secret_len;
     uint16_t                    message_len;

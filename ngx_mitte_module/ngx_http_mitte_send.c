@@ -38,8 +38,7 @@ typedef struct {
     size_t                       body_len;
     int64_t                      retry_after;   /* seconds, -1: none */
     size_t                       response_len;
-    size_t                       host_len;
-    u_char                       host[NGX_HTTP_MITTE_HOST_MAX];
+    uint32_t                     host_hash;
     unsigned                     blocked:1;
     unsigned                     channel:1;
     u_char                       response[NGX_HTTP_MITTE_RESPONSE_MAX];
@@ -94,6 +93,7 @@ static size_t ngx_http_mitte_curl_header(char *ptr, size_t size, size_t n,
 static u_char *ngx_http_mitte_html(u_char *dst, u_char *src, size_t len,
     size_t *need);
 static void ngx_http_mitte_url_host(u_char *url, size_t len, ngx_str_t *host);
+static uint32_t ngx_http_mitte_host_hash(ngx_str_t *host);
 static ngx_uint_t ngx_http_mitte_send_busy(ngx_http_mitte_sender_t *sender,
     ngx_http_mitte_send_t *s, ngx_http_mitte_send_t **take, ngx_uint_t n);
 
@@ -326,37 +326,26 @@ ngx_http_mitte_send_take(ngx_http_mitte_sender_t *sender)
 }
 
 
-/* 1 when the send's host (or the email API) has its share in flight */
+/*
+ * 1 when the send's host (or the email API) has its share in flight; with
+ * the zone locked, so it compares hashes of hosts, made once per send.
+ */
 
 static ngx_uint_t
 ngx_http_mitte_send_busy(ngx_http_mitte_sender_t *sender,
     ngx_http_mitte_send_t *s, ngx_http_mitte_send_t **take, ngx_uint_t n)
 {
-    ngx_str_t              host, h;
+    ngx_str_t              host;
     ngx_uint_t             i, busy;
     ngx_queue_t           *q;
     ngx_http_mitte_job_t  *job;
 
-    busy = 0;
-
-    if (s->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL) {
-
-        for (q = ngx_queue_head(&sender->jobs);
-             q != ngx_queue_sentinel(&sender->jobs);
-             q = ngx_queue_next(q))
-        {
-            job = ngx_queue_data(q, ngx_http_mitte_job_t, queue);
-            busy += (job->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL);
-        }
-
-        for (i = 0; i < n; i++) {
-            busy += (take[i]->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL);
-        }
-
-        return busy >= NGX_HTTP_MITTE_SEND_EMAIL;
+    if (s->channel == NGX_HTTP_MITTE_CHANNEL_WEBHOOK && s->host_hash == 0) {
+        ngx_http_mitte_url_host(s->data, s->target_len, &host);
+        s->host_hash = ngx_http_mitte_host_hash(&host);
     }
 
-    ngx_http_mitte_url_host(s->data, s->target_len, &host);
+    busy = 0;
 
     for (q = ngx_queue_head(&sender->jobs);
          q != ngx_queue_sentinel(&sender->jobs);
@@ -364,23 +353,40 @@ ngx_http_mitte_send_busy(ngx_http_mitte_sender_t *sender,
     {
         job = ngx_queue_data(q, ngx_http_mitte_job_t, queue);
 
-        busy += (job->channel == NGX_HTTP_MITTE_CHANNEL_WEBHOOK
-                 && job->host_len == host.len
-                 && ngx_strncasecmp(job->host, host.data, host.len) == 0);
+        busy += (job->channel == s->channel
+                 && (s->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL
+                     || job->host_hash == s->host_hash));
     }
 
     for (i = 0; i < n; i++) {
-        if (take[i]->channel != NGX_HTTP_MITTE_CHANNEL_WEBHOOK) {
-            continue;
-        }
-
-        ngx_http_mitte_url_host(take[i]->data, take[i]->target_len, &h);
-
-        busy += (h.len == host.len
-                 && ngx_strncasecmp(h.data, host.data, host.len) == 0);
+        busy += (take[i]->channel == s->channel
+                 && (s->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL
+                     || take[i]->host_hash == s->host_hash));
     }
 
-    return busy >= NGX_HTTP_MITTE_SEND_PER_HOST;
+    return busy >= ((s->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL)
+                    ? NGX_HTTP_MITTE_SEND_EMAIL
+                    : NGX_HTTP_MITTE_SEND_PER_HOST);
+}
+
+
+/* a host's hash, case-insensitive, never 0 */
+
+static uint32_t
+ngx_http_mitte_host_hash(ngx_str_t *host)
+{
+    u_char      c;
+    uint32_t    hash;
+    ngx_uint_t  i;
+
+    hash = 2166136261U;
+
+    for (i = 0; i < host->len; i++) {
+        c = ngx_tolower(host->data[i]);
+        hash = (hash ^ c) * 16777619U;
+    }
+
+    return hash ? hash : 1;
 }
 
 
@@ -410,7 +416,6 @@ static ngx_int_t
 ngx_http_mitte_send_start(ngx_http_mitte_sender_t *sender,
     ngx_http_mitte_send_t *s)
 {
-    ngx_str_t              host;
     CURL                  *easy;
     ngx_int_t              rc;
     ngx_http_mitte_job_t  *job;
@@ -425,11 +430,7 @@ ngx_http_mitte_send_start(ngx_http_mitte_sender_t *sender,
     job->channel = s->channel;
     job->retry_after = -1;
 
-    if (s->channel == NGX_HTTP_MITTE_CHANNEL_WEBHOOK) {
-        ngx_http_mitte_url_host(s->data, s->target_len, &host);
-        job->host_len = host.len;
-        ngx_memcpy(job->host, host.data, host.len);
-    }
+    job->host_hash = s->host_hash;
 
     easy = curl_easy_init();
     if (easy == NULL) {
