@@ -214,9 +214,11 @@ ngx_http_mitte_admin_endpoints(ngx_http_request_t *r)
     ngx_uint_t                       n;
     ngx_queue_t                     *q;
     ngx_chain_t                     *out, *last;
+    ngx_array_t                      copies;
     ngx_http_mitte_zone_ctx_t       *ctx;
     ngx_http_mitte_main_conf_t      *mmcf;
     ngx_http_mitte_endpoint_node_t  *en;
+    ngx_http_mitte_endpoint_copy_t  *copy;
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
     ctx = mmcf->shm_zone->data;
@@ -233,9 +235,18 @@ ngx_http_mitte_admin_endpoints(ngx_http_request_t *r)
     last->buf->last = ngx_cpymem(last->buf->last, "{\"endpoints\":[",
                                  sizeof("{\"endpoints\":[") - 1);
 
-    n = 0;
+    /* copies under the lock, JSON after it */
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (ngx_array_init(&copies, r->pool,
+                       ngx_max(ctx->sh->counters.endpoints, 1),
+                       sizeof(ngx_http_mitte_endpoint_copy_t))
+        != NGX_OK)
+    {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     for (q = ngx_queue_head(&ctx->sh->ep_lru);
          q != ngx_queue_sentinel(&ctx->sh->ep_lru);
@@ -243,17 +254,27 @@ ngx_http_mitte_admin_endpoints(ngx_http_request_t *r)
     {
         en = ngx_queue_data(q, ngx_http_mitte_endpoint_node_t, queue);
 
-        if ((n++ && ngx_http_mitte_write(r, &last, (u_char *) ",", 1)
-                    != NGX_OK)
-            || ngx_http_mitte_write_endpoint(r, ctx, en, &last, now_hour)
-               != NGX_OK)
-        {
+        copy = ngx_array_push(&copies);
+        if (copy == NULL) {
             ngx_shmtx_unlock(&ctx->shpool->mutex);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        ngx_http_mitte_endpoint_copy(ctx, en, copy);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    copy = copies.elts;
+
+    for (n = 0; n < copies.nelts; n++) {
+        if ((n && ngx_http_mitte_write(r, &last, (u_char *) ",", 1) != NGX_OK)
+            || ngx_http_mitte_write_endpoint(r, &copy[n], &last, now_hour)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
 
     if (ngx_http_mitte_write(r, &last, (u_char *) "]}\n", 3) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -268,6 +289,7 @@ ngx_http_mitte_admin_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
 {
     ngx_int_t                        rc;
     ngx_chain_t                     *out, *last;
+    ngx_http_mitte_endpoint_copy_t   copy;
     ngx_http_mitte_zone_ctx_t       *ctx;
     ngx_http_mitte_main_conf_t      *mmcf;
     ngx_http_mitte_endpoint_node_t  *en;
@@ -288,15 +310,19 @@ ngx_http_mitte_admin_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
     en = ngx_http_mitte_endpoint_lookup(ctx, slug->data, slug->len);
 
     if (en) {
-        rc = ngx_http_mitte_write_endpoint(r, ctx, en, &last,
+        ngx_http_mitte_endpoint_copy(ctx, en, &copy);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (en) {
+        rc = ngx_http_mitte_write_endpoint(r, &copy, &last,
                                            mitte_hour_of(ngx_time()));
         out = last;
 
     } else {
         rc = NGX_DECLINED;
     }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     if (rc == NGX_DECLINED) {
         return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
@@ -324,6 +350,7 @@ ngx_http_mitte_admin_put_endpoint(ngx_http_request_t *r, ngx_str_t *slug,
     ngx_chain_t                     *out, *last;
     mitte_doc_error_t                err;
     mitte_endpoint_doc_t             doc;
+    ngx_http_mitte_endpoint_copy_t   copy;
     ngx_http_mitte_zone_ctx_t       *ctx;
     ngx_http_mitte_main_conf_t      *mmcf;
     ngx_http_mitte_endpoint_node_t  *en;
@@ -379,12 +406,14 @@ ngx_http_mitte_admin_put_endpoint(ngx_http_request_t *r, ngx_str_t *slug,
                               doc.hours[i].requests, doc.hours[i].failures);
     }
 
-    rc = ngx_http_mitte_write_endpoint(r, ctx, en, &last, now_hour);
-    out = last;
+    ngx_http_mitte_endpoint_copy(ctx, en, &copy);
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     mitte_endpoint_doc_free(&doc);
+
+    rc = ngx_http_mitte_write_endpoint(r, &copy, &last, now_hour);
+    out = last;
 
     if (rc != NGX_OK
         || ngx_http_mitte_write(r, &last, (u_char *) "\n", 1) != NGX_OK)

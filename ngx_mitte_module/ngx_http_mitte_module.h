@@ -213,6 +213,17 @@ typedef struct {
 } ngx_http_mitte_user_t;
 
 
+/* an endpoint copied out of the zone, to be written without the lock */
+typedef struct {
+    ngx_http_mitte_endpoint_t   ep;
+    uint16_t                    last_status;
+    u_char                      slug_len;
+    u_char                      user_len;
+    u_char                      name_len;
+    u_char                      name[MITTE_NAME_MAX];
+} ngx_http_mitte_endpoint_copy_t;
+
+
 typedef struct {
     u_char                      color;
     u_char                      dummy;
@@ -405,6 +416,8 @@ void ngx_http_mitte_endpoint_set_name(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_endpoint_node_t *en, ngx_str_t *name);
 void ngx_http_mitte_endpoint_name(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_endpoint_node_t *en, ngx_str_t *name);
+void ngx_http_mitte_endpoint_copy(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en, ngx_http_mitte_endpoint_copy_t *copy);
 ngx_http_mitte_user_node_t *ngx_http_mitte_user_lookup(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len);
 ngx_http_mitte_user_node_t *ngx_http_mitte_user_get(
@@ -456,8 +469,8 @@ u_char *ngx_http_mitte_json_time(u_char *p, int64_t unix_ms);
 /* ngx_http_mitte_stats.c */
 ngx_int_t ngx_http_mitte_stats_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_mitte_write_endpoint(ngx_http_request_t *r,
-    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_endpoint_node_t *en,
-    ngx_chain_t **last, uint32_t now_hour);
+    ngx_http_mitte_endpoint_copy_t *en, ngx_chain_t **last,
+    uint32_t now_hour);
 ngx_int_t ngx_http_mitte_write_quota(ngx_http_request_t *r,
     ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_user_t *u,
     int64_t now, ngx_chain_t **last);

@@ -21,8 +21,10 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
     ngx_http_mitte_zone_ctx_t       *ctx;
     ngx_http_mitte_loc_conf_t       *mlcf;
     ngx_http_mitte_main_conf_t      *mmcf;
+    ngx_array_t                      copies;
     ngx_http_mitte_user_node_t      *un;
     ngx_http_mitte_endpoint_node_t  *en;
+    ngx_http_mitte_endpoint_copy_t  *copy;
     u_char                           buf[MITTE_SLUG_MAX * 3], *d, *s;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -99,7 +101,15 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
     last->buf->last = ngx_cpymem(last->buf->last, "\"endpoints\":[",
                                  sizeof("\"endpoints\":[") - 1);
 
-    n = 0;
+    /* copies under the lock, JSON after it */
+
+    if (ngx_array_init(&copies, r->pool,
+                       mlcf->all ? ngx_max(ctx->sh->counters.endpoints, 1) : 8,
+                       sizeof(ngx_http_mitte_endpoint_copy_t))
+        != NGX_OK)
+    {
+        goto failed;
+    }
 
     for (q = ngx_queue_head(&ctx->sh->ep_lru);
          q != ngx_queue_sentinel(&ctx->sh->ep_lru);
@@ -121,20 +131,26 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
             continue;
         }
 
-        if (n++ && ngx_http_mitte_write(r, &last, (u_char *) ",", 1)
-                   != NGX_OK)
-        {
+        copy = ngx_array_push(&copies);
+        if (copy == NULL) {
             goto failed;
         }
 
-        if (ngx_http_mitte_write_endpoint(r, ctx, en, &last, now_hour)
-            != NGX_OK)
-        {
-            goto failed;
-        }
+        ngx_http_mitte_endpoint_copy(ctx, en, copy);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    copy = copies.elts;
+
+    for (n = 0; n < copies.nelts; n++) {
+        if ((n && ngx_http_mitte_write(r, &last, (u_char *) ",", 1) != NGX_OK)
+            || ngx_http_mitte_write_endpoint(r, &copy[n], &last, now_hour)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
 
     rc = ngx_http_mitte_write(r, &last, (u_char *) "]}\n", 3);
     if (rc != NGX_OK) {
@@ -168,12 +184,10 @@ ngx_http_mitte_write(ngx_http_request_t *r, ngx_chain_t **last, u_char *s,
 }
 
 
-/* called with the zone locked */
-
 ngx_int_t
 ngx_http_mitte_write_endpoint(ngx_http_request_t *r,
-    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_endpoint_node_t *en,
-    ngx_chain_t **last, uint32_t now_hour)
+    ngx_http_mitte_endpoint_copy_t *en, ngx_chain_t **last,
+    uint32_t now_hour)
 {
     u_char       *p;
     uint32_t      h, req, fail;
@@ -188,7 +202,14 @@ ngx_http_mitte_write_endpoint(ngx_http_request_t *r,
 
     p = cl->buf->last;
 
-    ngx_http_mitte_endpoint_name(ctx, en, &name);
+    if (en->name_len) {
+        name.data = en->name;
+        name.len = en->name_len;
+
+    } else {
+        name.data = en->ep.slug;
+        name.len = en->slug_len;
+    }
 
     p = ngx_cpymem(p, "{\"slug\":", sizeof("{\"slug\":") - 1);
     p = ngx_http_mitte_json_str(p, en->ep.slug, en->slug_len);

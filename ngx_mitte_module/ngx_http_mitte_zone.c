@@ -464,6 +464,25 @@ ngx_http_mitte_endpoint_name(ngx_http_mitte_zone_ctx_t *ctx,
 }
 
 
+/* with the zone locked: what a reader needs, to write it without the lock */
+
+void
+ngx_http_mitte_endpoint_copy(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en, ngx_http_mitte_endpoint_copy_t *copy)
+{
+    copy->ep = en->ep;
+    copy->last_status = en->last_status;
+    copy->slug_len = en->slug_len;
+    copy->user_len = en->user_len;
+    copy->name_len = en->ep.name_off ? en->name_len : 0;
+
+    if (copy->name_len) {
+        ngx_memcpy(copy->name, (u_char *) ctx->shpool + en->ep.name_off,
+                   copy->name_len);
+    }
+}
+
+
 ngx_http_mitte_user_node_t *
 ngx_http_mitte_user_lookup(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
     size_t len)
