@@ -97,14 +97,22 @@ ngx_http_mitte_event_delivered(ngx_http_mitte_zone_ctx_t *ctx,
     e->kind = NGX_HTTP_MITTE_EVENT_DELIVERED;
     e->flag = d->success ? 1 : 0;
 
-    e->user_len = en->user_len;
-    ngx_memcpy(e->user, en->ep.user, en->user_len);
-    e->slug_len = en->slug_len;
-    ngx_memcpy(e->slug, en->ep.slug, en->slug_len);
+    /* whole fixed-size arrays: cheaper than copies of variable length */
 
-    ngx_http_mitte_endpoint_name(ctx, en, &name);
-    e->name_len = (uint8_t) ngx_min(name.len, MITTE_NAME_MAX);
-    ngx_memcpy(e->u.d.name, name.data, e->name_len);
+    e->user_len = en->user_len;
+    ngx_memcpy(e->user, en->ep.user, MITTE_USER_MAX);
+    e->slug_len = en->slug_len;
+    ngx_memcpy(e->slug, en->ep.slug, MITTE_SLUG_MAX);
+
+    if (en->ep.name_off) {
+        ngx_http_mitte_endpoint_name(ctx, en, &name);
+        e->name_len = (uint8_t) ngx_min(name.len, MITTE_NAME_MAX);
+        ngx_memcpy(e->u.d.name, name.data, e->name_len);
+
+    } else {
+        /* no name: the frame shows the slug */
+        e->name_len = 0;
+    }
 
     e->method_len = (uint8_t) ngx_min(d->method.len,
                                       NGX_HTTP_MITTE_METHOD_MAX);

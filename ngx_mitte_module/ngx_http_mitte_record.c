@@ -17,20 +17,12 @@ static ngx_uint_t ngx_http_mitte_status(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_mitte_may_warn(ngx_http_request_t *r);
 static void ngx_http_mitte_request_id(ngx_http_request_t *r,
     ngx_http_mitte_main_conf_t *mmcf, ngx_str_t *rid);
+static void ngx_http_mitte_hex16(u_char *p, uint64_t v);
 
 
 /* per worker: a xorshift128+ generator for request ids, seeded at start */
 static uint64_t  ngx_http_mitte_rid_state[2];
 
-static const u_char  ngx_http_mitte_hex[] =
-    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
-    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
-    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
-    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
-    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
-    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
-    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
 
 
 ngx_int_t
@@ -322,7 +314,7 @@ ngx_http_mitte_request_id(ngx_http_request_t *r,
 {
     u_char                     *p;
     uint64_t                    s0, s1, v[2];
-    ngx_uint_t                  i, n, b;
+    ngx_uint_t                  i;
     ngx_http_variable_value_t  *vv;
 
     vv = &r->variables[mmcf->request_id_index];
@@ -367,14 +359,8 @@ ngx_http_mitte_request_id(ngx_http_request_t *r,
     }
 
     for (i = 0; i < 2; i++) {
-        for (n = 0; n < 8; n++) {
-            b = (v[i] >> (n * 8)) & 0xff;
-            ngx_memcpy(p, &ngx_http_mitte_hex[b * 2], 2);
-            p += 2;
-        }
+        ngx_http_mitte_hex16(p + i * 16, v[i]);
     }
-
-    p -= 32;
 
     vv->data = p;
     vv->len = 32;
@@ -384,4 +370,42 @@ ngx_http_mitte_request_id(ngx_http_request_t *r,
 
     rid->data = p;
     rid->len = 32;
+}
+
+
+/*
+ * 64 bits as 16 lowercase hex digits, a nibble per byte at once: spread
+ * the nibbles into bytes, then add '0', and 'a' - '0' - 10 more where a
+ * nibble is over 9.
+ */
+
+static void
+ngx_http_mitte_hex16(u_char *p, uint64_t v)
+{
+    uint64_t    x, m;
+    ngx_uint_t  i;
+
+    for (i = 0; i < 2; i++) {
+        x = (i == 0) ? (v >> 32) : (v & 0xffffffff);
+
+        x = ((x & 0xffff0000ULL) << 16) | (x & 0x0000ffffULL);
+        x = ((x & 0x0000ff000000ff00ULL) << 8) | (x & 0x000000ff000000ffULL);
+        x = ((x & 0x00f000f000f000f0ULL) << 4) | (x & 0x000f000f000f000fULL);
+
+        m = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
+        x += 0x3030303030303030ULL + m * ('a' - '0' - 10);
+
+        /* the most significant nibble first, whatever the byte order */
+
+        p[0] = (u_char) (x >> 56);
+        p[1] = (u_char) (x >> 48);
+        p[2] = (u_char) (x >> 40);
+        p[3] = (u_char) (x >> 32);
+        p[4] = (u_char) (x >> 24);
+        p[5] = (u_char) (x >> 16);
+        p[6] = (u_char) (x >> 8);
+        p[7] = (u_char) x;
+
+        p += 8;
+    }
 }
