@@ -134,8 +134,6 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
 
     rc = ngx_http_mitte_zone_visit(mmcf, &v, mlcf->enforce, &limit);
 
-    ngx_http_mitte_sse_wake(mmcf->shm_zone->data);
-
     if (rc == NGX_HTTP_MITTE_QUOTA_REFUSE) {
         ctx->slug.len = 0;
         return ngx_http_mitte_refuse(r, mlcf, limit, v.now);
@@ -234,17 +232,13 @@ ngx_http_mitte_log_handler(ngx_http_request_t *r)
 
     ngx_http_mitte_request_id(r, mmcf, &d.rid);
 
-    if (ngx_http_mitte_zone_deliver(mmcf, &d) != NGX_OK) {
-        if (ngx_http_mitte_may_warn(r)) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "mitte: zone full, delivery to \"%V\" not "
-                          "recorded", &d.slug);
-        }
-
-        return NGX_OK;
+    if (ngx_http_mitte_zone_deliver(mmcf, &d) != NGX_OK
+        && ngx_http_mitte_may_warn(r))
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "mitte: zone full, delivery to \"%V\" not recorded",
+                      &d.slug);
     }
-
-    ngx_http_mitte_sse_wake(mmcf->shm_zone->data);
 
     return NGX_OK;
 }

@@ -77,14 +77,23 @@ ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
                                                       (uint32_t) *limit,
                                                       v->now, 1);
 
-            (void) ngx_http_mitte_notify(mmcf, ctx, un,
-                                         NGX_HTTP_MITTE_QUOTA_EXCEEDED,
-                                         NULL, 0, msg,
-                                         ngx_min(len, sizeof(msg) - 1),
-                                         v->now_ms, NULL);
+            if (ngx_http_mitte_notify(mmcf, ctx, un,
+                                      NGX_HTTP_MITTE_QUOTA_EXCEEDED,
+                                      NULL, 0, msg,
+                                      ngx_min(len, sizeof(msg) - 1),
+                                      v->now_ms, NULL)
+                == NGX_OK)
+            {
+                notes++;
+            }
         }
 
         ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        if (notes) {
+            ngx_http_mitte_sse_wake(ctx);
+        }
+
         return NGX_HTTP_MITTE_QUOTA_REFUSE;
     }
 
@@ -101,14 +110,23 @@ ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
         len = mitte_notify_quota_warning_message((char *) msg, sizeof(msg),
                                                  u->used, (uint32_t) *limit);
 
-        (void) ngx_http_mitte_notify(mmcf, ctx, un,
-                                     NGX_HTTP_MITTE_QUOTA_WARNING,
-                                     NULL, 0, msg,
-                                     ngx_min(len, sizeof(msg) - 1),
-                                     v->now_ms, NULL);
+        if (ngx_http_mitte_notify(mmcf, ctx, un, NGX_HTTP_MITTE_QUOTA_WARNING,
+                                  NULL, 0, msg,
+                                  ngx_min(len, sizeof(msg) - 1),
+                                  v->now_ms, NULL)
+            == NGX_OK)
+        {
+            notes++;
+        }
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    /* the event stream hears of notifications only: most visits have none */
+
+    if (notes) {
+        ngx_http_mitte_sse_wake(ctx);
+    }
 
     return NGX_HTTP_MITTE_QUOTA_PASS;
 }
@@ -169,6 +187,7 @@ ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
 
     if (ev == MITTE_STREAK_NONE || en->user_len == 0) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_http_mitte_sse_wake(ctx);
         return NGX_OK;
     }
 
@@ -199,6 +218,8 @@ ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_http_mitte_sse_wake(ctx);
 
     return NGX_OK;
 }
