@@ -13,6 +13,7 @@
 
 #include "ngx_http_mitte_module.h"
 #include "mitte_notify.h"
+#include "mitte_url.h"
 
 #include <curl/curl.h>
 
@@ -22,7 +23,6 @@
  * hangs holds only its own share */
 #define NGX_HTTP_MITTE_SEND_PER_HOST    4
 #define NGX_HTTP_MITTE_SEND_EMAIL       8
-#define NGX_HTTP_MITTE_HOST_MAX         256
 #define NGX_HTTP_MITTE_SEND_POLL        200         /* ms */
 #define NGX_HTTP_MITTE_RESPONSE_MAX     2048
 #define NGX_HTTP_MITTE_USER_AGENT       "mitte/1.0 (ngx_http_mitte_module)"
@@ -92,8 +92,7 @@ static size_t ngx_http_mitte_curl_header(char *ptr, size_t size, size_t n,
     void *data);
 static u_char *ngx_http_mitte_html(u_char *dst, u_char *src, size_t len,
     size_t *need);
-static void ngx_http_mitte_url_host(u_char *url, size_t len, ngx_str_t *host);
-static uint32_t ngx_http_mitte_host_hash(ngx_str_t *host);
+static uint32_t ngx_http_mitte_host_hash(u_char *url, size_t len);
 static ngx_uint_t ngx_http_mitte_send_busy(ngx_http_mitte_sender_t *sender,
     ngx_http_mitte_send_t *s, ngx_http_mitte_send_t **take, ngx_uint_t n);
 
@@ -335,14 +334,12 @@ static ngx_uint_t
 ngx_http_mitte_send_busy(ngx_http_mitte_sender_t *sender,
     ngx_http_mitte_send_t *s, ngx_http_mitte_send_t **take, ngx_uint_t n)
 {
-    ngx_str_t              host;
     ngx_uint_t             i, busy;
     ngx_queue_t           *q;
     ngx_http_mitte_job_t  *job;
 
     if (s->channel == NGX_HTTP_MITTE_CHANNEL_WEBHOOK && s->host_hash == 0) {
-        ngx_http_mitte_url_host(s->data, s->target_len, &host);
-        s->host_hash = ngx_http_mitte_host_hash(&host);
+        s->host_hash = ngx_http_mitte_host_hash(s->data, s->target_len);
     }
 
     busy = 0;
@@ -370,45 +367,24 @@ ngx_http_mitte_send_busy(ngx_http_mitte_sender_t *sender,
 }
 
 
-/* a host's hash, case-insensitive, never 0 */
+/*
+ * The hash of a webhook url's host and port (lib/ parses the url, as it
+ * did when the preferences were saved), never 0.
+ */
 
 static uint32_t
-ngx_http_mitte_host_hash(ngx_str_t *host)
+ngx_http_mitte_host_hash(u_char *url, size_t len)
 {
-    u_char      c;
-    uint32_t    hash;
-    ngx_uint_t  i;
+    uint32_t     hash;
+    mitte_url_t  u;
 
-    hash = 2166136261U;
-
-    for (i = 0; i < host->len; i++) {
-        c = ngx_tolower(host->data[i]);
-        hash = (hash ^ c) * 16777619U;
+    if (mitte_url_parse((char *) url, len, &u) != 0) {
+        return 1;
     }
+
+    hash = (uint32_t) ngx_hash_key_lc(url + u.host, u.host_len) ^ u.port;
 
     return hash ? hash : 1;
-}
-
-
-/* the authority of an absolute URL: host and port */
-
-static void
-ngx_http_mitte_url_host(u_char *url, size_t len, ngx_str_t *host)
-{
-    u_char  *p, *end;
-
-    end = url + len;
-
-    p = ngx_strlcasestrn(url, end, (u_char *) "://", 3 - 1);
-    p = p ? p + 3 : url;
-
-    host->data = p;
-
-    while (p < end && *p != '/' && *p != '?' && *p != '#') {
-        p++;
-    }
-
-    host->len = ngx_min((size_t) (p - host->data), NGX_HTTP_MITTE_HOST_MAX);
 }
 
 
