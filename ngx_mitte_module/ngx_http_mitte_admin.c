@@ -611,12 +611,7 @@ ngx_http_mitte_write_user(ngx_http_request_t *r,
 
     p = ngx_cpymem(p, ",\"email\":", sizeof(",\"email\":") - 1);
 
-    if (u->email_len) {
-        p = ngx_http_mitte_json_str(p, u->email, u->email_len);
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
+    p = ngx_http_mitte_json_str_null(p, u->email, u->email_len);
 
     p = ngx_cpymem(p, ",\"quota\":", sizeof(",\"quota\":") - 1);
 

@@ -224,8 +224,8 @@ ngx_http_mitte_event_frame(u_char *p, ngx_http_mitte_event_t *e)
 
     } else {
         p = ngx_sprintf(p, "id: %uL\nevent: notification:created\n"
-                           "data: {\"id\":\"%012xL%08xD\",\"type\":\"%s\","
-                           "\"title\":\"%s\",\"message\":",
+                           "data: {\"id\":\"" NGX_HTTP_MITTE_ID_FORMAT "\","
+                           "\"type\":\"%s\",\"title\":\"%s\",\"message\":",
                         e->seq, e->time_ms, e->value,
                         mitte_notify_type_name(e->flag),
                         mitte_notify_title(e->flag));
@@ -233,12 +233,7 @@ ngx_http_mitte_event_frame(u_char *p, ngx_http_mitte_event_t *e)
         p = ngx_cpymem(p, ",\"endpointSlug\":",
                        sizeof(",\"endpointSlug\":") - 1);
 
-        if (e->slug_len) {
-            p = ngx_http_mitte_json_str(p, e->slug, e->slug_len);
-
-        } else {
-            p = ngx_cpymem(p, "null", 4);
-        }
+        p = ngx_http_mitte_json_str_null(p, e->slug, e->slug_len);
     }
 
     p = ngx_cpymem(p, ",\"timestamp\":", sizeof(",\"timestamp\":") - 1);

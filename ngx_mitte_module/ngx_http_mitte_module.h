@@ -77,7 +77,8 @@ typedef struct {
 #define NGX_HTTP_MITTE_NTYPES               6
 
 #define NGX_HTTP_MITTE_MESSAGE_MAX      400
-/* "%012xL%08xD": creation time in ms and the zone's sequence number */
+/* a notification's id: creation time in ms and the zone's sequence number */
+#define NGX_HTTP_MITTE_ID_FORMAT        "%012xL%08xD"
 #define NGX_HTTP_MITTE_ID_LEN           20
 
 
@@ -463,6 +464,7 @@ ngx_int_t ngx_http_mitte_body(ngx_http_request_t *r, ngx_str_t *body);
 ngx_chain_t *ngx_http_mitte_chain(ngx_http_request_t *r, ngx_chain_t **last,
     size_t need);
 u_char *ngx_http_mitte_json_str(u_char *p, u_char *s, size_t len);
+u_char *ngx_http_mitte_json_str_null(u_char *p, u_char *s, size_t len);
 size_t ngx_http_mitte_json_str_len(u_char *s, size_t len);
 u_char *ngx_http_mitte_json_time(u_char *p, int64_t unix_ms);
 

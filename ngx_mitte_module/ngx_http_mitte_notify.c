@@ -94,7 +94,7 @@ ngx_http_mitte_notify(ngx_http_mitte_main_conf_t *mmcf,
 u_char *
 ngx_http_mitte_note_id(u_char *p, ngx_http_mitte_notification_t *n)
 {
-    return ngx_sprintf(p, "%012xL%08xD", n->created_ms, n->seq);
+    return ngx_sprintf(p, NGX_HTTP_MITTE_ID_FORMAT, n->created_ms, n->seq);
 }
 
 
@@ -133,12 +133,7 @@ ngx_http_mitte_write_note(u_char *p, ngx_http_mitte_notification_t *n)
     p = ngx_http_mitte_json_str(p, n->message, n->message_len);
     p = ngx_cpymem(p, ",\"endpointSlug\":", sizeof(",\"endpointSlug\":") - 1);
 
-    if (n->slug_len) {
-        p = ngx_http_mitte_json_str(p, n->slug, n->slug_len);
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
+    p = ngx_http_mitte_json_str_null(p, n->slug, n->slug_len);
 
     p = ngx_cpymem(p, ",\"timestamp\":", sizeof(",\"timestamp\":") - 1);
     p = ngx_http_mitte_json_time(p, (int64_t) n->created_ms);

@@ -129,7 +129,8 @@ ngx_http_mitte_outbox_add(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t channel,
 static u_char *
 ngx_http_mitte_write_send(u_char *p, ngx_http_mitte_send_t *s)
 {
-    p = ngx_sprintf(p, "{\"notificationId\":\"%012xL%08xD\",\"user\":",
+    p = ngx_sprintf(p, "{\"notificationId\":\"" NGX_HTTP_MITTE_ID_FORMAT
+                       "\",\"user\":",
                     s->created_ms, s->note_seq);
     p = ngx_http_mitte_json_str(p, s->user, s->user_len);
     p = ngx_sprintf(p, ",\"channel\":\"%s\",\"target\":",
@@ -140,12 +141,7 @@ ngx_http_mitte_write_send(u_char *p, ngx_http_mitte_send_t *s)
                     ngx_http_mitte_send_states[s->state],
                     (uint32_t) s->attempts);
 
-    if (s->error_len) {
-        p = ngx_http_mitte_json_str(p, s->error, s->error_len);
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
+    p = ngx_http_mitte_json_str_null(p, s->error, s->error_len);
 
     p = ngx_cpymem(p, ",\"updatedAt\":", sizeof(",\"updatedAt\":") - 1);
     p = ngx_http_mitte_json_time(p, (int64_t) s->updated_ms);

@@ -398,6 +398,19 @@ ngx_http_mitte_json_str(u_char *p, u_char *s, size_t len)
 }
 
 
+/* a JSON string, or null when empty */
+
+u_char *
+ngx_http_mitte_json_str_null(u_char *p, u_char *s, size_t len)
+{
+    if (len == 0) {
+        return ngx_cpymem(p, "null", 4);
+    }
+
+    return ngx_http_mitte_json_str(p, s, len);
+}
+
+
 u_char *
 ngx_http_mitte_json_time(u_char *p, int64_t unix_ms)
 {

@@ -418,7 +418,7 @@ ngx_http_mitte_send_start(ngx_http_mitte_sender_t *sender,
 
     /* the zone's record is read without the lock: this worker owns it */
 
-    ngx_sprintf(id, "%012xL%08xD%Z", s->created_ms, s->note_seq);
+    ngx_sprintf(id, NGX_HTTP_MITTE_ID_FORMAT "%Z", s->created_ms, s->note_seq);
 
     job->url = ngx_alloc(ngx_max(s->target_len, sender->mmcf->email_api.len)
                          + 1, sender->log);

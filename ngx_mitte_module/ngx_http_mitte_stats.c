@@ -217,12 +217,7 @@ ngx_http_mitte_write_endpoint(ngx_http_request_t *r,
     p = ngx_http_mitte_json_str(p, name.data, name.len);
     p = ngx_cpymem(p, ",\"user\":", sizeof(",\"user\":") - 1);
 
-    if (en->user_len) {
-        p = ngx_http_mitte_json_str(p, en->ep.user, en->user_len);
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
+    p = ngx_http_mitte_json_str_null(p, en->ep.user, en->user_len);
 
     p = ngx_sprintf(p, ",\"streak\":%uD,\"lastStatus\":",
                     en->ep.streak.count);
