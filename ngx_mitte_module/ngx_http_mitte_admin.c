@@ -210,20 +210,10 @@ ngx_http_mitte_admin_body(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_mitte_admin_endpoints(ngx_http_request_t *r)
 {
-    uint32_t                         now_hour;
-    ngx_uint_t                       n;
-    ngx_queue_t                     *q;
-    ngx_chain_t                     *out, *last;
-    ngx_array_t                      copies;
-    ngx_http_mitte_zone_ctx_t       *ctx;
-    ngx_http_mitte_main_conf_t      *mmcf;
-    ngx_http_mitte_endpoint_node_t  *en;
-    ngx_http_mitte_endpoint_copy_t  *copy;
+    ngx_chain_t                 *out, *last;
+    ngx_http_mitte_main_conf_t  *mmcf;
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
-    ctx = mmcf->shm_zone->data;
-
-    now_hour = mitte_hour_of(ngx_time());
 
     last = NULL;
 
@@ -232,51 +222,13 @@ ngx_http_mitte_admin_endpoints(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    last->buf->last = ngx_cpymem(last->buf->last, "{\"endpoints\":[",
-                                 sizeof("{\"endpoints\":[") - 1);
-
-    /* copies under the lock, JSON after it */
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    if (ngx_array_init(&copies, r->pool,
-                       ngx_max(ctx->sh->counters.endpoints, 1),
-                       sizeof(ngx_http_mitte_endpoint_copy_t))
-        != NGX_OK)
+    if (ngx_http_mitte_write(r, &last, (u_char *) "{\"endpoints\":", 13)
+        != NGX_OK
+        || ngx_http_mitte_write_endpoints(r, mmcf->shm_zone->data, NULL, NULL,
+                                          &last, mitte_hour_of(ngx_time()))
+           != NGX_OK
+        || ngx_http_mitte_write(r, &last, (u_char *) "}\n", 2) != NGX_OK)
     {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    for (q = ngx_queue_head(&ctx->sh->ep_lru);
-         q != ngx_queue_sentinel(&ctx->sh->ep_lru);
-         q = ngx_queue_next(q))
-    {
-        en = ngx_queue_data(q, ngx_http_mitte_endpoint_node_t, queue);
-
-        copy = ngx_array_push(&copies);
-        if (copy == NULL) {
-            ngx_shmtx_unlock(&ctx->shpool->mutex);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_http_mitte_endpoint_copy(ctx, en, copy);
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    copy = copies.elts;
-
-    for (n = 0; n < copies.nelts; n++) {
-        if ((n && ngx_http_mitte_write(r, &last, (u_char *) ",", 1) != NGX_OK)
-            || ngx_http_mitte_write_endpoint(r, &copy[n], &last, now_hour)
-               != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    if (ngx_http_mitte_write(r, &last, (u_char *) "]}\n", 3) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -470,6 +470,9 @@ u_char *ngx_http_mitte_json_time(u_char *p, int64_t unix_ms);
 
 /* ngx_http_mitte_stats.c */
 ngx_int_t ngx_http_mitte_stats_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_mitte_write_endpoints(ngx_http_request_t *r,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_str_t *user, ngx_str_t *filter,
+    ngx_chain_t **last, uint32_t now_hour);
 ngx_int_t ngx_http_mitte_write_endpoint(ngx_http_request_t *r,
     ngx_http_mitte_endpoint_copy_t *en, ngx_chain_t **last,
     uint32_t now_hour);

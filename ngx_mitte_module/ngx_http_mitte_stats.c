@@ -15,16 +15,11 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
     uint32_t                         now_hour;
     ngx_int_t                        rc;
     ngx_str_t                        user, arg, filter;
-    ngx_uint_t                       n;
-    ngx_queue_t                     *q;
     ngx_chain_t                     *out, *last;
     ngx_http_mitte_zone_ctx_t       *ctx;
     ngx_http_mitte_loc_conf_t       *mlcf;
     ngx_http_mitte_main_conf_t      *mmcf;
-    ngx_array_t                      copies;
     ngx_http_mitte_user_node_t      *un;
-    ngx_http_mitte_endpoint_node_t  *en;
-    ngx_http_mitte_endpoint_copy_t  *copy;
     u_char                           buf[MITTE_SLUG_MAX * 3], *d, *s;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -80,31 +75,61 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
 
     *last->buf->last++ = '{';
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
     if (!mlcf->all) {
-        un = ngx_http_mitte_user_lookup(ctx, user.data, user.len);
-
         last->buf->last = ngx_cpymem(last->buf->last, "\"quota\":",
                                      sizeof("\"quota\":") - 1);
 
-        if (ngx_http_mitte_write_quota(r, mmcf, un ? &un->user : NULL, now,
-                                       &last)
-            != NGX_OK)
-        {
-            goto failed;
-        }
+        ngx_shmtx_lock(&ctx->shpool->mutex);
 
-        *last->buf->last++ = ',';
+        un = ngx_http_mitte_user_lookup(ctx, user.data, user.len);
+
+        rc = ngx_http_mitte_write_quota(r, mmcf, un ? &un->user : NULL, now,
+                                        &last);
+
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        if (rc != NGX_OK
+            || ngx_http_mitte_write(r, &last, (u_char *) ",", 1) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
-    last->buf->last = ngx_cpymem(last->buf->last, "\"endpoints\":[",
-                                 sizeof("\"endpoints\":[") - 1);
+    if (ngx_http_mitte_write(r, &last, (u_char *) "\"endpoints\":", 12)
+        != NGX_OK
+        || ngx_http_mitte_write_endpoints(r, ctx, mlcf->all ? NULL : &user,
+                                          &filter, &last, now_hour)
+           != NGX_OK
+        || ngx_http_mitte_write(r, &last, (u_char *) "}\n", 2) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    /* copies under the lock, JSON after it */
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+/*
+ * A JSON array of endpoints, most recently used first: all of them, or
+ * the user's (user not NULL), or the one named by a non-empty filter. The
+ * zone is locked only to copy them.
+ */
+
+ngx_int_t
+ngx_http_mitte_write_endpoints(ngx_http_request_t *r,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_str_t *user, ngx_str_t *filter,
+    ngx_chain_t **last, uint32_t now_hour)
+{
+    ngx_uint_t                       n;
+    ngx_queue_t                     *q;
+    ngx_array_t                      copies;
+    ngx_http_mitte_endpoint_node_t  *en;
+    ngx_http_mitte_endpoint_copy_t  *copy;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
 
     if (ngx_array_init(&copies, r->pool,
-                       mlcf->all ? ngx_max(ctx->sh->counters.endpoints, 1) : 8,
+                       user ? 8 : ngx_max(ctx->sh->counters.endpoints, 1),
                        sizeof(ngx_http_mitte_endpoint_copy_t))
         != NGX_OK)
     {
@@ -117,16 +142,16 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
     {
         en = ngx_queue_data(q, ngx_http_mitte_endpoint_node_t, queue);
 
-        if (!mlcf->all
-            && (en->user_len != user.len
-                || ngx_memcmp(en->ep.user, user.data, user.len) != 0))
+        if (user
+            && (en->user_len != user->len
+                || ngx_memcmp(en->ep.user, user->data, user->len) != 0))
         {
             continue;
         }
 
-        if (filter.len
-            && (en->slug_len != filter.len
-                || ngx_memcmp(en->ep.slug, filter.data, filter.len) != 0))
+        if (filter && filter->len
+            && (en->slug_len != filter->len
+                || ngx_memcmp(en->ep.slug, filter->data, filter->len) != 0))
         {
             continue;
         }
@@ -141,29 +166,28 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
+    if (ngx_http_mitte_write(r, last, (u_char *) "[", 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     copy = copies.elts;
 
     for (n = 0; n < copies.nelts; n++) {
-        if ((n && ngx_http_mitte_write(r, &last, (u_char *) ",", 1) != NGX_OK)
-            || ngx_http_mitte_write_endpoint(r, &copy[n], &last, now_hour)
+        if ((n && ngx_http_mitte_write(r, last, (u_char *) ",", 1) != NGX_OK)
+            || ngx_http_mitte_write_endpoint(r, &copy[n], last, now_hour)
                != NGX_OK)
         {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
     }
 
-    rc = ngx_http_mitte_write(r, &last, (u_char *) "]}\n", 3);
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_write(r, last, (u_char *) "]", 1);
 
 failed:
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return NGX_ERROR;
 }
 
 
