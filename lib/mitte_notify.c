@@ -14,6 +14,7 @@
 #include "mitte_time.h"
 #include "mitte_util.h"
 #include "mitte_notify.h"
+#include "mitte_out.h"
 
 
 /* the largest unix second ISO-8601 shows, 9999-12-31T23:59:59Z */
@@ -21,15 +22,6 @@
 
 #define MITTE_WHSEC           "whsec_"
 #define MITTE_WHSEC_LEN       (sizeof(MITTE_WHSEC) - 1)
-
-
-/* snprintf-like output: what fits is written, the whole length counted */
-typedef struct {
-    char           *buf;
-    size_t          size;
-    size_t          len;            /* the length needed so far */
-    size_t          written;        /* bytes in buf, < size */
-} mitte_out_t;
 
 
 static const char  *const mitte_notify_names[MITTE_NOTIFY_N] = {
@@ -57,13 +49,7 @@ static const char  *const mitte_webhook_formats[MITTE_WEBHOOK_N] = {
 };
 
 
-static void mitte_out_init(mitte_out_t *o, char *buf, size_t size);
-static void mitte_out_raw(mitte_out_t *o, const char *s, size_t len);
-static void mitte_out_str(mitte_out_t *o, const char *s);
-static void mitte_out_uint(mitte_out_t *o, uint64_t v);
-static void mitte_out_json(mitte_out_t *o, const char *s, size_t len);
 static void mitte_out_slack(mitte_out_t *o, const char *s, size_t len);
-static size_t mitte_out_end(mitte_out_t *o);
 static int mitte_name_index(const char *const *names, int n, const char *s,
     size_t len);
 static int mitte_base64_decode(const char *s, size_t len, unsigned char *dst,
@@ -450,76 +436,6 @@ mitte_webhook_sign(const char *secret, size_t secret_len,
 }
 
 
-static void
-mitte_out_init(mitte_out_t *o, char *buf, size_t size)
-{
-    o->buf = buf;
-    o->size = (buf == NULL) ? 0 : size;
-    o->len = 0;
-    o->written = 0;
-}
-
-
-/* copies what fits; after a piece that did not fit, nothing more is */
-
-static void
-mitte_out_raw(mitte_out_t *o, const char *s, size_t len)
-{
-    size_t  room, n;
-
-    if (o->written == o->len && o->size != 0 && o->written < o->size - 1
-        && len != 0)
-    {
-        room = o->size - 1 - o->written;
-        n = (len < room) ? len : room;
-        memcpy(o->buf + o->written, s, n);
-        o->written += n;
-    }
-
-    o->len += len;
-}
-
-
-static void
-mitte_out_str(mitte_out_t *o, const char *s)
-{
-    mitte_out_raw(o, s, strlen(s));
-}
-
-
-static void
-mitte_out_uint(mitte_out_t *o, uint64_t v)
-{
-    int   n;
-    char  text[24];
-
-    n = snprintf(text, sizeof(text), "%llu", (unsigned long long) v);
-
-    mitte_out_raw(o, text, (n < 0) ? 0 : (size_t) n);
-}
-
-
-/* JSON-escaped, written whole or not at all */
-
-static void
-mitte_out_json(mitte_out_t *o, const char *s, size_t len)
-{
-    size_t  n;
-
-    n = mitte_json_escape(NULL, (const unsigned char *) s, len);
-
-    if (o->written == o->len && o->size != 0
-        && n <= o->size - 1 - o->written)
-    {
-        (void) mitte_json_escape((unsigned char *) o->buf + o->written,
-                                 (const unsigned char *) s, len);
-        o->written += n;
-    }
-
-    o->len += n;
-}
-
-
 /* Slack's control characters as entities, the rest JSON-escaped */
 
 static void
@@ -541,17 +457,6 @@ mitte_out_slack(mitte_out_t *o, const char *s, size_t len)
     }
 
     mitte_out_json(o, s + start, len - start);
-}
-
-
-static size_t
-mitte_out_end(mitte_out_t *o)
-{
-    if (o->size != 0) {
-        o->buf[o->written] = '\0';
-    }
-
-    return o->len;
 }
 
 

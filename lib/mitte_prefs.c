@@ -9,19 +9,11 @@
 #include <cjson/cJSON.h>
 
 #include "mitte_prefs.h"
+#include "mitte_out.h"
 
 
 _Static_assert(sizeof(mitte_prefs_t) == MITTE_PREFS_SIZE,
                "mitte_prefs_t has padding");
-
-
-/* snprintf-like output: what fits is written, the whole length counted */
-typedef struct {
-    char           *buf;
-    size_t          size;
-    size_t          len;            /* the length needed so far */
-    size_t          written;        /* bytes in buf, < size */
-} mitte_prefs_out_t;
 
 
 static int mitte_prefs_inapp(mitte_prefs_t *p, const cJSON *obj,
@@ -35,10 +27,9 @@ static int mitte_prefs_url(mitte_prefs_t *p, const cJSON *item,
 static int mitte_prefs_types(mitte_prefs_t *p, const cJSON *obj,
     mitte_doc_error_t *err);
 static int mitte_prefs_text(const char *s, size_t len, size_t size);
-static void mitte_prefs_raw(mitte_prefs_out_t *o, const char *s);
-static void mitte_prefs_bool(mitte_prefs_out_t *o, int v);
-static void mitte_prefs_string(mitte_prefs_out_t *o, const char *s,
-    size_t len, size_t size);
+static void mitte_prefs_bool(mitte_out_t *o, int v);
+static void mitte_prefs_string(mitte_out_t *o, const char *s, size_t len,
+    size_t size);
 
 
 int
@@ -124,51 +115,44 @@ mitte_prefs_patch(mitte_prefs_t *p, const char *body, size_t len,
 size_t
 mitte_prefs_json(const mitte_prefs_t *p, char *buf, size_t size)
 {
-    int                 type;
-    const char         *format;
-    mitte_prefs_out_t   o;
+    int           type;
+    const char   *format;
+    mitte_out_t   o;
 
-    o.buf = buf;
-    o.size = (buf == NULL) ? 0 : size;
-    o.len = 0;
-    o.written = 0;
+    mitte_out_init(&o, buf, size);
 
-    mitte_prefs_raw(&o, "{\"inApp\":{\"enabled\":true},"
+    mitte_out_str(&o, "{\"inApp\":{\"enabled\":true},"
                         "\"email\":{\"enabled\":");
     mitte_prefs_bool(&o, p->email_enabled);
-    mitte_prefs_raw(&o, ",\"address\":");
-    mitte_prefs_string(&o, p->email, p->email_len, 
+    mitte_out_str(&o, ",\"address\":");
+    mitte_prefs_string(&o, p->email, p->email_len,
                        sizeof(p->email));
 
-    mitte_prefs_raw(&o, "},\"webhook\":{\"enabled\":");
+    mitte_out_str(&o, "},\"webhook\":{\"enabled\":");
     mitte_prefs_bool(&o, p->webhook_enabled);
-    mitte_prefs_raw(&o, ",\"url\":");
+    mitte_out_str(&o, ",\"url\":");
     mitte_prefs_string(&o, p->url, p->url_len,
                        sizeof(p->url));
 
     format = mitte_webhook_format_name(p->format);
 
-    mitte_prefs_raw(&o, ",\"format\":\"");
-    mitte_prefs_raw(&o, format ? format : "json");
-    mitte_prefs_raw(&o, "\",\"secretSet\":");
+    mitte_out_str(&o, ",\"format\":\"");
+    mitte_out_str(&o, format ? format : "json");
+    mitte_out_str(&o, "\",\"secretSet\":");
     mitte_prefs_bool(&o, p->secret_len != 0);
 
-    mitte_prefs_raw(&o, "},\"types\":{");
+    mitte_out_str(&o, "},\"types\":{");
 
     for (type = 0; type < MITTE_NOTIFY_N; type++) {
-        mitte_prefs_raw(&o, type ? ",\"" : "\"");
-        mitte_prefs_raw(&o, mitte_notify_type_name(type));
-        mitte_prefs_raw(&o, "\":");
+        mitte_out_str(&o, type ? ",\"" : "\"");
+        mitte_out_str(&o, mitte_notify_type_name(type));
+        mitte_out_str(&o, "\":");
         mitte_prefs_bool(&o, mitte_prefs_type_on(p, type));
     }
 
-    mitte_prefs_raw(&o, "}}");
+    mitte_out_str(&o, "}}");
 
-    if (o.size != 0) {
-        o.buf[o.written] = '\0';
-    }
-
-    return o.len;
+    return mitte_out_end(&o);
 }
 
 
@@ -500,27 +484,9 @@ mitte_prefs_text(const char *s, size_t len, size_t size)
 
 
 static void
-mitte_prefs_raw(mitte_prefs_out_t *o, const char *s)
+mitte_prefs_bool(mitte_out_t *o, int v)
 {
-    size_t  len, room, n;
-
-    len = strlen(s);
-
-    if (o->written == o->len && o->size != 0 && o->written < o->size - 1) {
-        room = o->size - 1 - o->written;
-        n = (len < room) ? len : room;
-        memcpy(o->buf + o->written, s, n);
-        o->written += n;
-    }
-
-    o->len += len;
-}
-
-
-static void
-mitte_prefs_bool(mitte_prefs_out_t *o, int v)
-{
-    mitte_prefs_raw(o, v ? "true" : "false");
+    mitte_out_str(o, v ? "true" : "false");
 }
 
 
@@ -530,27 +496,12 @@ mitte_prefs_bool(mitte_prefs_out_t *o, int v)
  */
 
 static void
-mitte_prefs_string(mitte_prefs_out_t *o, const char *s, size_t len,
-    size_t size)
+mitte_prefs_string(mitte_out_t *o, const char *s, size_t len, size_t size)
 {
-    size_t  n;
-
     if (len == 0 || len >= size) {
-        mitte_prefs_raw(o, "null");
+        mitte_out_str(o, "null");
         return;
     }
 
-    n = mitte_json_escape(NULL, (const unsigned char *) s, len) + 2;
-
-    if (o->written == o->len && o->size != 0
-        && n <= o->size - 1 - o->written)
-    {
-        o->buf[o->written] = '"';
-        (void) mitte_json_escape((unsigned char *) o->buf + o->written + 1,
-                                 (const unsigned char *) s, len);
-        o->buf[o->written + n - 1] = '"';
-        o->written += n;
-    }
-
-    o->len += n;
+    mitte_out_json_str(o, s, len);
 }
