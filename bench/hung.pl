@@ -54,28 +54,19 @@
 use strict;
 use warnings;
 
-use Cwd qw(abs_path);
-use File::Basename qw(dirname);
-use File::Copy qw(copy);
-use File::Temp qw(tempdir);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use MitteBench;
 use IO::Select;
 use IO::Socket::INET;
 use JSON::PP;
-use POSIX qw(WNOHANG _exit);
+use POSIX qw(_exit);
 use Time::HiRes qw(time sleep);
 
-$| = 1;
-
-my $ROOT = abs_path(dirname(abs_path($0)) . '/..');
-my $LUA = "$ROOT/bench/webhooks.lua";
-
-my $NGINX = $ENV{NGINX} // '/usr/sbin/nginx';
-my $MODULE = $ENV{MITTE_MODULE} // "$ROOT/build/ngx_http_mitte_module.so";
 my $PAIRS = $ENV{BENCH_PAIRS} // 5;
 my $DURATION = $ENV{BENCH_DURATION} // 4;
 my $CONNECTIONS = $ENV{BENCH_CONNECTIONS} // 32;
 my $SENDS = $ENV{BENCH_SENDS} // 100;
-my $KEEP = $ENV{BENCH_KEEP} // 0;
 
 my $ENDPOINTS = 1000;     # as in bench/webhooks.lua
 my $USERS = 50;
@@ -83,234 +74,9 @@ my $PER_HOST = 4;         # the sender's in-flight cap per webhook host
 my $THRESHOLD = 5;        # mitte_endpoint_down's default threshold
 my $TIME_LIMIT = 175;     # seconds for the whole script, a safety net
 
-my $CPUS = () = do {
-    open my $fh, '<', '/proc/cpuinfo' or die "/proc/cpuinfo: $!\n";
-    grep { /^processor\s*:/ } <$fh>;
-};
-my $PIN = $ENV{BENCH_PIN} // ($CPUS >= 2 ? 1 : 0);
+my $PIN = $ENV{BENCH_PIN} // (cpus() >= 2 ? 1 : 0);
 
-# ---------------------------------------------------------------------------
-# child processes: started by fork, stopped by pid on any exit
-
-my $MAIN_PID = $$;
-my %children;    # pid => name
-
-$SIG{INT} = $SIG{TERM} = $SIG{HUP} = sub { die "interrupted by SIG$_[0]\n" };
-$SIG{ALRM} = sub { die "time limit of ${TIME_LIMIT}s reached\n" };
-$SIG{PIPE} = 'IGNORE';
-alarm $TIME_LIMIT;
-
-END {
-    if ($$ == $MAIN_PID) {
-        local $?;
-        stop($_) for keys %children;
-    }
-}
-
-sub spawn {
-    my ($name, $out, $err, @cmd) = @_;
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        eval {
-            if (defined $out) {
-                open STDOUT, '>', $out or die "$out: $!\n";
-            }
-            if (defined $err) {
-                open STDERR, '>', $err or die "$err: $!\n";
-            }
-            open STDIN, '<', '/dev/null' or die "/dev/null: $!\n";
-            exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!\n";
-        };
-        print STDERR $@;
-        _exit(127);
-    }
-    $children{$pid} = $name;
-    return $pid;
-}
-
-sub reap {
-    my ($pid, $timeout) = @_;
-    my $end = time + $timeout;
-    while (time < $end) {
-        my $r = waitpid($pid, WNOHANG);
-        if ($r == $pid || $r == -1) {
-            delete $children{$pid};
-            return $r == $pid ? $? : -1;
-        }
-        sleep 0.02;
-    }
-    return undef;
-}
-
-sub children_of {
-    my ($ppid) = @_;
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $fh, '<', $stat or next;
-        my $line = <$fh> // next;
-        push @pids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $ppid;
-    }
-    return @pids;
-}
-
-# TERM, then KILL (and the KILL for its own children too) after 10 s
-sub stop {
-    my ($pid) = @_;
-    return unless $children{$pid};
-    my @kids = children_of($pid);
-    kill 'TERM', $pid;
-    my $st = reap($pid, 10);
-    return $st if defined $st;
-    warn "$children{$pid} ($pid) did not stop in 10s, killing it\n";
-    kill 'KILL', $pid, @kids;
-    return reap($pid, 5);
-}
-
-# ---------------------------------------------------------------------------
-# helpers (as in bench/proxy.pl)
-
-sub slurp {
-    my ($file) = @_;
-    open my $fh, '<', $file or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($file, $text) = @_;
-    open my $fh, '>', $file or die "$file: $!\n";
-    print {$fh} $text or die "$file: $!\n";
-    close $fh or die "$file: $!\n";
-}
-
-sub median {
-    my @v = sort { $a <=> $b } @_;
-    return undef unless @v;
-    my $m = int(@v / 2);
-    return @v % 2 ? $v[$m] : ($v[$m - 1] + $v[$m]) / 2;
-}
-
-sub free_ports {
-    my ($n) = @_;
-    my @socks = map {
-        IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                              Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-            or die "cannot bind a loopback port: $!\n";
-    } 1 .. $n;
-    return map { $_->sockport } @socks;
-}
-
-sub log_problems {
-    my ($log) = @_;
-    return grep { /\[(emerg|alert|crit)\]|exited on signal/ }
-        split /^/, slurp($log);
-}
-
-sub fail_with_log {
-    my ($msg, $log) = @_;
-    my @p = log_problems($log);
-    $msg .= sprintf "%s:\n%s", $log, join '', @p[0 .. ($#p > 9 ? 9 : $#p)]
-        if @p;
-    $msg .= sprintf "... and %d more\n", @p - 10 if @p > 10;
-    die $msg;
-}
-
-sub wait_port {
-    my ($port, $pid, $timeout, $log) = @_;
-    my $end = time + $timeout;
-    while (time < $end) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port, Proto => 'tcp');
-        return 1 if $s;
-        if (waitpid($pid, WNOHANG) == $pid) {
-            delete $children{$pid};
-            die "nginx exited at start:\n" . slurp($log);
-        }
-        sleep 0.05;
-    }
-    die "nginx did not listen on $port in ${timeout}s:\n" . slurp($log);
-}
-
-# ---------------------------------------------------------------------------
-# a minimal HTTP/1.1 client on one keep-alive connection (as in proxy.pl)
-
-sub client {
-    my ($port) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp')
-        or die "connect 127.0.0.1:$port: $!\n";
-    $s->autoflush(1);
-    return { sock => $s, sel => IO::Select->new($s), buf => '' };
-}
-
-sub fill {
-    my ($c, $timeout) = @_;
-    $c->{sel}->can_read($timeout) or die "no answer in ${timeout}s\n";
-    my $n = sysread($c->{sock}, $c->{buf}, 65536, length $c->{buf});
-    die "read: $!\n" unless defined $n;
-    return $n;
-}
-
-sub roundtrip {
-    my ($c, $req, $timeout) = @_;
-    $timeout //= 30;
-    my $off = 0;
-    while ($off < length $req) {
-        my $n = syswrite($c->{sock}, $req, length($req) - $off, $off);
-        die "write: $!\n" unless defined $n;
-        $off += $n;
-    }
-    my $end;
-    until (($end = index($c->{buf}, "\r\n\r\n")) >= 0) {
-        fill($c, $timeout) or die "connection closed before an answer\n";
-    }
-    my $head = substr($c->{buf}, 0, $end + 4, '');
-    my ($status) = $head =~ m{^HTTP/1\.[01] (\d{3})}
-        or die "bad status line: " . substr($head, 0, 80) . "\n";
-    my $body;
-    if ($head =~ /^Content-Length:\s*(\d+)\r$/mi) {
-        my $len = $1;
-        while (length $c->{buf} < $len) {
-            fill($c, $timeout) or die "connection closed in a body\n";
-        }
-        $body = substr($c->{buf}, 0, $len, '');
-    } elsif ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
-        die "chunked answers are not supported here\n";
-    } else {
-        1 while fill($c, $timeout);
-        $body = $c->{buf};
-        $c->{buf} = '';
-    }
-    return ($status, $head, $body);
-}
-
-sub request {
-    my ($method, $path, $headers, $body) = @_;
-    $body //= '';
-    my $h = join '', map { "$_: $headers->{$_}\r\n" } sort keys %$headers;
-    return "$method $path HTTP/1.1\r\nHost: 127.0.0.1\r\n$h"
-        . "Content-Length: " . length($body) . "\r\n\r\n$body";
-}
-
-sub get {
-    my ($port, $path) = @_;
-    my $c = client($port);
-    my ($st, undef, $body) = roundtrip($c, request('GET', $path,
-                                                   { Connection => 'close' }));
-    die "GET $path: $st\n$body\n" unless $st == 200;
-    return $body;
-}
-
-sub metrics {
-    my ($port) = @_;
-    my %m;
-    for (split /\n/, get($port, '/mitte-admin/metrics')) {
-        next if /^#/;
-        $m{$1} = $2 if /^(\S+)\s+(\S+)$/;
-    }
-    return \%m;
-}
+init(time_limit => $TIME_LIMIT);
 
 # ---------------------------------------------------------------------------
 # the hung receiver: a forked Perl server that accepts, reads and discards,
@@ -325,11 +91,8 @@ sub hung_receiver {
     my $port = $ls->sockport;
     my $status = "$dir/hung.status";
     spew($status, "0 0 0\n");
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP ALRM);
-        alarm 0;
+    my $bench = $$;
+    my $pid = spawn_perl('hung receiver', sub {
         my $sel = IO::Select->new($ls);
         my ($accepted, $bytes, @held) = (0, 0);
         my $write = sub {
@@ -339,7 +102,7 @@ sub hung_receiver {
             rename "$status.tmp", $status;
         };
         while (1) {
-            _exit(0) if getppid() != $MAIN_PID;   # the bench went away
+            _exit(0) if getppid() != $bench;   # the bench went away
             for my $s ($sel->can_read(1)) {
                 if ($s == $ls) {
                     my $c = $ls->accept or next;
@@ -357,9 +120,8 @@ sub hung_receiver {
                 $write->();
             }
         }
-    }
+    });
     close $ls;
-    $children{$pid} = 'hung receiver';
     return ($pid, $port, sub {
         my ($a, $o, $b) = split ' ', slurp($status);
         return { accepted => $a // 0, open => $o // 0, bytes => $b // 0 };
@@ -372,52 +134,14 @@ sub hung_receiver {
 
 sub nginx_conf {
     my (%o) = @_;
-    my $dir = $o{dir};
-    my $user = $> == 0 ? "user root root;\n" : '';
-    my $top = "daemon off;\nworker_processes 1;\n"
-        . ($o{pin} ? "worker_cpu_affinity 01;\n" : '');
-    return <<"END";
-load_module $MODULE;
-$user${top}pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-
-events {
-    worker_connections 4096;
-}
-
-http {
-    access_log off;
-
-    client_body_temp_path $dir/client_body_temp;
-    proxy_temp_path       $dir/proxy_temp;
-    fastcgi_temp_path     $dir/fastcgi_temp;
-    uwsgi_temp_path       $dir/uwsgi_temp;
-    scgi_temp_path        $dir/scgi_temp;
-
-    keepalive_requests 1000000;
-
-    mitte_zone mitte:64m;
-    mitte_quota free 4000000000;
-    mitte_quota pro  4000000000;
-
+    return conf_head(dir => $o{dir}, pin => $o{pin})
+        . conf_http_base($o{dir}) . conf_unlimited() . <<"END"
     # the hung receiver is on loopback; the sends stay in flight for 30 s
     mitte_webhook_allow 127.0.0.1;
     mitte_webhook_timeout 30s;
 
-    upstream u {
-        server 127.0.0.1:$o{upstream};
-        keepalive 32;
-        keepalive_requests 1000000;
-    }
-
-    # the webhook target of the wrk runs (as in proxy.pl)
-    server {
-        listen 127.0.0.1:$o{upstream};
-        location / {
-            return 200 "ok\\n";
-        }
-    }
-
+END
+        . conf_target($o{upstream}) . <<"END" . conf_proxy_locations()
     # a failing target, to raise ENDPOINT_DOWN; its own server, so that the
     # location the wrk runs hit is exactly proxy.pl's
     upstream u503 {
@@ -434,92 +158,34 @@ http {
     server {
         listen 127.0.0.1:$o{port};
 
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-
-        location /plain/ {
-            location ~ ^/plain/(?<slug>[A-Za-z0-9._-]+)\$ {
-                proxy_pass http://u;
-            }
-        }
-        location /hooks/ {
-            location ~ ^/hooks/(?<slug>[A-Za-z0-9._-]+)\$ {
-                mitte_endpoint \$slug;
-                mitte_user \$http_x_mitte_user;
-                proxy_pass http://u;
-            }
-        }
+END
+        . <<'END' . conf_admin() . "    }\n}\n";
         location /fail/ {
-            location ~ ^/fail/(?<slug>[A-Za-z0-9._-]+)\$ {
-                mitte_endpoint \$slug;
-                mitte_user \$http_x_mitte_user;
+            location ~ ^/fail/(?<slug>[A-Za-z0-9._-]+)$ {
+                mitte_endpoint $slug;
+                mitte_user $http_x_mitte_user;
                 proxy_pass http://u503;
             }
         }
         location = /mitte/preferences {
-            mitte_user \$http_x_mitte_user;
+            mitte_user $http_x_mitte_user;
             mitte_preferences;
         }
-        location /mitte-admin/ {
-            allow 127.0.0.1;
-            deny all;
-            mitte_admin;
-        }
-    }
-}
 END
 }
 
 # ---------------------------------------------------------------------------
 # wrk
 
-sub wrk_run {
-    my ($dir, $port, $prefix, $seconds, $tag) = @_;
-    my $out = "$dir/wrk.$tag.out";
-    my @cmd = ('wrk', '-t1', "-c$CONNECTIONS", "-d${seconds}s",
-               '-s', $LUA, "http://127.0.0.1:$port", '--', $prefix);
-    unshift @cmd, 'taskset', '-c', '1' if $PIN;
-    my $pid = spawn("wrk $tag", $out, "$dir/wrk.$tag.err", @cmd);
-    my $st = reap($pid, $seconds + 30);
-    die "wrk $tag did not finish\n" unless defined $st;
-    die "wrk $tag failed ($st): " . slurp("$dir/wrk.$tag.err") . slurp($out)
-        if $st != 0;
-    my $text = slurp($out);
-    my ($line) = $text =~ /^BENCH (.*)$/m;
-    my %r = defined $line ? $line =~ /(\w+)=(\d+)/g : ();
-    die "wrk $tag: no summary line in its output:\n$text\n" unless %r;
-    my $errors = $r{connect} + $r{read} + $r{write} + $r{status}
-        + $r{timeout};
-    die "wrk $tag: $errors errors (HTTP 4xx/5xx, socket errors):\n$text\n"
-        if $errors;
-    die "wrk $tag: no request done\n" unless $r{requests};
-    $r{rps} = $r{requests} / ($r{duration_us} / 1e6);
-    return \%r;
-}
-
 # warm-up, then PAIRS alternating pairs; the median ratio and the medians
 sub wrk_series {
     my ($dir, $port, $name, $warm_hooks) = @_;
-    wrk_run($dir, $port, 'plain', 1, "$name-warmup-plain");
-    wrk_run($dir, $port, 'hooks', $warm_hooks, "$name-warmup-hooks");
-    my (@plain, @rec);
-    for my $i (1 .. $PAIRS) {
-        for my $kind (qw(plain hooks)) {
-            my $r = wrk_run($dir, $port, $kind, $DURATION, "$name-$kind-$i");
-            printf "  run %d %s %9.0f rps   p50 %5.0f us   p99 %5.0f us\n",
-                $i, $kind eq 'plain' ? 'plain   ' : 'recorded', $r->{rps},
-                $r->{p50_us}, $r->{p99_us};
-            push @{ $kind eq 'plain' ? \@plain : \@rec }, $r->{rps};
-        }
-    }
-    my @ratios = map { $rec[$_] / $plain[$_] } 0 .. $#plain;
-    printf "  ratio per pair: %s (median %.3f); plain %.0f-%.0f rps, "
-        . "recorded %.0f-%.0f rps\n",
-        join(' ', map { sprintf '%.3f', $_ } @ratios), median(@ratios),
-        (sort { $a <=> $b } @plain)[0, -1], (sort { $a <=> $b } @rec)[0, -1];
+    wrk_warmup($dir, $port, $name, $warm_hooks);
+    my $s = wrk_pairs($dir, $port, name => $name, pairs => $PAIRS,
+                      seconds => $DURATION);
+    print '  ', ratio_line($s, 1), "\n";
     # the summary, as in proxy.pl: the ratio of the medians
-    my ($mp, $mr) = (median(@plain), median(@rec));
-    return { ratio => $mr / $mp, plain => $mp, rec => $mr };
+    return $s;
 }
 
 # ---------------------------------------------------------------------------
@@ -585,13 +251,11 @@ sub run {
     my ($dir) = @_;
     my ($port, $up, $fail) = free_ports(3);
     my ($rxpid, $hport, $rx) = hung_receiver($dir);
-    my $conf = "$dir/nginx.conf";
-    spew($conf, nginx_conf(dir => $dir, port => $port, upstream => $up,
-                           failing => $fail, pin => $PIN));
-    my $log = "$dir/error.log";
-    my $pid = spawn('nginx', undef, "$dir/nginx.stderr", $NGINX,
-                    '-p', "$dir/", '-c', $conf, '-e', $log);
-    wait_port($port, $pid, 10, $log);
+    my ($pid, $log) = start_nginx($dir, nginx_conf(dir => $dir, port => $port,
+                                                   upstream => $up,
+                                                   failing => $fail,
+                                                   pin => $PIN),
+                                  port => $port);
 
     my @summary;
     my $ok = eval {
@@ -680,34 +344,13 @@ sub run {
 
 # ---------------------------------------------------------------------------
 
-sub bail {
-    print STDERR "bench/hung.pl FAILED: @_\n";
-    exit 1;
-}
+check_nginx_module();
+check_wrk();
+$PIN = wrk_setup(connections => $CONNECTIONS, pin => $PIN, warn => 1);
 
--x $NGINX or bail("$NGINX is missing");
--r $MODULE or bail("the module $MODULE is missing: run make");
-$MODULE = abs_path($MODULE);
-system('wrk -v >/dev/null 2>&1');
-bail('wrk is missing (apt-get install wrk)') if $? == -1 || $? >> 8 == 127;
-if ($PIN && system('taskset -c 1 true >/dev/null 2>&1') != 0) {
-    warn "taskset -c 1 does not work here: not pinning\n";
-    $PIN = 0;
-}
-
-my $dir = tempdir('mitte-bench-hung-XXXXXX', TMPDIR => 1,
-                  CLEANUP => !$KEEP);
-chmod 0755, $dir;
-copy($MODULE, "$dir/ngx_http_mitte_module.so") or bail("copy $MODULE: $!");
-$MODULE = "$dir/ngx_http_mitte_module.so";
+my $dir = workdir('mitte-bench-hung-XXXXXX');
 my $t0 = time;
 
-my @summary = eval { run($dir) };
-print "kept: $dir\n" if $KEEP;
-unless (@summary) {
-    chomp(my $err = $@ || 'no result');
-    bail($err);
-}
-printf "\nsummary (%.0fs):\n", time - $t0;
-print "$_\n" for @summary;
+my @summary = guarded($dir, sub { run($dir) });
+print_summary($t0, @summary);
 exit 0;

@@ -27,63 +27,33 @@
 use strict;
 use warnings;
 
-use Cwd qw(abs_path);
-use File::Basename qw(dirname);
-use File::Temp qw(tempdir);
+use FindBin;
+use lib "$FindBin::Bin/lib", "$FindBin::Bin/../t/lib";
+use MitteBench;
 use HTTP::Tiny;
-use IO::Socket::INET;
 use JSON::PP;
+use Mitte::Receiver;
 use POSIX qw(_exit);
 use Time::HiRes qw(time sleep);
 
-my $ROOT;
-BEGIN { $ROOT = abs_path(dirname(abs_path($0)) . '/..') }
-use lib "$ROOT/t/lib";
-use Mitte::Receiver;
+init();
 
-$| = 1;
-
-my $MODULE = $ENV{MITTE_MODULE} || "$ROOT/build/ngx_http_mitte_module.so";
-my $NGINX = $ENV{NGINX} || '/usr/sbin/nginx';
+# an empty variable means the default here
+$MODULE = $ENV{MITTE_MODULE} || "$ROOT/build/ngx_http_mitte_module.so";
+$NGINX = $ENV{NGINX} || '/usr/sbin/nginx';
 my $N = $ENV{BENCH_N} || 1000;
 my $CLIENTS = $ENV{BENCH_CLIENTS} || 8;
 
 -f $MODULE or die "module not built: $MODULE (run make)\n";
 -x $NGINX or die "nginx not found: $NGINX\n";
 
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1)
-        or die "bind: $!";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
-
 my $rx = Mitte::Receiver->new;
-my $dir = tempdir('mitte-bench-sends-XXXXXX', TMPDIR => 1,
-                  CLEANUP => $ENV{BENCH_KEEP} ? 0 : 1);
-my ($port, $up) = (free_port(), free_port());
-my $user = $> == 0 ? 'user root root;' : '';
+my $dir = workdir('mitte-bench-sends-XXXXXX');
+my ($port, $up) = free_ports(2);
 
-open my $cf, '>', "$dir/nginx.conf" or die $!;
-print {$cf} <<"END";
-daemon off;
-master_process on;
-worker_processes 2;
-$user
-error_log $dir/error.log notice;
-pid $dir/nginx.pid;
-load_module $MODULE;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-
+# 2 workers: worker 0 sends
+my $conf = conf_head(dir => $dir, workers => 2, log_level => 'notice')
+    . conf_http_base($dir) . <<"END" . conf_admin() . "    }\n}\n";
     mitte_zone m:64m;
     mitte_endpoint_down threshold=1;
     mitte_webhook_allow 127.0.0.1;
@@ -108,20 +78,10 @@ http {
             mitte_user \$http_x_mitte_user;
             mitte_preferences;
         }
-        location /mitte-admin/ { mitte_admin; }
-    }
-}
 END
-close $cf;
-
-my $nginx = fork;
-die "fork: $!" unless defined $nginx;
-if ($nginx == 0) {
-    open STDOUT, '>>', "$dir/stderr.log";
-    open STDERR, '>>', "$dir/stderr.log";
-    exec $NGINX, '-p', "$dir/", '-c', "$dir/nginx.conf", '-e',
-        "$dir/error.log" or _exit(127);
-}
+my ($nginx) = start_nginx($dir, $conf, out => "$dir/stderr.log",
+                          err => "$dir/stderr.log");
+END { stop($nginx, 'QUIT') if $nginx }
 
 my $ua = HTTP::Tiny->new(keep_alive => 0, timeout => 30);
 my $ready = 0;
@@ -131,13 +91,8 @@ for (1 .. 200) {
     sleep 0.05;
 }
 my $failed = 0;
-END {
-    if ($nginx) {
-        kill 'QUIT', $nginx;
-        waitpid $nginx, 0;
-    }
-}
-die "nginx did not start:\n" . `cat $dir/error.log $dir/stderr.log` unless $ready;
+die "nginx did not start:\n" . slurp("$dir/error.log")
+    . slurp("$dir/stderr.log") unless $ready;
 
 my $r = $ua->request('PUT', "http://127.0.0.1:$port/mitte/preferences", {
     headers => { 'X-Mitte-User' => 'bench',

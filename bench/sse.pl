@@ -59,24 +59,16 @@
 use strict;
 use warnings;
 
-use Cwd qw(abs_path);
-use File::Basename qw(dirname);
-use File::Copy qw(copy);
-use File::Temp qw(tempdir);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use MitteBench;
 use IO::Select;
-use IO::Socket::INET;
-use POSIX qw(WNOHANG _exit ceil);
+use POSIX qw(ceil);
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
 
-$| = 1;
-
-my $ROOT = abs_path(dirname(abs_path($0)) . '/..');
-my $LUA = "$ROOT/bench/webhooks.lua";
 my $CLIENT_C = "$ROOT/bench/sse_client.c";
 
-my $NGINX = $ENV{NGINX} // '/usr/sbin/nginx';
-my $MODULE = $ENV{MITTE_MODULE} // "$ROOT/build/ngx_http_mitte_module.so";
 my $NCHAN = $ENV{NCHAN_MODULE}
     // '/usr/lib/nginx/modules/ngx_nchan_module.so';
 my @COUNTS = split /,/, ($ENV{BENCH_SSE_SUBSCRIBERS} // '5000,9000');
@@ -87,136 +79,17 @@ my $PROXY_REF = $ENV{BENCH_SSE_PROXY_REF} // 1;
 my $PAIRS = $ENV{BENCH_PAIRS} // 5;
 my $DURATION = $ENV{BENCH_DURATION} // 4;
 my $CONNECTIONS = $ENV{BENCH_CONNECTIONS} // 32;
-my $KEEP = $ENV{BENCH_KEEP} // 0;
 
 my $PER_CLIENT = 1800;     # connections per client process
 my $IDLE = 1000;           # idle subscribers in part 2
 my $TIME_LIMIT = 290;      # seconds for the whole script, a safety net
 
-my $CPUS = () = do {
-    open my $fh, '<', '/proc/cpuinfo' or die "/proc/cpuinfo: $!\n";
-    grep { /^processor\s*:/ } <$fh>;
-};
-my $PIN = $CPUS >= 2 ? 1 : 0;
+my $PIN = cpus() >= 2 ? 1 : 0;
 
-# ---------------------------------------------------------------------------
-# child processes: started by fork/exec, stopped by pid on any exit
-
-my $MAIN_PID = $$;
-my %children;    # pid => name
-
-$SIG{INT} = $SIG{TERM} = $SIG{HUP} = sub { die "interrupted by SIG$_[0]\n" };
-$SIG{ALRM} = sub { die "time limit of ${TIME_LIMIT}s reached\n" };
-$SIG{PIPE} = 'IGNORE';
-alarm $TIME_LIMIT;
-
-END {
-    if ($$ == $MAIN_PID) {
-        local $?;
-        stop($_) for keys %children;
-    }
-}
-
-# fork and exec @cmd; stdout to $out (a file name, or a pipe when undef
-# and $pipe is set), stderr to $err
-sub spawn {
-    my ($name, $out, $err, @cmd) = @_;
-    my ($rd, $wr);
-    if (ref $out eq 'SCALAR') {
-        pipe($rd, $wr) or die "pipe: $!\n";
-    }
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        eval {
-            if ($wr) {
-                close $rd;
-                open STDOUT, '>&', $wr or die "dup: $!\n";
-            } elsif (defined $out) {
-                open STDOUT, '>', $out or die "$out: $!\n";
-            }
-            if (defined $err) {
-                open STDERR, '>', $err or die "$err: $!\n";
-            }
-            open STDIN, '<', '/dev/null' or die "/dev/null: $!\n";
-            exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!\n";
-        };
-        print STDERR $@;
-        _exit(127);
-    }
-    $children{$pid} = $name;
-    if ($wr) {
-        close $wr;
-        ${$out} = $rd;
-    }
-    return $pid;
-}
-
-# wait for a child to exit by itself, at most $timeout seconds; its status
-sub reap {
-    my ($pid, $timeout) = @_;
-    my $end = time + $timeout;
-    while (1) {
-        my $r = waitpid($pid, WNOHANG);
-        if ($r == $pid || $r == -1) {
-            delete $children{$pid};
-            return $r == $pid ? $? : -1;
-        }
-        last if time >= $end;
-        sleep 0.02;
-    }
-    return undef;
-}
-
-# the pids whose parent is $ppid
-sub children_of {
-    my ($ppid) = @_;
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $fh, '<', $stat or next;
-        my $line = <$fh> // next;
-        # pid (comm) state ppid ...; comm may hold spaces and parens
-        push @pids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $ppid;
-    }
-    return @pids;
-}
-
-# TERM, then KILL (and the KILL for its own children too) after 10 s
-sub stop {
-    my ($pid, $sig) = @_;
-    return unless $children{$pid};
-    my @kids = children_of($pid);
-    kill $sig // 'TERM', $pid;
-    my $st = reap($pid, 10);
-    return $st if defined $st;
-    warn "$children{$pid} ($pid) did not stop in 10s, killing it\n";
-    kill 'KILL', $pid, @kids;
-    return reap($pid, 5);
-}
+init(time_limit => $TIME_LIMIT);
 
 # ---------------------------------------------------------------------------
 # helpers
-
-sub slurp {
-    my ($file) = @_;
-    open my $fh, '<', $file or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($file, $text) = @_;
-    open my $fh, '>', $file or die "$file: $!\n";
-    print {$fh} $text or die "$file: $!\n";
-    close $fh or die "$file: $!\n";
-}
-
-sub median {
-    my @v = sort { $a <=> $b } @_;
-    return undef unless @v;
-    my $m = int(@v / 2);
-    return @v % 2 ? $v[$m] : ($v[$m - 1] + $v[$m]) / 2;
-}
 
 # the value at quantile $q of a sorted list (nearest rank)
 sub quantile {
@@ -225,32 +98,6 @@ sub quantile {
     my $i = ceil($q * @$sorted) - 1;
     $i = 0 if $i < 0;
     return $sorted->[$i];
-}
-
-sub free_ports {
-    my ($n) = @_;
-    my @socks = map {
-        IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                              Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-            or die "cannot bind a loopback port: $!\n";
-    } 1 .. $n;
-    return map { $_->sockport } @socks;
-}
-
-sub wait_port {
-    my ($port, $pid, $timeout, $log) = @_;
-    my $end = time + $timeout;
-    while (time < $end) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port, Proto => 'tcp');
-        return 1 if $s;
-        if (waitpid($pid, WNOHANG) == $pid) {
-            delete $children{$pid};
-            die "nginx exited at start:\n" . slurp($log);
-        }
-        sleep 0.05;
-    }
-    die "nginx did not listen on $port in ${timeout}s:\n" . slurp($log);
 }
 
 sub rss_kb {
@@ -267,95 +114,28 @@ sub rss_kb {
     return $sum;
 }
 
-sub log_problems {
-    my ($log) = @_;
-    return join '', grep { /\[(emerg|alert|crit)\]|exited on signal/ }
-        split /^/, slurp($log);
-}
-
 # ---------------------------------------------------------------------------
 # nginx configurations
 
-sub conf_head {
+# 2 workers (by default), reuseport: room for 9,000 subscribers and more
+sub sse_head {
     my (%o) = @_;
-    my $dir = $o{dir};
-    my $user = $> == 0 ? "user root root;\n" : '';
-    my $load = join '', map { "load_module $_;\n" } @{ $o{modules} };
-    my $workers = $o{workers} // 2;
-    my $pin = $o{pin} ? "worker_cpu_affinity 01;\n" : '';
-    return <<"END";
-$load$user
-daemon off;
-worker_processes $workers;
-$pin
-worker_rlimit_nofile 16000;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-
-events {
-    worker_connections 12000;
-}
-END
-}
-
-sub temp_paths {
-    my ($dir) = @_;
-    return <<"END";
-    access_log off;
-    client_body_temp_path $dir/client_body_temp;
-    proxy_temp_path       $dir/proxy_temp;
-    fastcgi_temp_path     $dir/fastcgi_temp;
-    uwsgi_temp_path       $dir/uwsgi_temp;
-    scgi_temp_path        $dir/scgi_temp;
-END
+    return conf_head(dir => $o{dir}, modules => $o{modules},
+                     workers => $o{workers} // 2, pin => $o{pin},
+                     rlimit => 16000, connections => 12000)
+        . conf_http_base($o{dir});
 }
 
 sub mitte_conf {
     my (%o) = @_;
-    my $dir = $o{dir};
-    return conf_head(%o, modules => [$MODULE]) . "http {\n"
-        . temp_paths($dir) . <<"END";
-    keepalive_requests 1000000;
-
-    mitte_zone mitte:64m;
-    mitte_quota free 4000000000;
-    mitte_quota pro  4000000000;
-
-    upstream u {
-        server 127.0.0.1:$o{upstream};
-        keepalive 32;
-        keepalive_requests 1000000;
-    }
-
-    server {
-        listen 127.0.0.1:$o{upstream};
-        location / {
-            return 200 "ok\\n";
-        }
-    }
-
-    server {
-        listen 127.0.0.1:$o{port} reuseport backlog=4096;
-
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-
-        # as in bench/proxy.pl
-        location /plain/ {
-            location ~ ^/plain/(?<slug>[A-Za-z0-9._-]+)\$ {
-                proxy_pass http://u;
-            }
-        }
-        location /hooks/ {
-            location ~ ^/hooks/(?<slug>[A-Za-z0-9._-]+)\$ {
-                mitte_endpoint \$slug;
-                mitte_user \$http_x_mitte_user;
-                proxy_pass http://u;
-            }
-        }
+    # /plain/ and /hooks/ as in bench/proxy.pl
+    return sse_head(%o, modules => [$MODULE]) . conf_unlimited()
+        . conf_target($o{upstream})
+        . "    server {\n        listen 127.0.0.1:$o{port} reuseport "
+        . "backlog=4096;\n\n" . conf_proxy_locations() . <<'END';
 
         location = /events {
-            mitte_user \$http_x_mitte_user;
+            mitte_user $http_x_mitte_user;
             mitte_sse;
         }
     }
@@ -365,9 +145,7 @@ END
 
 sub nchan_conf {
     my (%o) = @_;
-    my $dir = $o{dir};
-    return conf_head(%o, modules => [$NCHAN]) . "http {\n"
-        . temp_paths($dir) . <<"END";
+    return sse_head(%o, modules => [$NCHAN]) . <<"END";
     server {
         listen 127.0.0.1:$o{port} reuseport backlog=4096;
 
@@ -385,35 +163,15 @@ sub nchan_conf {
 END
 }
 
-sub start_nginx {
-    my ($dir, $conf) = @_;
-    mkdir $dir or die "$dir: $!\n";
-    spew("$dir/nginx.conf", $conf);
-    my $log = "$dir/error.log";
-    my $pid = spawn('nginx', undef, "$dir/nginx.stderr", $NGINX,
-                    '-p', "$dir/", '-c', "$dir/nginx.conf", '-e', $log);
-    return ($pid, $log);
-}
-
 # ---------------------------------------------------------------------------
 # the publisher: a minimal HTTP/1.1 client on one keep-alive connection
 
 sub publisher {
     my ($port) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp')
-        or die "connect 127.0.0.1:$port: $!\n";
-    setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1)
+    my $c = client($port);
+    setsockopt($c->{sock}, IPPROTO_TCP, TCP_NODELAY, 1)
         or die "TCP_NODELAY: $!\n";
-    return { sock => $s, sel => IO::Select->new($s), buf => '' };
-}
-
-sub fill {
-    my ($c) = @_;
-    $c->{sel}->can_read(10) or die "publisher: no answer in 10s\n";
-    my $n = sysread $c->{sock}, $c->{buf}, 65536, length $c->{buf};
-    die "publisher: connection closed\n" unless $n;
-    return $n;
+    return $c;
 }
 
 # POST in one write; (status, body)
@@ -421,30 +179,8 @@ sub post_raw {
     my ($c, $path, $headers, $body) = @_;
     my $req = "POST $path HTTP/1.1\r\nHost: 127.0.0.1\r\n$headers"
         . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
-    my $n = syswrite $c->{sock}, $req;
-    die "publisher: write: $!\n" unless defined $n && $n == length $req;
-
-    my $end;
-    fill($c) until ($end = index $c->{buf}, "\r\n\r\n") >= 0;
-    my $head = substr $c->{buf}, 0, $end + 4, '';
-    my ($st) = $head =~ m{^HTTP/1\.[01] (\d{3})}
-        or die "publisher: bad answer: $head\n";
-    my $out = '';
-    if ($head =~ /^Content-Length:\s*(\d+)\r$/mi) {
-        my $len = $1;
-        fill($c) while length $c->{buf} < $len;
-        $out = substr $c->{buf}, 0, $len, '';
-    } elsif ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
-        while (1) {
-            fill($c) until $c->{buf} =~ /^([0-9a-fA-F]+)[^\r\n]*\r\n/;
-            my $len = hex $1;
-            my $hl = length $&;
-            fill($c) while length $c->{buf} < $hl + $len + 2;
-            $out .= substr $c->{buf}, $hl, $len;
-            substr($c->{buf}, 0, $hl + $len + 2, '');
-            last if $len == 0;
-        }
-    }
+    my ($st, undef, $out) = eval { roundtrip($c, $req, 10) };
+    die "publisher: $@" unless defined $st;
     return ($st, $out);
 }
 
@@ -562,8 +298,8 @@ sub fanout {
     my $conf = $impl eq 'mitte'
         ? mitte_conf(dir => $sub, port => $port, upstream => $up)
         : nchan_conf(dir => $sub, port => $port);
-    my ($pid, $log) = start_nginx($sub, $conf);
-    wait_port($port, $pid, 10, $log);
+    mkdir $sub or die "$sub: $!\n";
+    my ($pid, $log) = start_nginx($sub, $conf, port => $port);
     my @workers = children_of($pid);
     die "$impl: expected 2 workers, found @workers\n" unless @workers == 2;
 
@@ -603,7 +339,7 @@ sub fanout {
     my $r = finish_clients($cl, 5);
 
     stop($pid, 'QUIT');
-    my $problems = log_problems($log);
+    my $problems = join '', log_problems($log);
     warn "$impl $n: nginx error log:\n$problems" if $problems;
 
     my @lat = sort { $a <=> $b } @{ $r->{lat} };
@@ -639,55 +375,23 @@ sub fanout {
 # ---------------------------------------------------------------------------
 # part 2: the proxy ratio with 1,000 idle subscribers
 
-sub wrk_run {
-    my ($dir, $port, $prefix, $seconds, $tag) = @_;
-    my $out = "$dir/wrk.$tag.out";
-    my @cmd = ('wrk', '-t1', "-c$CONNECTIONS", "-d${seconds}s",
-               '-s', $LUA, "http://127.0.0.1:$port", '--', $prefix);
-    unshift @cmd, 'taskset', '-c', '1' if $PIN;
-    my $pid = spawn("wrk $tag", $out, "$dir/wrk.$tag.err", @cmd);
-    my $st = reap($pid, $seconds + 30);
-    die "wrk $tag did not finish\n" unless defined $st;
-    die "wrk $tag failed ($st): " . slurp("$dir/wrk.$tag.err") . slurp($out)
-        if $st != 0;
-    my $text = slurp($out);
-    my ($line) = $text =~ /^BENCH (.*)$/m;
-    my %r = defined $line ? $line =~ /(\w+)=(\d+)/g : ();
-    die "wrk $tag: no summary line in its output:\n$text\n" unless %r;
-    my $errors = $r{connect} + $r{read} + $r{write} + $r{status}
-        + $r{timeout};
-    die "wrk $tag: $errors errors:\n$text\n" if $errors;
-    $r{rps} = $r{requests} / ($r{duration_us} / 1e6);
-    return \%r;
-}
-
 # alternating plain / recorded wrk runs: the medians and the ratio
 sub wrk_series {
     my ($sub, $port, $tag) = @_;
-    my (@plain, @rec);
-    for my $i (1 .. $PAIRS) {
-        for my $kind (qw(plain hooks)) {
-            my $r = wrk_run($sub, $port, $kind, $DURATION, "$tag-$kind-$i");
-            printf "    run %d %-8s %9.0f rps   p50 %5.0f us   p99 %5.0f us\n",
-                $i, $kind eq 'plain' ? 'plain' : 'recorded', $r->{rps},
-                $r->{p50_us}, $r->{p99_us};
-            push @{ $kind eq 'plain' ? \@plain : \@rec }, $r->{rps};
-        }
-    }
-    my ($mp, $mr) = (median(@plain), median(@rec));
-    return { ratio => $mr / $mp, plain => $mp, rec => $mr,
-             pairs => [map { $rec[$_] / $plain[$_] } 0 .. $#plain] };
+    return wrk_pairs($sub, $port, name => $tag, indent => '    ',
+                     pairs => $PAIRS, seconds => $DURATION);
 }
 
 sub proxy_ratio {
     my ($dir) = @_;
     my $sub = "$dir/proxy";
     my ($port, $up) = free_ports(2);
+    mkdir $sub or die "$sub: $!\n";
     my ($pid, $log) = start_nginx($sub, mitte_conf(dir => $sub, port => $port,
                                                    upstream => $up,
                                                    workers => 1,
-                                                   pin => $PIN));
-    wait_port($port, $pid, 10, $log);
+                                                   pin => $PIN),
+                                  port => $port);
 
     my $cl = start_clients($sub, 'idle', $IDLE, $port, '/events', 'mitte',
                            'idle-user', 200);
@@ -696,8 +400,7 @@ sub proxy_ratio {
 
     printf "  proxy: wrk -t1 -c%d -d%ds, 1 nginx worker%s\n", $CONNECTIONS,
         $DURATION, $PIN ? ' (CPU 0, wrk on CPU 1)' : '';
-    wrk_run($sub, $port, 'plain', 1, 'warmup-plain');
-    wrk_run($sub, $port, 'hooks', 2, 'warmup-hooks');
+    wrk_warmup($sub, $port, undef, 2);
 
     print "  with $ok idle subscribers on the worker\n";
     my $with = wrk_series($sub, $port, 'idle');
@@ -717,7 +420,7 @@ sub proxy_ratio {
     }
 
     stop($pid, 'QUIT');
-    my $problems = log_problems($log);
+    my $problems = join '', log_problems($log);
     warn "proxy: nginx error log:\n$problems" if $problems;
 
     return { with => $with, without => $without };
@@ -725,33 +428,17 @@ sub proxy_ratio {
 
 # ---------------------------------------------------------------------------
 
-sub bail {
-    print STDERR "bench/sse.pl FAILED: @_\n";
-    exit 1;
-}
-
--x $NGINX or bail("$NGINX is missing");
--r $MODULE or bail("the module $MODULE is missing: run make");
+check_nginx_module();
 -r $NCHAN or bail("$NCHAN is missing (apt-get install libnginx-mod-nchan)");
-$MODULE = abs_path($MODULE);
-if ($PROXY) {
-    system('wrk -v >/dev/null 2>&1');
-    bail('wrk is missing (apt-get install wrk)')
-        if $? == -1 || $? >> 8 == 127;
-}
-if ($PIN && system('taskset -c 1 true >/dev/null 2>&1') != 0) {
-    $PIN = 0;
-}
+check_wrk() if $PROXY;
+$PIN = wrk_setup(connections => $CONNECTIONS, pin => $PIN);
 bail("BENCH_SSE_EVENTS must be 1..30") if $EVENTS < 1 || $EVENTS > 30;
 
-my $dir = tempdir('mitte-sse-bench-XXXXXX', TMPDIR => 1, CLEANUP => !$KEEP);
-chmod 0755, $dir;
-copy($MODULE, "$dir/ngx_http_mitte_module.so") or bail("copy $MODULE: $!");
-$MODULE = "$dir/ngx_http_mitte_module.so";
+my $dir = workdir('mitte-sse-bench-XXXXXX');
 
 my $t0 = time;
 my (%res, $proxy);
-my $ok = eval {
+guarded($dir, sub {
     build_client($dir);
     print "fan-out: $EVENTS events ${GAP}s apart; 2 nginx workers; "
         . "subscribers in C clients of up to $PER_CLIENT connections\n";
@@ -761,16 +448,11 @@ my $ok = eval {
         }
     }
     $proxy = proxy_ratio($dir) if $PROXY;
-    1;
-};
-print "kept: $dir\n" if $KEEP;
-unless ($ok) {
-    chomp(my $err = $@);
-    bail($err);
-}
+    return 1;
+});
 
 my $fmt = "  %-40s %-22s %-22s\n";
-printf "\nsummary (%.0fs):\n", time - $t0;
+print_summary($t0);
 printf $fmt, '', 'mitte', 'nchan';
 for my $n (@COUNTS) {
     my ($m, $c) = ($res{mitte}{$n}, $res{nchan}{$n});

@@ -73,21 +73,14 @@
 use strict;
 use warnings;
 
-use Cwd qw(abs_path);
-use File::Basename qw(dirname);
-use File::Copy qw(copy);
-use File::Temp qw(tempdir);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use MitteBench;
 use IO::Select;
 use IO::Socket::INET;
-use POSIX qw(WNOHANG _exit floor);
+use POSIX qw(floor);
 use Time::HiRes qw(time sleep);
 
-$| = 1;
-
-my $ROOT = abs_path(dirname(abs_path($0)) . '/..');
-
-my $NGINX = $ENV{NGINX} // '/usr/sbin/nginx';
-my $MODULE = $ENV{MITTE_MODULE} // "$ROOT/build/ngx_http_mitte_module.so";
 my $ENDPOINTS = $ENV{BENCH_ENDPOINTS} // 100000;
 my $USERS = $ENV{BENCH_USERS} // 1000;
 my $CLIENTS = $ENV{BENCH_CLIENTS} // 4;
@@ -96,7 +89,6 @@ my $SWEEPS = $ENV{BENCH_SWEEPS} // 3;
 my $NAMES = $ENV{BENCH_NAMES} // 1;
 my $ZONE = $ENV{BENCH_ZONE} // '128m';
 my $MARGIN = $ENV{BENCH_HOUR_MARGIN} // 90;
-my $KEEP = $ENV{BENCH_KEEP} // 0;
 my $HOLD = $ENV{BENCH_HOLD} // 0;
 my @WRAPPER = split ' ', $ENV{BENCH_WRAPPER} // '';
 
@@ -115,186 +107,12 @@ my $ANOMALIES = 'mitte_notifications_total{type="ANOMALY_DETECTED"}';
 my %RULE = (window => 48, history => 6, zscore => 2.5, zmin => 5,
             rate => 0.80, rmin => 10);
 
-my $CPUS = () = do {
-    open my $fh, '<', '/proc/cpuinfo' or die "/proc/cpuinfo: $!\n";
-    grep { /^processor\s*:/ } <$fh>;
-};
-my $PIN = $ENV{BENCH_PIN} // ($CPUS >= 2 && !@WRAPPER ? 1 : 0);
+my $PIN = $ENV{BENCH_PIN} // (cpus() >= 2 && !@WRAPPER ? 1 : 0);
+
+init(time_limit => $TIME_LIMIT);
 
 # ---------------------------------------------------------------------------
-# child processes: started by fork, stopped by pid on any exit
-
-my $MAIN_PID = $$;
-my %children;    # pid => name
-
-$SIG{INT} = $SIG{TERM} = $SIG{HUP} = sub { die "interrupted by SIG$_[0]\n" };
-$SIG{ALRM} = sub { die "time limit of ${TIME_LIMIT}s reached\n" };
-$SIG{PIPE} = 'IGNORE';
-alarm $TIME_LIMIT;
-
-END {
-    if ($$ == $MAIN_PID) {
-        local $?;
-        stop($_) for keys %children;
-    }
-}
-
-# fork and exec @cmd; stdout and stderr to the files given (or inherited)
-sub spawn {
-    my ($name, $out, $err, @cmd) = @_;
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        eval {
-            if (defined $out) {
-                open STDOUT, '>', $out or die "$out: $!\n";
-            }
-            if (defined $err) {
-                open STDERR, '>', $err or die "$err: $!\n";
-            }
-            open STDIN, '<', '/dev/null' or die "/dev/null: $!\n";
-            exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!\n";
-        };
-        print STDERR $@;
-        _exit(127);
-    }
-    $children{$pid} = $name;
-    return $pid;
-}
-
-# fork and run $code in the child; its exit status is 0 when $code returned
-sub spawn_perl {
-    my ($name, $code) = @_;
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        $SIG{ALRM} = 'DEFAULT';
-        $SIG{INT} = $SIG{TERM} = $SIG{HUP} = 'DEFAULT';
-        my $ok = eval { $code->(); 1 };
-        print STDERR "$name: $@" unless $ok;
-        _exit($ok ? 0 : 1);
-    }
-    $children{$pid} = $name;
-    return $pid;
-}
-
-# wait for a child to exit by itself, at most $timeout seconds; its status
-sub reap {
-    my ($pid, $timeout) = @_;
-    my $end = time + $timeout;
-    while (time < $end) {
-        my $r = waitpid($pid, WNOHANG);
-        if ($r == $pid || $r == -1) {
-            delete $children{$pid};
-            return $r == $pid ? $? : -1;
-        }
-        sleep 0.02;
-    }
-    return undef;
-}
-
-# the pids whose parent is $ppid
-sub children_of {
-    my ($ppid) = @_;
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $fh, '<', $stat or next;
-        my $line = <$fh> // next;
-        # pid (comm) state ppid ...; comm may hold spaces and parens
-        push @pids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $ppid;
-    }
-    return @pids;
-}
-
-# TERM, then KILL (and the KILL for its own children too) after 10 s
-sub stop {
-    my ($pid) = @_;
-    return unless $children{$pid};
-    my @kids = children_of($pid);
-    kill 'TERM', $pid;
-    my $st = reap($pid, 10);
-    return $st if defined $st;
-    warn "$children{$pid} ($pid) did not stop in 10s, killing it\n";
-    kill 'KILL', $pid, @kids;
-    return reap($pid, 5);
-}
-
-# ---------------------------------------------------------------------------
-# helpers
-
-sub slurp {
-    my ($file) = @_;
-    open my $fh, '<', $file or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($file, $text) = @_;
-    open my $fh, '>', $file or die "$file: $!\n";
-    print {$fh} $text or die "$file: $!\n";
-    close $fh or die "$file: $!\n";
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1,
-                                  ReuseAddr => 1)
-        or die "cannot bind a loopback port: $!\n";
-    return $s->sockport;
-}
-
-# the lines of an nginx error log that say something went wrong
-sub log_problems {
-    my ($log) = @_;
-    return grep { /\[(emerg|alert|crit)\]|exited on signal/ }
-        split /^/, slurp($log);
-}
-
-# die with $msg, and what the error log says went wrong
-sub fail_with_log {
-    my ($msg, $log) = @_;
-    my @p = log_problems($log);
-    $msg .= sprintf "%s:\n%s", $log, join '', @p[0 .. ($#p > 9 ? 9 : $#p)]
-        if @p;
-    $msg .= sprintf "... and %d more\n", @p - 10 if @p > 10;
-    die $msg;
-}
-
-sub wait_port {
-    my ($port, $pid, $timeout, $log) = @_;
-    my $end = time + $timeout;
-    while (time < $end) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port, Proto => 'tcp');
-        return if $s;
-        if (defined reap($pid, 0.1)) {
-            fail_with_log("nginx exited at start-up\n", $log);
-        }
-    }
-    fail_with_log("nginx did not listen on port $port in ${timeout}s\n",
-                  $log);
-}
-
-# ---------------------------------------------------------------------------
-# a minimal HTTP/1.1 client
-
-sub client {
-    my ($port) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp')
-        or die "connect 127.0.0.1:$port: $!\n";
-    $s->autoflush(1);
-    return { sock => $s, sel => IO::Select->new($s), buf => '' };
-}
-
-sub fill {
-    my ($c, $timeout) = @_;
-    $c->{sel}->can_read($timeout) or die "no answer in ${timeout}s\n";
-    my $n = sysread($c->{sock}, $c->{buf}, 65536, length $c->{buf});
-    die "read: $!\n" unless defined $n;
-    return $n;
-}
+# HTTP: the module's client, and answers taken from a pipelined stream
 
 # one complete answer at the start of $$buf, removed from it:
 # (status, headers, body), or () when it is not all there yet
@@ -313,42 +131,13 @@ sub take_answer {
     return ($status, $head, $body);
 }
 
-# send a raw request, read one answer: (status, headers text, body)
-sub roundtrip {
-    my ($c, $req, $timeout) = @_;
-    $timeout //= $IO_TIMEOUT;
-    my $off = 0;
-    while ($off < length $req) {
-        my $n = syswrite($c->{sock}, $req, length($req) - $off, $off);
-        die "write: $!\n" unless defined $n;
-        $off += $n;
-    }
-    my @a;
-    until (@a = take_answer(\$c->{buf})) {
-        fill($c, $timeout) or die "connection closed before an answer\n";
-    }
-    return @a;
-}
-
-sub request {
+# a request with a JSON body (when there is one)
+sub json_request {
     my ($method, $path, $body) = @_;
     $body //= '';
-    return "$method $path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        . ($body ne '' ? "Content-Type: application/json\r\n" : '')
-        . "Content-Length: " . length($body) . "\r\n\r\n" . $body;
-}
-
-sub metrics {
-    my ($c) = @_;
-    my ($st, undef, $body) = roundtrip($c,
-        request(GET => '/mitte-admin/metrics'));
-    die "GET /mitte-admin/metrics: $st\n$body\n" unless $st == 200;
-    my %m;
-    for (split /\n/, $body) {
-        next if /^#/;
-        $m{$1} = $2 if /^(\S+)\s+(\S+)$/;
-    }
-    return \%m;
+    return request($method, $path,
+                   $body ne '' ? { 'Content-Type' => 'application/json' }
+                               : {}, $body);
 }
 
 # ---------------------------------------------------------------------------
@@ -459,8 +248,8 @@ sub put_many {
     while ($done < @$ids) {
         while ($inflight < $PIPELINE && $next < @$ids) {
             my $i = $ids->[$next++];
-            $out .= request(PUT => "/mitte-admin/endpoints/ep-$i",
-                            $make->($i));
+            $out .= json_request(PUT => "/mitte-admin/endpoints/ep-$i",
+                                 $make->($i));
             $inflight++;
         }
         my ($r, $w) = IO::Select->select($sel, length $out ? $sel : undef,
@@ -514,30 +303,10 @@ sub put_parallel {
 sub nginx_conf {
     my (%o) = @_;
     my $dir = $o{dir};
-    my $user = $> == 0 ? "user root root;\n" : '';
-    my $pin = $o{pin} ? "worker_cpu_affinity 01;\n" : '';
-    # under a tool: one process, no master, no worker
-    $pin .= "master_process off;\n" if @WRAPPER;
-    return <<"END";
-load_module $MODULE;
-${user}daemon off;
-worker_processes 1;
-${pin}pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-
-events {
-    worker_connections 1024;
-}
-
-http {
-    access_log off;
-
-    client_body_temp_path $dir/client_body_temp;
-    proxy_temp_path       $dir/proxy_temp;
-    fastcgi_temp_path     $dir/fastcgi_temp;
-    uwsgi_temp_path       $dir/uwsgi_temp;
-    scgi_temp_path        $dir/scgi_temp;
-
+    # under a tool (single): one process, no master, no worker
+    return conf_head(dir => $dir, pin => $o{pin}, single => scalar @WRAPPER,
+                     connections => 1024)
+        . conf_http_base($dir) . <<"END" . conf_admin() . "    }\n}\n";
     keepalive_requests 1000000;
     keepalive_timeout 120s;
     client_body_buffer_size 16k;
@@ -549,47 +318,20 @@ http {
     server {
         listen 127.0.0.1:$o{port};
 
-        location /mitte-admin/ {
-            allow 127.0.0.1;
-            deny all;
-            mitte_admin;
-        }
-    }
-}
 END
 }
 
 # ---------------------------------------------------------------------------
 
-sub bail {
-    print STDERR "bench/sweep.pl FAILED: @_\n";
-    exit 1;
-}
+check_nginx_module();
+$PIN = 0 if $PIN && !pin_works(0);
 
--x $NGINX or bail("$NGINX is missing");
--r $MODULE or bail("the module $MODULE is missing: run make");
-$MODULE = abs_path($MODULE);
-if ($PIN && system('taskset -c 0 true >/dev/null 2>&1') != 0) {
-    $PIN = 0;
-}
-
-my $dir = tempdir('mitte-sweep-XXXXXX', TMPDIR => 1, CLEANUP => !$KEEP);
-chmod 0755, $dir;
-
-# nginx loads a copy: a rebuild while the bench runs would otherwise crash
-# the worker that has the file mapped
-copy($MODULE, "$dir/ngx_http_mitte_module.so") or bail("copy $MODULE: $!");
-$MODULE = "$dir/ngx_http_mitte_module.so";
+my $dir = workdir('mitte-sweep-XXXXXX');
 
 my $t0 = time;
-my $summary;
-my $ok = eval { $summary = run($dir); 1 };
-print "kept: $dir\n" if $KEEP;
-unless ($ok) {
-    chomp(my $err = $@);
-    bail($err);
-}
-printf "\nsummary (%.0fs):\n%s", time - $t0, $summary;
+my $summary = guarded($dir, sub { run($dir) });
+print_summary($t0);
+print $summary;
 exit 0;
 
 sub run {
@@ -604,12 +346,10 @@ sub run {
     my $hour = floor(time / 3600);
 
     my $port = free_port();
-    my $conf = "$dir/nginx.conf";
-    my $log = "$dir/error.log";
-    spew($conf, nginx_conf(dir => $dir, port => $port, pin => $PIN));
-    my $pid = spawn('nginx', undef, "$dir/nginx.stderr", @WRAPPER, $NGINX,
-                    '-p', "$dir/", '-c', $conf, '-e', $log);
-    wait_port($port, $pid, @WRAPPER ? 60 : 10, $log);
+    my ($pid, $log) = start_nginx($dir, nginx_conf(dir => $dir, port => $port,
+                                                   pin => $PIN),
+                                  wrapper => \@WRAPPER, port => $port,
+                                  timeout => @WRAPPER ? 60 : 10, brief => 1);
 
     my $text = eval { measure($port, $hour, $pid) };
     fail_with_log($@, $log) unless defined $text;
@@ -661,7 +401,7 @@ sub measure {
     # a look at one endpoint: 49 hours, the counts as sent
     my $probe = int($ENDPOINTS / 2);
     my ($st, undef, $body) = roundtrip($c,
-        request(GET => "/mitte-admin/endpoints/ep-$probe"));
+        json_request(GET => "/mitte-admin/endpoints/ep-$probe"));
     die "GET ep-$probe: $st $body\n" unless $st == 200;
     my @got = $body =~ /"requests":(\d+),"failures":(\d+)/g;
     my (undef, $h) = endpoint_data($probe);
@@ -681,7 +421,7 @@ sub measure {
     for my $k (1 .. $SWEEPS) {
         $t = time;
         my ($st, undef, $body) = roundtrip($c,
-            request(POST => '/mitte-admin/sweep'), 60);
+            json_request(POST => '/mitte-admin/sweep'), 60);
         my $wall = time - $t;
         die "POST /mitte-admin/sweep: $st $body\n" unless $st == 200;
         my ($eps) = $body =~ /"endpoints":(\d+)/;
