@@ -40,6 +40,10 @@ use IO::Socket::INET;
 use POSIX qw(WNOHANG _exit);
 use Time::HiRes qw(time sleep);
 
+# the ports come from the test harness's Mitte::Port (t/lib)
+use lib dirname(abs_path(__FILE__)) . '/../../t/lib';
+use Mitte::Port qw(free_port free_ports);
+
 our @EXPORT = qw(
     $ROOT $NGINX $MODULE $KEEP
     init bail cpus pin_works check_nginx_module check_wrk workdir guarded
@@ -273,21 +277,6 @@ sub median {
     return undef unless @v;
     my $m = int(@v / 2);
     return @v % 2 ? $v[$m] : ($v[$m - 1] + $v[$m]) / 2;
-}
-
-# $n distinct free loopback ports
-sub free_ports {
-    my ($n) = @_;
-    my @socks = map {
-        IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                              Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-            or die "cannot bind a loopback port: $!\n";
-    } 1 .. $n;
-    return map { $_->sockport } @socks;
-}
-
-sub free_port {
-    return (free_ports(1))[0];
 }
 
 # ---------------------------------------------------------------------------

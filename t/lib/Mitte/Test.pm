@@ -62,6 +62,7 @@ use File::Basename qw(dirname);
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use IO::Socket::INET;
+use Mitte::Port qw(free_port);
 use JSON::PP;
 use B;
 use POSIX qw(:sys_wait_h strftime);
@@ -93,9 +94,11 @@ sub repo_root {
     return abs_path(dirname(__FILE__) . '/../../..');
 }
 
+# absolute: nginx runs with its own prefix, where a relative path would miss
 sub module_path {
-    return $ENV{MITTE_MODULE}
+    my $so = $ENV{MITTE_MODULE}
         || repo_root() . '/build/ngx_http_mitte_module.so';
+    return $so =~ m{^/} ? $so : (abs_path($so) // $so);
 }
 
 sub nginx_binary {
@@ -114,21 +117,6 @@ sub require_module {
         unless -f $so;
     return;
 }
-
-# a loopback port that nothing listens on right now
-sub free_port {
-    my $s = IO::Socket::INET->new(
-        LocalAddr => '127.0.0.1',
-        LocalPort => 0,
-        Proto     => 'tcp',
-        Listen    => 1,
-        ReuseAddr => 0,
-    ) or die "cannot bind a loopback port: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
-
 
 # ---- JSON and time helpers ----------------------------------------------
 
