@@ -116,15 +116,26 @@ size_t
 mitte_anomaly_message(char *buf, size_t size, const char *name,
     size_t name_len, const mitte_anomaly_result_t *res)
 {
-    int     n;
-    char    tail[96], z[48];
-    size_t  off;
+    int            n;
+    char           tail[96], z[48];
+    double         a;
+    size_t         off;
+    unsigned long  tenths;
 
-    n = snprintf(z, sizeof(z), "%.1f", res->z);
+    /*
+     * z to one decimal, rounded half away from zero like P: in tenths,
+     * with a nudge of 1e-9 for values such as 2.55 that binary floating
+     * point holds as 2.5499...; |z| <= 100, as r and mu lie in 0..1
+     */
 
-    /* |z| <= 100, as r and mu lie in 0..1; "-0.0" is shown as "0.0" */
+    a = fabs(res->z);
+    tenths = (a < 1000.0) ? (unsigned long) floor(a * 10.0 + 0.5 + 1e-9) : 0;
 
-    if (n < 0 || (size_t) n >= sizeof(z) || strcmp(z, "-0.0") == 0) {
+    n = snprintf(z, sizeof(z), "%s%lu.%lu",
+                 (res->z < 0 && tenths != 0) ? "-" : "",
+                 tenths / 10, tenths % 10);
+
+    if (n < 0 || (size_t) n >= sizeof(z)) {
         strcpy(z, "0.0");
     }
 

@@ -19,6 +19,7 @@ static const char  *const mitte_plan_names[MITTE_PLAN_N] = {
 
 static int mitte_status3(const char *s);
 static size_t mitte_utf8_len(const unsigned char *p, size_t len);
+static int mitte_unicode_space(const unsigned char *p, size_t n);
 
 
 int
@@ -70,6 +71,31 @@ mitte_plan_name(int plan)
 
 
 /*
+ * Whether the well-formed UTF-8 sequence of n bytes at p is a C1 control
+ * or a code point that Unicode calls a space or a separator.
+ */
+
+static int
+mitte_unicode_space(const unsigned char *p, size_t n)
+{
+    size_t    i;
+    uint32_t  c;
+
+    c = p[0] & (0x7f >> n);
+
+    for (i = 1; i < n; i++) {
+        c = (c << 6) | (p[i] & 0x3f);
+    }
+
+    return (c >= 0x80 && c <= 0xa0)
+           || c == 0x1680 || c == 0x180e
+           || (c >= 0x2000 && c <= 0x200a)
+           || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f
+           || c == 0x3000 || c == 0xfeff;
+}
+
+
+/*
  * The check is deliberately loose on the local part (RFC 5321 allows much
  * there) and strict on what breaks headers or JSON. The domain needs no
  * dot: "ops@localhost" or "a@b" are accepted, as an intranet relay may
@@ -79,7 +105,7 @@ mitte_plan_name(int plan)
 int
 mitte_email_valid(const char *s, size_t len)
 {
-    size_t               i, at;
+    size_t               i, at, n;
     const unsigned char  *p;
 
     if (s == NULL || len == 0 || len > MITTE_EMAIL_MAX) {
@@ -111,6 +137,17 @@ mitte_email_valid(const char *s, size_t len)
         default:
             if (p[i] < 0x20) {
                 return 0;
+            }
+
+            if (p[i] >= 0x80) {
+                /* UTF-8: well formed, and no space nor control in it */
+                n = mitte_utf8_len(p + i, len - i);
+
+                if (n == 0 || mitte_unicode_space(p + i, n)) {
+                    return 0;
+                }
+
+                i += n - 1;
             }
         }
     }

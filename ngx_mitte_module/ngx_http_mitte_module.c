@@ -38,6 +38,12 @@ static char *ngx_http_mitte_trial_notice(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_mitte_handler(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mitte_need_zone(ngx_conf_t *cf, ngx_command_t *cmd);
+static char *ngx_http_mitte_conf_num(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mitte_conf_msec(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mitte_conf_value(ngx_conf_t *cf, ngx_command_t *cmd,
+    char *rv);
 static ngx_int_t ngx_http_mitte_read_key(ngx_conf_t *cf,
     ngx_http_mitte_main_conf_t *mmcf);
 static ngx_int_t ngx_http_mitte_init_process(ngx_cycle_t *cycle);
@@ -138,7 +144,7 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
 
     { ngx_string("mitte_notifications_keep"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_mitte_conf_num,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_mitte_main_conf_t, notes_keep),
       NULL },
@@ -166,14 +172,14 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
 
     { ngx_string("mitte_webhook_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_mitte_conf_msec,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_mitte_main_conf_t, webhook_timeout),
       NULL },
 
     { ngx_string("mitte_delivery_retries"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_mitte_conf_num,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_mitte_main_conf_t, delivery_retries),
       NULL },
@@ -208,14 +214,14 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
 
     { ngx_string("mitte_sse_heartbeat"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
+      ngx_http_mitte_conf_msec,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mitte_loc_conf_t, heartbeat),
       NULL },
 
     { ngx_string("mitte_sse_replay"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_mitte_conf_num,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_mitte_main_conf_t, sse_replay),
       NULL },
@@ -1337,4 +1343,49 @@ ngx_http_mitte_webhook_allow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * nginx's number and time slots, with the bad value named: "invalid value"
+ * alone does not say which of a line's values is wrong.
+ */
+
+static char *
+ngx_http_mitte_conf_num(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_http_mitte_conf_value(cf, cmd,
+                                     ngx_conf_set_num_slot(cf, cmd, conf));
+}
+
+
+static char *
+ngx_http_mitte_conf_msec(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_http_mitte_conf_value(cf, cmd,
+                                     ngx_conf_set_msec_slot(cf, cmd, conf));
+}
+
+
+static char *
+ngx_http_mitte_conf_value(ngx_conf_t *cf, ngx_command_t *cmd, char *rv)
+{
+    ngx_str_t  *value;
+
+    if (rv == NGX_CONF_OK || rv == NGX_CONF_ERROR
+        || ngx_strncmp(rv, "invalid", 7) != 0)
+    {
+        return rv;
+    }
+
+    value = cf->args->elts;
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\" directive, %s",
+                       &value[1], &cmd->name,
+                       (cmd->set == ngx_http_mitte_conf_msec)
+                       ? "expected a time such as 500ms or 5s"
+                       : "expected a whole number, 0 or more");
+
+    return NGX_CONF_ERROR;
 }

@@ -16,9 +16,10 @@
 #include "mitte_url.h"
 
 #include <curl/curl.h>
+#include <cjson/cJSON.h>
 
 
-#define NGX_HTTP_MITTE_SEND_INFLIGHT    32
+#define NGX_HTTP_MITTE_SEND_INFLIGHT    128
 /* in flight to one webhook host, and to the email API: a target that
  * hangs holds only its own share */
 #define NGX_HTTP_MITTE_SEND_PER_HOST    4
@@ -90,6 +91,8 @@ static size_t ngx_http_mitte_curl_body(char *ptr, size_t size, size_t n,
     void *data);
 static size_t ngx_http_mitte_curl_header(char *ptr, size_t size, size_t n,
     void *data);
+static u_char *ngx_http_mitte_response_message(ngx_http_mitte_job_t *job,
+    u_char *p, u_char *last);
 static u_char *ngx_http_mitte_html(u_char *dst, u_char *src, size_t len,
     size_t *need);
 static uint32_t ngx_http_mitte_host_hash(u_char *url, size_t len);
@@ -458,10 +461,23 @@ ngx_http_mitte_send_start(ngx_http_mitte_sender_t *sender,
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, job->error);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
 
+#if (LIBCURL_VERSION_NUM >= 0x075700)
+    /* a transfer given up never waits for a resolver thread to finish */
+    curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
+#endif
+
     if (s->channel == NGX_HTTP_MITTE_CHANNEL_WEBHOOK) {
         curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION,
                          ngx_http_mitte_curl_open);
         curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, job);
+
+    } else {
+        /*
+         * The email API's connections are not checked against the SSRF
+         * policy: none of them may stay in the cache for a webhook to
+         * the same host to reuse unchecked.
+         */
+        curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
     }
 
     if (curl_multi_add_handle(sender->multi, easy) != CURLM_OK) {
@@ -679,7 +695,7 @@ static void
 ngx_http_mitte_send_done(ngx_http_mitte_sender_t *sender,
     ngx_http_mitte_job_t *job, CURLcode result)
 {
-    u_char      *p, *start, *end;
+    u_char      *p;
     long         code;
     size_t       len;
     ngx_uint_t   state;
@@ -694,7 +710,8 @@ ngx_http_mitte_send_done(ngx_http_mitte_sender_t *sender,
     if (result == CURLE_OK && code >= 200 && code <= 299) {
         state = NGX_HTTP_MITTE_SEND_SENT;
 
-    } else if (job->blocked) {
+    } else if (job->blocked && result == CURLE_COULDNT_CONNECT) {
+        /* refused every address it tried; an allowed one decides else */
         state = NGX_HTTP_MITTE_SEND_FAILED;
         len = ngx_sprintf(error, "blocked address") - error;
 
@@ -715,23 +732,7 @@ ngx_http_mitte_send_done(ngx_http_mitte_sender_t *sender,
 
         /* Resend explains itself: {"statusCode", "name", "message"} */
 
-        start = ngx_strnstr(job->response, "\"message\"",
-                            job->response_len);
-
-        if (start) {
-            start = ngx_strlchr(start + 9, job->response + job->response_len,
-                                '"');
-        }
-
-        if (start) {
-            start++;
-            end = ngx_strlchr(start, job->response + job->response_len, '"');
-
-            if (end) {
-                p = ngx_snprintf(p, error + sizeof(error) - p, ": %*s",
-                                 (size_t) (end - start), start);
-            }
-        }
+        p = ngx_http_mitte_response_message(job, p, error + sizeof(error));
 
         len = p - error;
 
@@ -742,6 +743,41 @@ ngx_http_mitte_send_done(ngx_http_mitte_sender_t *sender,
 
     ngx_http_mitte_send_finish(sender, job->send, state, error, len,
                                job->retry_after);
+}
+
+
+/*
+ * ": <message>" of a JSON answer's "message" string (Resend's errors are
+ * {"statusCode", "name", "message"}), decoded; nothing when there is none
+ */
+
+static u_char *
+ngx_http_mitte_response_message(ngx_http_mitte_job_t *job, u_char *p,
+    u_char *last)
+{
+    cJSON  *doc, *msg;
+
+    if (job->response_len == 0
+        || job->response_len == NGX_HTTP_MITTE_RESPONSE_MAX)
+    {
+        /* nothing, or cut short: not a whole document */
+        return p;
+    }
+
+    doc = cJSON_ParseWithLength((char *) job->response, job->response_len);
+    if (doc == NULL) {
+        return p;
+    }
+
+    msg = cJSON_GetObjectItemCaseSensitive(doc, "message");
+
+    if (cJSON_IsString(msg) && msg->valuestring[0] != '\0') {
+        p = ngx_slprintf(p, last, ": %s", msg->valuestring);
+    }
+
+    cJSON_Delete(doc);
+
+    return p;
 }
 
 

@@ -98,7 +98,8 @@ static void ngx_http_mitte_sse_raw_write(ngx_event_t *wev);
 static void ngx_http_mitte_sse_write(ngx_http_request_t *r);
 static void ngx_http_mitte_sse_heartbeat(ngx_event_t *ev);
 static void ngx_http_mitte_sse_cleanup(void *data);
-static uint64_t ngx_http_mitte_sse_last_id(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mitte_sse_last_id(ngx_http_request_t *r,
+    uint64_t *id);
 static void ngx_http_mitte_sse_count(ngx_http_mitte_sse_worker_t *w,
     ngx_atomic_int_t n);
 static ngx_int_t ngx_http_mitte_sse_matches(ngx_http_mitte_sub_t *sub,
@@ -1147,11 +1148,11 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
 
     /* replay what the caller missed, then go live from there */
 
-    after = ngx_http_mitte_sse_last_id(r);
-
     (void) ngx_http_mitte_events_copy(w->zone, 0, NULL, 0, &head);
 
-    if (after && after < head) {
+    /* ids start at 1: "0" asks for every event still buffered */
+
+    if (ngx_http_mitte_sse_last_id(r, &after) == NGX_OK && after < head) {
 
         do {
             n = ngx_http_mitte_events_copy(w->zone, after, w->batch,
@@ -1231,8 +1232,10 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
 }
 
 
-static uint64_t
-ngx_http_mitte_sse_last_id(ngx_http_request_t *r)
+/* NGX_DECLINED: no Last-Event-ID (header or ?lastEventId=), or not a number */
+
+static ngx_int_t
+ngx_http_mitte_sse_last_id(ngx_http_request_t *r, uint64_t *id)
 {
     off_t             n;
     ngx_str_t         value;
@@ -1269,10 +1272,16 @@ ngx_http_mitte_sse_last_id(ngx_http_request_t *r)
     if (value.len == 0
         && ngx_http_arg(r, (u_char *) "lastEventId", 11, &value) != NGX_OK)
     {
-        return 0;
+        return NGX_DECLINED;
     }
 
     n = ngx_atoof(value.data, value.len);
 
-    return (n == NGX_ERROR) ? 0 : (uint64_t) n;
+    if (n == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    *id = (uint64_t) n;
+
+    return NGX_OK;
 }

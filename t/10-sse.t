@@ -842,8 +842,12 @@ my $par_head;     # the newest id before it
 
 {
     # the newest event of all, alice's
+    # each delivery is recorded in the log phase, after its answer: wait for
+    # it before the next, so that the order recorded is the order sent
+    my $nrec = 0;
     my $n0 = scalar $A->events;
     hook('alice', '/hooks/ep-reload?status=200');
+    $t->wait_recorded('ep-reload', ++$nrec);
     $A->wait_events($n0 + 1, 5);
     my $last = ($A->events)[-1]{id};
     my $old = stream('alice');
@@ -852,6 +856,7 @@ my $par_head;     # the newest id before it
     my @rid;
     for my $i (1 .. 2) {
         my ($r, $rid) = hook('alice', '/hooks/ep-reload?status=200');
+        $t->wait_recorded('ep-reload', ++$nrec);
         push @rid, $rid;
     }
     ok($old->wait_events(2, 5), 'two events before the reload');
@@ -863,9 +868,9 @@ my $par_head;     # the newest id before it
 
     for my $i (1 .. 3) {
         my ($r, $rid) = hook('alice', '/hooks/ep-reload?status=200');
+        $t->wait_recorded('ep-reload', ++$nrec);
         push @rid, $rid;
     }
-    $t->wait_recorded('ep-reload', 6);
     my $s = stream('alice', headers => { 'Last-Event-ID' => $last });
     opened_ok($s, 'reconnect after the reload');
     my $f = firehose(headers => { 'Last-Event-ID' => $last });
@@ -887,7 +892,7 @@ my $par_head;     # the newest id before it
     $t->reload(http => $http2);
     ok($f->wait_eof(2), 'reload with a new mitte_sse_replay');
     my ($r, $rid) = hook('alice', '/hooks/ep-reload?status=200');
-    $t->wait_recorded('ep-reload', 7);
+    $t->wait_recorded('ep-reload', ++$nrec);
     my $f2 = firehose(headers => { 'Last-Event-ID' => $last });
     opened_ok($f2, 'reconnect after it');
     $f2->wait_events(1, 5);

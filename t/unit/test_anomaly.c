@@ -464,9 +464,10 @@ test_message(void **state)
     res.z = -0.06;
     message(&res, "x", "Endpoint 'x' failure rate spiked to 13% "
             "(z-score: -0.1)");
+    /* half away from zero, as P is rounded half up */
     res.z = -2.25;
     message(&res, "x", "Endpoint 'x' failure rate spiked to 13% "
-            "(z-score: -2.2)");
+            "(z-score: -2.3)");
 
     /* the name is taken by length */
     res.z = 2.0;
