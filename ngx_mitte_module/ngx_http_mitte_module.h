@@ -392,6 +392,10 @@ extern ngx_module_t  ngx_http_mitte_module;
 ngx_int_t ngx_http_mitte_value(ngx_http_request_t *r,
     ngx_http_mitte_value_t *val, ngx_str_t *value);
 
+/* ngx_http_mitte_carry.c */
+void ngx_http_mitte_carry(ngx_shm_zone_t *shm_zone,
+    ngx_http_mitte_zone_ctx_t *ctx);
+
 /* ngx_http_mitte_zone.c */
 ngx_int_t ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 void *ngx_http_mitte_alloc(ngx_http_mitte_zone_ctx_t *ctx, size_t size,

@@ -97,7 +97,15 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a full zone evicts; it is counted in metrics, not logged each time */
     ctx->shpool->log_nomem = 0;
 
-    return ngx_http_mitte_events_init(shm_zone, ctx);
+    if (ngx_http_mitte_events_init(shm_zone, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* a reload that changed the zone's size: the old zone's state */
+
+    ngx_http_mitte_carry(shm_zone, ctx);
+
+    return NGX_OK;
 }
 
 
