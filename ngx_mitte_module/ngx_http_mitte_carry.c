@@ -319,30 +319,13 @@ static void
 ngx_http_mitte_carry_events(ngx_http_mitte_sh_t *sh,
     ngx_http_mitte_sh_t *osh, ngx_http_mitte_carried_t *c)
 {
-    uint64_t                 seq, first;
-    ngx_http_mitte_event_t  *e;
-
-    if (osh->event_seq == 0 || osh->events == NULL || sh->events == NULL) {
+    if (osh->events == NULL || sh->events == NULL) {
         return;
     }
 
-    first = (osh->event_seq >= osh->nevents)
-            ? osh->event_seq - osh->nevents + 1 : 1;
-
-    if (osh->event_seq - first + 1 > sh->nevents) {
-        first = osh->event_seq - sh->nevents + 1;
-    }
-
-    for (seq = first; seq <= osh->event_seq; seq++) {
-        e = &osh->events[seq % osh->nevents];
-
-        if (e->seq != seq) {
-            continue;
-        }
-
-        sh->events[seq % sh->nevents] = *e;
-        c->events++;
-    }
+    c->events = ngx_http_mitte_events_move(sh->events, sh->nevents,
+                                           osh->events, osh->nevents,
+                                           osh->event_seq);
 
     sh->event_seq = osh->event_seq;
 }

@@ -62,7 +62,9 @@ ngx_http_mitte_events_init(ngx_shm_zone_t *shm_zone,
     ngx_memzero(events, size);
 
     if (sh->events) {
-        /* mitte_sse_replay changed on reload: the buffered events go */
+        /* mitte_sse_replay changed on reload: the newest events move */
+        (void) ngx_http_mitte_events_move(events, n, sh->events, sh->nevents,
+                                          sh->event_seq);
         ngx_slab_free_locked(ctx->shpool, sh->events);
     }
 
@@ -72,6 +74,46 @@ ngx_http_mitte_events_init(ngx_shm_zone_t *shm_zone,
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/*
+ * Copies the newest events of one ring (nfrom slots, the newest event
+ * "head") that another of nto slots holds, at the same ids.
+ */
+
+ngx_uint_t
+ngx_http_mitte_events_move(ngx_http_mitte_event_t *to, ngx_uint_t nto,
+    ngx_http_mitte_event_t *from, ngx_uint_t nfrom, uint64_t head)
+{
+    uint64_t                 seq, first;
+    ngx_uint_t               n;
+    ngx_http_mitte_event_t  *e;
+
+    if (head == 0 || nto == 0 || nfrom == 0) {
+        return 0;
+    }
+
+    first = (head >= nfrom) ? head - nfrom + 1 : 1;
+
+    if (head - first + 1 > nto) {
+        first = head - nto + 1;
+    }
+
+    n = 0;
+
+    for (seq = first; seq <= head; seq++) {
+        e = &from[seq % nfrom];
+
+        if (e->seq != seq) {
+            continue;
+        }
+
+        to[seq % nto] = *e;
+        n++;
+    }
+
+    return n;
 }
 
 

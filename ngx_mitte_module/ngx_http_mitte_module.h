@@ -513,6 +513,9 @@ void ngx_http_mitte_send_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_mitte_prefs_handler(ngx_http_request_t *r);
 
 /* ngx_http_mitte_events.c */
+ngx_uint_t ngx_http_mitte_events_move(ngx_http_mitte_event_t *to,
+    ngx_uint_t nto, ngx_http_mitte_event_t *from, ngx_uint_t nfrom,
+    uint64_t head);
 ngx_int_t ngx_http_mitte_events_init(ngx_shm_zone_t *shm_zone,
     ngx_http_mitte_zone_ctx_t *ctx);
 void ngx_http_mitte_event_delivered(ngx_http_mitte_zone_ctx_t *ctx,

@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 
 # nginx -t: bad values of every directive are refused, naming the directive
-# and the value; good configurations pass; a module loaded but not
-# configured changes nothing.
+# and the value (a bad time or number in double quotes: "abc"); good
+# configurations pass; a module loaded but not configured changes nothing.
 
 use strict;
 use warnings;
@@ -107,6 +107,30 @@ END
         location / { mitte_endpoint; proxy_pass http://%%UPSTREAM%%; }
     }
 END
+    # times and numbers: the value itself, in double quotes
+    ['webhook_timeout not a time',
+     "mitte_zone m:1m;\nmitte_webhook_timeout abc;\n",
+     [qr/mitte_webhook_timeout/, qr/"abc"/]],
+    ['sse_heartbeat not a time', <<'END',
+    mitte_zone m:1m;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /e { mitte_user u; mitte_sse_heartbeat abc; mitte_sse; }
+    }
+END
+     [qr/mitte_sse_heartbeat/, qr/"abc"/]],
+    ['delivery_retries not a number',
+     "mitte_zone m:1m;\nmitte_delivery_retries abc;\n",
+     [qr/mitte_delivery_retries/, qr/"abc"/]],
+    ['delivery_retries negative',
+     "mitte_zone m:1m;\nmitte_delivery_retries -1;\n",
+     [qr/mitte_delivery_retries/, qr/"-1"/]],
+    ['notifications_keep not a number',
+     "mitte_zone m:1m;\nmitte_notifications_keep abc;\n",
+     [qr/mitte_notifications_keep/, qr/"abc"/]],
+    ['sse_replay not a number',
+     "mitte_zone m:1m;\nmitte_sse_replay abc;\n",
+     [qr/mitte_sse_replay/, qr/"abc"/]],
 );
 
 for my $case (@bad) {

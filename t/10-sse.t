@@ -6,13 +6,13 @@
 # notification:created for ENDPOINT_DOWN; streams scoped to their user,
 # "mitte_sse all" sees all; hundreds of parallel deliveries reach streams on
 # both workers exactly once, in order; replay after Last-Event-ID (header
-# and query, larger than the 64 KiB backlog too) while deliveries go on;
-# the heartbeat; 401, 405, HEAD; a subscriber that stops reading is dropped
-# and closed, and memory does not grow with what it misses; 1,000 streams
-# opened and dropped, 5 times, leave memory and connections as they were;
-# a reload closes the streams and keeps the replay buffer (and a new
-# mitte_sse_replay replays nothing that was not recorded); graceful
-# shutdown closes the streams.
+# and query, larger than the 64 KiB backlog too) while deliveries go on,
+# and from id 0 (everything buffered); the heartbeat; 401, 405, HEAD; a
+# subscriber that stops reading is dropped and closed, and memory does not
+# grow with what it misses; 1,000 streams opened and dropped, 5 times,
+# leave memory and connections as they were; a reload closes the streams
+# and keeps the replay buffer (and a new mitte_sse_replay replays nothing
+# that was not recorded); graceful shutdown closes the streams.
 #
 # MITTE_VERBOSE=1 prints the measurements (memory, timings) as diag.
 
@@ -647,6 +647,35 @@ my $par_head;     # the newest id before it
               'the reconnected streams together: every event once');
 }
 
+# -- replay from id 0 ----------------------------------------------------------
+
+# Last-Event-ID: 0 and ?lastEventId=0 are older than every event, as an id
+# that left the buffer is: every buffered event of the caller, in order,
+# once (zed's 3 events are recent: all in the buffer)
+{
+    my $live = stream('zed');
+    opened_ok($live, 'zed: a live stream');
+    for my $k (1 .. 3) {
+        hook('zed', "/hooks/ep-zero-$k?status=200");
+        $live->wait_events($k, 5);
+    }
+    my @want = $live->ids;
+    is(scalar @want, 3, 'zed: 3 events');
+    for my $x (['Last-Event-ID: 0', headers => { 'Last-Event-ID' => '0' }],
+               ['?lastEventId=0', path => '/mitte/events?lastEventId=0'])
+    {
+        my ($label, @opt) = @$x;
+        my $s = stream('zed', @opt);
+        opened_ok($s, $label);
+        $s->wait_events(3, 3);
+        $s->drain(0.2);
+        is_deeply([$s->ids], \@want,
+                  "$label: zed's 3 events replayed, in order, once");
+        $s->close;
+    }
+    $live->close;
+}
+
 # -- heartbeat ---------------------------------------------------------------
 
 {
@@ -884,8 +913,8 @@ my $par_head;     # the newest id before it
     ok(!grep({ $_->{id} <= $last } $s->events), 'ids go on from before');
     my %seen = map { $_->{id} => $_->{data} } $s->events;
 
-    # a reload with another mitte_sse_replay: the buffered events go (as
-    # documented), and nothing takes their place
+    # a reload with another mitte_sse_replay: the newest buffered events
+    # move into the new buffer with their ids (all of these fit in 512)
     my $http2 = $HTTP;
     $http2 =~ s/(mitte_zone m:16m;\n)/$1    mitte_sse_replay 512;\n/
         or die 'no mitte_zone line';
@@ -909,6 +938,8 @@ my $par_head;     # the newest id before it
                                @bad[0 .. ($#bad > 4 ? 4 : $#bad)]);
     my @ev = $f2->events;
     is($ev[-1] && $ev[-1]{json}{requestId}, $rid, 'the new delivery last');
+    is_deeply([map { $_->{json}{requestId} } @ev], [@rid, $rid],
+              'the events from before the reload moved to the new buffer');
     $_->close for $s, $f;
 
     $A = stream('alice');

@@ -6,8 +6,9 @@
 #   non-zero sigma and with the sigma floor (all history rates equal), the
 #   rate rule at exactly 80% and at 81%, 9 vs 10 requests for the rate rule,
 #   4 vs 5 for the z rule, 5 vs 6 history hours, c-48 in the window and
-#   c-49 not, the exact message (P rounded half up, Z to one decimal), the
-#   cooldown;
+#   c-49 not, the exact message (P rounded half up, Z to one decimal half
+#   away from zero: z 6.25, 2.25, 2.55 and -10 show 6.3, 2.3, 2.6 and
+#   -10.0), the cooldown;
 # - ENDPOINT_DOWN once at the 5th consecutive failure, again after a
 #   success or after inactivity longer than `reset`; ENDPOINT_RECOVERED on
 #   the first success after a DOWN only; an endpoint without owner raises
@@ -220,6 +221,9 @@ my @low   = ([100, 0], [100, 10]) x 3;     # rates 0, .1: mu .05 sigma .05
 my @high  = ([10, 9], [10, 10]) x 3;       # rates .9, 1: mu .95 sigma .05
 my @flat  = ([100, 1]) x 6;                # all .01: sigma 0 -> floor .01
 my @zero  = ([1000, 0]) x 6;               # all 0: sigma 0 -> floor .01
+my @quart = ([100, 0], [100, 25]) x 3;     # rates 0, .25: mu, sigma .125
+my @half  = ([100, 0], [100, 50]) x 3;     # rates 0, .5: mu, sigma .25
+my @all   = ([100, 100]) x 6;              # all 1: sigma 0 -> floor .01
 
 # slug => [name, history hours (index => [req, fail]), current, fires]
 sub hist { my %h; my $i = 1; $h{ $i++ } = $_ for @_; return \%h }
@@ -245,6 +249,11 @@ my %case = (
     'an-hist-c48'  => ["Hist c-48 \"quoted\" \x{e9}",
                        { %{ hist(@low[0 .. 4]) }, 48 => [100, 10] },
                        [100, 100], 1],
+    # z on a tie of the rounding to one decimal
+    'an-tie-6.25'  => ['Tie 6.25',  hist(@quart), [32, 29],    1],
+    'an-tie-2.25'  => ['Tie 2.25',  hist(@half),  [16, 13],    1],
+    'an-tie-2.55'  => ['Tie 2.55',  hist(@half),  [80, 71],    1],
+    'an-tie-neg10' => ['Tie -10',   hist(@all),   [10, 9],     1],
 );
 
 # mu, sigma and z as the module computes them, from what it should see
@@ -266,8 +275,11 @@ sub expect_anomaly {
     }
     my $z = ($r - $mu) / ($sigma > 0.01 ? $sigma : 0.01);
     my $p = int((200 * $f + $n) / (2 * $n));    # half up, in integers
-    my $zt = sprintf('%.1f', $z);
-    $zt = '0.0' if $zt eq '-0.0';
+    # Z half away from zero, in tenths, as the decimal it stands for: 6.25
+    # is "6.3", and so is 2.55 "2.6" though binary holds it as 2.5499...
+    my $tenths = int(abs($z) * 10 + 0.5 + 1e-9);
+    my $zt = sprintf('%s%d.%d', ($z < 0 && $tenths) ? '-' : '',
+                     int($tenths / 10), $tenths % 10);
     return ($z, $p, $zt, scalar @rates);
 }
 
@@ -296,6 +308,19 @@ for my $slug (sort keys %case) {
     ok($z < 2.5 && $z > 2.48, "floor low: z = $z with sigma 0");
     ($z) = expect_anomaly($case{'an-rate-80'}[1], [10, 8]);
     ok($z < 0, "rate 80: z = $z, the z rule is far");
+
+    # the ties, and the Z they must show (not "6.2", "2.2", "2.5")
+    for my $x (['an-tie-6.25', 6.25, '6.3', 91],
+               ['an-tie-2.25', 2.25, '2.3', 81],
+               ['an-tie-2.55', 2.55, '2.6', 89],
+               ['an-tie-neg10', -10, '-10.0', 90])
+    {
+        my ($slug, $want, $text, $pct) = @$x;
+        my ($z, $p, $zt) = expect_anomaly(@{ $case{$slug} }[1, 2]);
+        ok(abs($z - $want) < 1e-9, "$slug: z = $z, $want but for binary");
+        is($zt, $text, "$slug: the message shows z-score $text");
+        is($p, $pct, "$slug: ... and $pct%");
+    }
 }
 
 my $neps = endpoint_count($t);

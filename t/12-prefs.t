@@ -272,6 +272,62 @@ refused('alice', { email => { address => 42 } }, $cur, 'a numeric address');
 refused('alice', { email => { address => ['a@example.com'] } }, $cur,
         'an address array');
 
+# a Unicode space is a space: refused as ' ' is, wherever it sits (U+200B,
+# zero width space, is no space in Unicode: not tested either way)
+for my $c ([0x00A0, 'no-break space'], [0x0085, 'next line'],
+           [0x1680, 'ogham space mark'],
+           (map { [$_, 'en quad .. hair space'] } 0x2000 .. 0x200A),
+           [0x2028, 'line separator'], [0x2029, 'paragraph separator'],
+           [0x202F, 'narrow no-break space'],
+           [0x205F, 'medium mathematical space'],
+           [0x3000, 'ideographic space'], [0xFEFF, 'byte order mark'])
+{
+    my ($cp, $what) = @$c;
+    my $sp = chr $cp;
+    refused('alice', { email => { address => "al${sp}ice\@example.com" } },
+            $cur, sprintf('an address with U+%04X (%s)', $cp, $what));
+}
+for my $addr ("\x{a0}alice\@example.com", "alice\x{a0}\@example.com",
+              "alice\@\x{a0}example.com", "alice\@example.com\x{a0}",
+              "alice\@example.com\x{3000}", "\x{feff}alice\@example.com")
+{
+    (my $shown = $addr) =~ s/([^\x20-\x7e])/sprintf('\\x{%x}', ord $1)/ge;
+    refused('alice', { email => { address => $addr } }, $cur,
+            "an address with a Unicode space: $shown");
+}
+# ... also when the JSON escapes it
+refused('alice', '{"email": {"address": "alice\u2028@example.com"}}', $cur,
+        'an address with U+2028 as \u2028');
+refused('alice', '{"email": {"address": "alice@example.com\u00a0"}}', $cur,
+        'an address with U+00A0 as \u00a0');
+
+# bytes that are not UTF-8 (a body sent as it is)
+for my $c (["j\xfcrgen", 'Latin-1 (0xFC)'],
+           ["alice\x80", 'a lone continuation byte'],
+           ["alice\xc3", 'a truncated sequence'],
+           ["alice\xc0\xa0", 'an overlong space'],
+           ["alice\xed\xa0\x80", 'a UTF-16 surrogate'],
+           ["alice\xff", 'the byte 0xFF'])
+{
+    my ($local, $what) = @$c;
+    refused('alice', qq({"email": {"address": "$local\@example.com"}}),
+            $cur, "an address with bytes that are not UTF-8: $what", 400,
+            [qw(invalid_field invalid_json)]);
+}
+
+# UTF-8 without spaces stays accepted
+for my $addr ("j\x{fc}rgen\@example.de", "\x{7530}\x{4e2d}\@example.jp",
+              "alice\@b\x{fc}cher.example")
+{
+    (my $shown = $addr) =~ s/([^\x20-\x7e])/sprintf('\\x{%x}', ord $1)/ge;
+    accepted(PATCH => 'alice', { email => { address => $addr } },
+             set($cur, 'email.address' => $addr),
+             "a UTF-8 address without spaces: $shown");
+}
+$cur = accepted(PATCH => 'alice',
+                { email => { address => $cur->{email}{address} } },
+                $cur, 'the address back');
+
 my $u2049 = 'https://hooks.example.com/' . ('p' x (2049 - 26));
 for my $c (['ftp://hooks.example.com/x', 'ftp'],
            ['hooks.example.com/x', 'no scheme'],

@@ -4,10 +4,11 @@
 # receiver on loopback: the request exactly (path, Authorization with the
 # key file's first line, Content-Type, Idempotency-Key = the notification
 # id, User-Agent, the body's fields); retries on 5xx with backoff 1s, 2s;
-# a 400 fails at once keeping Resend's message; a 429's Retry-After is
-# honoured; mitte_delivery_retries; a configured mitte_email_from; no key
-# file, no email; the metrics. The email API is operator-configured and
-# trusted: it is on loopback with no mitte_webhook_allow.
+# a 400 fails at once keeping Resend's message (a 422's too, decoded from
+# JSON: escaped quotes and all); a 429's Retry-After is honoured;
+# mitte_delivery_retries; a configured mitte_email_from; no key file, no
+# email; the metrics. The email API is operator-configured and trusted: it
+# is on loopback with no mitte_webhook_allow.
 
 use strict;
 use warnings;
@@ -27,6 +28,8 @@ my $true = JSON::PP::true;
 my $false = JSON::PP::false;
 my $RESEND_400 = '{"statusCode":400,"name":"validation_error",'
     . '"message":"Invalid `to` field."}';
+# a message with escapes: lastError holds it decoded
+my $RESEND_422 = '{"message":"bad \\"quoted\\" thing"}';
 
 # answers by recipient, as Resend would
 my $rx = Mitte::Receiver->new(script => sub {
@@ -42,6 +45,7 @@ my $rx = Mitte::Receiver->new(script => sub {
             : $ok;
     }
     return { status => 400, body => $RESEND_400 } if $to =~ /^bad@/;
+    return { status => 422, body => $RESEND_422 } if $to =~ /^quoted@/;
     if ($to =~ /^rate@/) {
         return $req->{nth_id} == 1
             ? { status => 429, headers => ['Retry-After: 2'],
@@ -139,6 +143,7 @@ sub email_ok {
 address('eo', 'ok@example.com');
 address('er', 'retry@example.com');
 address('eb', 'bad@example.com');
+address('eg', 'quoted@example.com');
 address('eq', 'rate@example.com');
 address('eh', 'date@example.com');
 address('et', 'types@example.com', types => { ENDPOINT_DOWN => $false });
@@ -147,7 +152,8 @@ my ($r) = set_prefs($t, 'ex', { email => { enabled => $false,
 is($r->{status}, 200, 'ex: email disabled');
 
 my %n;
-$n{$_} = raise_down($t, $_, "mail-$_") for qw(eo er eb eq eh et ex enone);
+$n{$_} = raise_down($t, $_, "mail-$_")
+    for qw(eo er eb eg eq eh et ex enone);
 
 # a plain one, exactly
 my ($qo) = $rx->wait_requests(1, 5, for_id($n{eo}{id}));
@@ -168,6 +174,14 @@ is($sb && $sb->{attempts}, 1, '400: one attempt, no retry');
 like($sb && $sb->{lastError} // '', qr/\QInvalid `to` field.\E/,
      "400: lastError holds Resend's message");
 like($sb && $sb->{lastError} // '', qr/400/, '400: lastError names the status');
+
+# a 422 whose message holds escaped quotes: the message decoded as JSON
+my $sg = wait_send($t, $n{eg}{id}, 'email');
+is($sg && $sg->{state}, 'failed', '422: failed');
+is($sg && $sg->{attempts}, 1, '422: one attempt, no retry');
+is($sg && $sg->{lastError}, 'HTTP 422: bad "quoted" thing',
+   '422: lastError is exactly \'HTTP 422: bad "quoted" thing\''
+   . ' (the message decoded)');
 
 # 429 with Retry-After: 2
 my @q429 = $rx->wait_requests(2, 6, for_id($n{eq}{id}));
@@ -222,12 +236,13 @@ for my $u (qw(et ex enone)) {
     is(scalar $rx->requests(for_id($n{$u}{id})), 0, "$u: no email sent");
 }
 is(scalar $rx->requests(for_id($n{eb}{id})), 1, '400: asked once');
+is(scalar $rx->requests(for_id($n{eg}{id})), 1, '422: asked once');
 
 my (undef, $m) = $t->metrics;
 is($m->{'mitte_channel_sends_total{channel="email",result="sent"}'}, 5,
    'metrics: 5 emails sent');
-is($m->{'mitte_channel_sends_total{channel="email",result="failed"}'}, 1,
-   'metrics: 1 email failed');
+is($m->{'mitte_channel_sends_total{channel="email",result="failed"}'}, 2,
+   'metrics: 2 emails failed');
 
 
 # ---- phase 2: mitte_delivery_retries 1, a configured from -----------------
@@ -257,8 +272,8 @@ ok(@qd == 2 && $qd[1]{t} - $qd[0]{t} >= 0.95, 'retries 1: 1s apart');
 (undef, $m) = $t->metrics;
 is($m->{'mitte_channel_sends_total{channel="email",result="sent"}'}, 6,
    'metrics: 6 emails sent');
-is($m->{'mitte_channel_sends_total{channel="email",result="failed"}'}, 2,
-   'metrics: 2 emails failed');
+is($m->{'mitte_channel_sends_total{channel="email",result="failed"}'}, 3,
+   'metrics: 3 emails failed');
 
 
 # ---- phase 3: no key file, no email ---------------------------------------

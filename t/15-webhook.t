@@ -9,7 +9,8 @@
 # cut at mitte_webhook_timeout and retried, and delay neither proxied
 # traffic nor other sends; 100 notifications at once arrive exactly once
 # each; a send waiting for its retry, and one in flight, survive a reload;
-# 40 sends held by a silent target do not hold up another user's.
+# 40 sends held by a silent target do not hold up another user's, nor do
+# 32 held by 8 silent targets.
 
 use strict;
 use warnings;
@@ -399,6 +400,55 @@ ok($qq && $qq->{t} - $t3 < 1.0,
            . ' arrives within 1s (%.2fs)', $qq ? $qq->{t} - $t3 : -1));
 $t2->stop;
 
-$_->stop for $fast, $hang, $slow, $lag, $target, $hang2, $proxy;
+
+# ---- eight hung hosts do not starve another user's send -----------------
+
+# 8 users, each with a silent target of its own and 4 notifications: 32
+# sends held for mitte_webhook_timeout, 5s (at most 4 per host, but every
+# slot of a total of 32 would be taken); a ninth user's webhook to a
+# target that answers must not wait for the timeout
+my @hung = map { Mitte::Receiver->new(script => sub { { hang => 1 } }) }
+    1 .. 8;
+my $t4 = Mitte::Test->new(http => channels_http(threshold => 1,
+                                                extra => <<'END'));
+    mitte_webhook_timeout 5s;
+    mitte_webhook_allow 127.0.0.0/8;
+END
+$t4->start;
+for my $i (0 .. 7) {
+    my ($r4) = set_prefs($t4, "hh$i",
+                         { webhook => { enabled => $true,
+                                        url => $hung[$i]->url('/hh') } });
+    is($r4->{status}, 200, "hh$i: webhook preferences saved")
+        if $r4->{status} != 200;
+    $t4->post_as("hh$i", "/hooks/hh$i-$_?status=503") for 1 .. 4;
+}
+my ($r4) = set_prefs($t4, 'fh', { webhook => { enabled => $true,
+                                                url => $fast->url('/fh') } });
+is($r4->{status}, 200, 'fh: webhook preferences saved');
+
+# all 32 in flight: 4 held at each host
+my $held = 0;
+my $until = time() + 3;
+while (time() < $until) {
+    $held = 0;
+    $held += scalar $_->requests for @hung;
+    last if $held >= 32;
+    sleep 0.02;
+}
+is($held, 32, '8 hung hosts: 32 sends held, 4 at each');
+my ($h0) = sort { $a <=> $b } map { $_->{t} } map { $_->requests } @hung;
+my $t5 = time();
+ok($h0 && $t5 + 1.5 < $h0 + 5, 'another notification while the held'
+   . ' sends have more than 1.5s left before their timeout (5s)')
+    or diag('the set-up took too long to prove anything');
+raise_down($t4, 'fh', 'fh-1');
+my ($qh) = $fast->wait_requests(1, 10, sub { $_[0]{path} eq '/fh' });
+ok($qh && $qh->{t} - $t5 < 1.5,
+   sprintf('8 hung hosts, 32 sends held: another user\'s webhook still'
+           . ' arrives within 1.5s (%.2fs)', $qh ? $qh->{t} - $t5 : -1));
+$t4->stop;
+
+$_->stop for $fast, $hang, $slow, $lag, $target, $hang2, $proxy, @hung;
 
 done_testing();

@@ -6,13 +6,19 @@
 # receiver sees no connection; the outbox says "blocked address"); literal
 # blocked addresses, in every form inet_aton and curl take, are refused at
 # save time (400 invalid_field, nothing stored, nothing queued). With the
-# allowlist, the same name and literal deliver.
+# allowlist, the same name and literal deliver. A connection that an email
+# to the (trusted) email API left open is never reused by a webhook to the
+# same host. A name that resolves to a blocked and an allowed address gets
+# the outcome of the allowed one (sent, retried, failed, timed out):
+# "blocked address" only when every address was blocked.
 
 use strict;
 use warnings;
 
 use Test::More;
 use JSON::PP ();
+use Socket qw(getaddrinfo getnameinfo SOCK_STREAM NI_NUMERICHOST
+              NIx_NOSERV);
 use Time::HiRes qw(time sleep);
 use Mitte::Test qw(:all);
 use Mitte::Receiver;
@@ -21,6 +27,7 @@ use Mitte::Channels qw(:all);
 require_module();
 
 my $true = JSON::PP::true;
+my $false = JSON::PP::false;
 
 my $rx = Mitte::Receiver->new;
 my $rx6 = eval { Mitte::Receiver->new(v6 => 1) };
@@ -148,7 +155,126 @@ is($sl && $sl->{state}, 'failed', 'the blocked send stays failed');
 is(scalar $rx->requests(sub { $_[0]{path} eq '/hook' }), 0,
    'the blocked url was never asked');
 
+
+# ---- phase 3: an email connection is not reused by a webhook ---------------
+
+# the email API is trusted, and here a keep-alive receiver on localhost; a
+# webhook of another user to the same host and port is blocked (no
+# mitte_webhook_allow), so it must not ride on the connection the email
+# left open
+my $ka = Mitte::Receiver->new(keepalive => 1,
+                              script => { default => {
+                                  status => 200, body => '{"id":"e1"}' } });
+my $PK = $ka->port;
+open my $kf, '>', $t->dir . '/resend.key' or die "resend.key: $!";
+print {$kf} "re_test_ssrf\n";
+close $kf;
+$t->reload(http => channels_http(threshold => 1, extra => <<"END"));
+    mitte_email_api http://localhost:$PK/emails;
+    mitte_email_key_file %%DIR%%/resend.key;
+END
+
+($r, $doc) = set_prefs($t, 'se', { email => { address => 'se@example.com' } });
+is($r->{status}, 200, 'reuse: an email address saved') or diag($r->{content});
+my $ne = raise_down($t, 'se', 'ssrf-mail');
+my $se = wait_send($t, $ne->{id}, 'email');
+is($se && $se->{state}, 'sent', 'reuse: the email to localhost was sent');
+is(scalar $ka->requests(sub { $_[0]{path} eq '/emails' }), 1,
+   'reuse: the keep-alive receiver got it');
+
+($r, $doc) = set_prefs($t, 'sr', {
+    email   => { enabled => $false },
+    webhook => { enabled => $true, url => "http://localhost:$PK/hook" } });
+is($r->{status}, 200, 'reuse: a webhook to the same host and port saved')
+    or diag($r->{content});
+my $nr = raise_down($t, 'sr', 'ssrf-reuse');
+my $sr = wait_send($t, $nr->{id}, 'webhook');
+is($sr && $sr->{state}, 'failed', 'reuse: the webhook failed');
+is($sr && $sr->{lastError}, 'blocked address',
+   'reuse: "blocked address" (not sent over the email\'s connection)');
+sleep 0.3;
+is(scalar $ka->requests(sub { $_[0]{path} eq '/hook' }), 0,
+   'reuse: the receiver never saw /hook');
+
+
+# ---- phase 4: a name with a blocked and an allowed address -----------------
+
+# true when localhost resolves to both 127.0.0.1 and ::1 here
+sub localhost_both {
+    my ($err, @ai) = getaddrinfo('localhost', '80',
+                                 { socktype => SOCK_STREAM });
+    return 0 if $err;
+    my %seen;
+    for my $ai (@ai) {
+        my ($e, $host) = getnameinfo($ai->{addr}, NI_NUMERICHOST,
+                                     NIx_NOSERV);
+        $seen{$host} = 1 unless $e;
+    }
+    return $seen{'127.0.0.1'} && $seen{'::1'};
+}
+
+SKIP: {
+    skip 'localhost does not resolve to both 127.0.0.1 and ::1 here', 1
+        unless localhost_both();
+    my $rxd = eval {
+        Mitte::Receiver->new(v6 => 1, script => {
+            '/ok'   => { status => 200 },
+            '/busy' => { status => 503 },
+            '/bad'  => { status => 400 },
+            '/hang' => { hang => 1 },
+        });
+    };
+    skip '::1 cannot be bound here', 1 unless $rxd;
+
+    # 127.0.0.1 is blocked, ::1 allowed: the outcome is that of ::1
+    $t->reload(http => channels_http(threshold => 1, extra => <<'END'));
+    mitte_webhook_allow ::1/128;
+    mitte_delivery_retries 1;
+    mitte_webhook_timeout 1s;
+END
+    my $PD = $rxd->port;
+    my %nd;
+    for my $path (qw(ok busy bad hang)) {
+        my ($r2) = webhook("sd-$path", "http://localhost:$PD/$path");
+        is($r2->{status}, 200, "both: the webhook to /$path saved")
+            or diag($r2->{content});
+        $nd{$path} = raise_down($t, "sd-$path", "ssrf-both-$path");
+    }
+    my %sd = map {
+        ($_ => wait_send($t, $nd{$_}{id}, 'webhook', undef, 8))
+    } qw(ok bad busy hang);
+
+    is($sd{ok} && $sd{ok}{state}, 'sent', 'both, 200: sent');
+    is($sd{ok} && $sd{ok}{lastError}, undef, 'both, 200: no lastError');
+
+    is($sd{bad} && $sd{bad}{state}, 'failed', 'both, 400: failed');
+    is($sd{bad} && $sd{bad}{attempts}, 1, 'both, 400: at once (1 attempt)');
+    like($sd{bad} && $sd{bad}{lastError} // '', qr/^HTTP 400/,
+         'both, 400: lastError "HTTP 400..."');
+
+    is($sd{busy} && $sd{busy}{state}, 'failed',
+       'both, 503: failed after the retries');
+    is($sd{busy} && $sd{busy}{attempts}, 2,
+       'both, 503: retried (2 attempts, mitte_delivery_retries 1)');
+    like($sd{busy} && $sd{busy}{lastError} // '', qr/^HTTP 503/,
+         'both, 503: lastError "HTTP 503..."');
+
+    is($sd{hang} && $sd{hang}{state}, 'failed',
+       'both, a hang: failed after the retries');
+    is($sd{hang} && $sd{hang}{attempts}, 2,
+       'both, a hang: retried (2 attempts)');
+    like($sd{hang} && $sd{hang}{lastError} // '', qr/time/i,
+         'both, a hang: lastError says timed out');
+
+    my %asked;
+    $asked{ $_->{path} }++ for $rxd->requests;
+    is_deeply(\%asked, { '/ok' => 1, '/bad' => 1, '/busy' => 2,
+                         '/hang' => 2 },
+              'both: the [::1] receiver was asked as the outcomes say');
+    $rxd->stop;
+}
+
 $t->stop;
-$_->stop for grep { $_ } $rx, $rx6;
+$_->stop for grep { $_ } $rx, $rx6, $ka;
 
 done_testing();

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <string.h>
 #include <cmocka.h>
@@ -509,6 +510,86 @@ test_fired_message(void **state)
 }
 
 
+/*
+ * Z is rounded half away from zero to one decimal, whatever binary floating
+ * point makes of the tie: 2.55 is held as 2.5499..., 0.9 - 1 as -0.0999...
+ */
+
+static void
+test_message_ties(void **state)
+{
+    size_t                  i;
+    char                    want[128];
+    mitte_anomaly_result_t  res;
+    static const struct {
+        double       z;
+        const char  *text;
+    } ties[] = {
+        { 6.25, "6.3" }, { 2.25, "2.3" }, { 0.25, "0.3" }, { 0.05, "0.1" },
+        { 0.15, "0.2" }, { 0.35, "0.4" }, { 1.45, "1.5" }, { 2.55, "2.6" },
+        { 99.95, "100.0" }, { -6.25, "-6.3" }, { -0.25, "-0.3" },
+        { -0.05, "-0.1" }, { -2.55, "-2.6" }, { 6.2499, "6.2" },
+        { 2.5499, "2.5" }, { -10.0, "-10.0" },
+        /* as the rule computes them: (r - mu) / sigma */
+        { (0.8875 - 0.25) / 0.25, "2.6" },
+        { (0.9 - 1.0) / 0.01, "-10.0" },
+        { (0.90625 - 0.125) / 0.125, "6.3" },
+        { (0.8125 - 0.25) / 0.25, "2.3" }
+    };
+
+    (void) state;
+
+    memset(&res, 0, sizeof(res));
+    res.requests = 8;
+    res.failures = 1;
+
+    for (i = 0; i < sizeof(ties) / sizeof(ties[0]); i++) {
+        res.z = ties[i].z;
+        snprintf(want, sizeof(want), "Endpoint 'x' failure rate spiked to "
+                 "13%% (z-score: %s)", ties[i].text);
+        message(&res, "x", want);
+    }
+}
+
+
+/* the same ties from hourly counts, through the rule */
+
+static void
+test_fired_ties(void **state)
+{
+    char  buf[128];
+
+    (void) state;
+
+    /* rates 0, .25: mu .125, sigma .125; 29/32: z 6.25 */
+    hist_alternating(100, 0, 25);
+    assert_int_equal(check(32, 29), 1);
+    mitte_anomaly_message(buf, sizeof(buf), "e", 1, &a->res);
+    assert_string_equal(buf, "Endpoint 'e' failure rate spiked to 91% "
+                        "(z-score: 6.3)");
+
+    /* rates 0, .5: mu .25, sigma .25; 13/16: z 2.25 (the rate rule) */
+    hist_alternating(100, 0, 50);
+    assert_int_equal(check(16, 13), 1);
+    mitte_anomaly_message(buf, sizeof(buf), "e", 1, &a->res);
+    assert_string_equal(buf, "Endpoint 'e' failure rate spiked to 81% "
+                        "(z-score: 2.3)");
+
+    /* 71/80: z 2.55 */
+    assert_int_equal(check(80, 71), 1);
+    mitte_anomaly_message(buf, sizeof(buf), "e", 1, &a->res);
+    assert_string_equal(buf, "Endpoint 'e' failure rate spiked to 89% "
+                        "(z-score: 2.6)");
+
+    /* all 1: sigma 0, the floor .01; 9/10: z -10 (the rate rule) */
+    hist_alternating(100, 100, 100);
+    assert_int_equal(check(10, 9), 1);
+    mitte_anomaly_message(buf, sizeof(buf), "e", 1, &a->res);
+    assert_string_equal(buf, "Endpoint 'e' failure rate spiked to 90% "
+                        "(z-score: -10.0)");
+}
+
+
 int
 main(void)
 {
@@ -530,6 +611,8 @@ main(void)
         cmocka_unit_test(test_percent),
         cmocka_unit_test(test_message),
         cmocka_unit_test_setup_teardown(test_fired_message, setup, teardown),
+        cmocka_unit_test(test_message_ties),
+        cmocka_unit_test_setup_teardown(test_fired_ties, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("anomaly", tests, NULL, NULL);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <string.h>
 #include <cmocka.h>
@@ -213,6 +214,85 @@ test_email(void **state)
 }
 
 
+/*
+ * An address holding a Unicode space (or separator, or the byte order
+ * mark) is refused wherever it sits, as an ASCII space is; so are bytes
+ * that are not UTF-8. U+200B (zero width space) is no space in Unicode:
+ * not tested either way.
+ */
+
+static void
+test_email_unicode(void **state)
+{
+    char         buf[64];
+    size_t       i, k, n;
+    static const char  *space[] = {
+        "\xc2\x85",            /* U+0085 next line */
+        "\xc2\xa0",            /* U+00A0 no-break space */
+        "\xe1\x9a\x80",        /* U+1680 ogham space mark */
+        "\xe2\x80\x80", "\xe2\x80\x81", "\xe2\x80\x82",
+        "\xe2\x80\x83", "\xe2\x80\x84", "\xe2\x80\x85",
+        "\xe2\x80\x86", "\xe2\x80\x87", "\xe2\x80\x88",
+        "\xe2\x80\x89", "\xe2\x80\x8a",   /* U+2000 .. U+200A */
+        "\xe2\x80\xa8",        /* U+2028 line separator */
+        "\xe2\x80\xa9",        /* U+2029 paragraph separator */
+        "\xe2\x80\xaf",        /* U+202F narrow no-break space */
+        "\xe2\x81\x9f",        /* U+205F medium mathematical space */
+        "\xe3\x80\x80",        /* U+3000 ideographic space */
+        "\xef\xbb\xbf"         /* U+FEFF byte order mark */
+    };
+    static const char  *where[] = {
+        "%sops@example.com", "o%sps@example.com", "ops%s@example.com",
+        "ops@%sexample.com", "ops@exam%sple.com", "ops@example.com%s"
+    };
+    static const char  *not_utf8[] = {
+        "j\xfcrgen@example.de",          /* Latin-1 */
+        "ops\x80@example.com",           /* a lone continuation byte */
+        "ops\xc3@example.com",           /* a truncated sequence */
+        "ops@example.com\xc3",           /* ... at the end */
+        "ops@example.com\xe2\x80",       /* ... of 3 bytes */
+        "ops\xc0\xa0@example.com",       /* overlong (a space) */
+        "ops\xe0\x80\xa0@example.com",   /* overlong, 3 bytes */
+        "ops\xed\xa0\x80@example.com",   /* a UTF-16 surrogate */
+        "ops\xf4\x90\x80\x80@x.com",     /* above U+10FFFF */
+        "ops\xfe@example.com", "ops\xff@example.com"
+    };
+    static const char  *good[] = {
+        "j\xc3\xbcrgen@example.de",            /* jürgen */
+        "\xe7\x94\xb0\xe4\xb8\xad@example.jp",  /* CJK */
+        "ops@b\xc3\xbc" "cher.example",        /* bücher */
+        "ops\xf0\x9f\x98\x80@example.com",     /* 4 bytes */
+        "ops\xe2\x80\x90x@example.com"         /* U+2010 hyphen */
+    };
+
+    (void) state;
+
+    for (i = 0; i < sizeof(space) / sizeof(space[0]); i++) {
+        for (k = 0; k < sizeof(where) / sizeof(where[0]); k++) {
+            n = (size_t) snprintf(buf, sizeof(buf), where[k], space[i]);
+            assert_true(n < sizeof(buf));
+
+            if (mitte_email_valid(buf, n)) {
+                fail_msg("space %zu, place %zu: \"%s\" was accepted", i, k,
+                         buf);
+            }
+        }
+    }
+
+    for (i = 0; i < sizeof(not_utf8) / sizeof(not_utf8[0]); i++) {
+        if (mitte_email_valid(not_utf8[i], strlen(not_utf8[i]))) {
+            fail_msg("\"%s\" (not UTF-8) was accepted", not_utf8[i]);
+        }
+    }
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (!mitte_email_valid(good[i], strlen(good[i]))) {
+            fail_msg("\"%s\" was refused", good[i]);
+        }
+    }
+}
+
+
 static void
 escape(const char *src, size_t len, const char *want)
 {
@@ -317,6 +397,7 @@ main(void)
         cmocka_unit_test(test_quota_threshold),
         cmocka_unit_test(test_plan),
         cmocka_unit_test(test_email),
+        cmocka_unit_test(test_email_unicode),
         cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_json_escape_all_bytes),
     };

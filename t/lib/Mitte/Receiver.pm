@@ -29,7 +29,7 @@ package Mitte::Receiver;
 # delay => SECONDS (answer that much later), hang => 1 (never answer; the
 # connection is held until the client closes it)}. Every answer carries
 # Content-Length and Connection: close, and the connection is closed after
-# it.
+# it (unless keepalive, below).
 #
 # Recorded requests: {n, conn, ta (accept time), t (time the request was
 # complete), method, path, headers ({lower-case name => value}), header_list
@@ -37,7 +37,12 @@ package Mitte::Receiver;
 # (connections accepted so far) and closed_times() (when the client closed
 # a connection that had no answer yet: a held or delayed one).
 #
-# Options: v6 => 1 listens on [::1] instead of 127.0.0.1.
+# Options: v6 => 1 listens on [::1] instead of 127.0.0.1; keepalive => 1
+# answers at once with Connection: keep-alive and keeps the connection
+# open for the client's next request (held and delayed answers still
+# close it), so that a test can see which requests share a connection
+# (the conn of each request); closed_times() then also lists the idle
+# connections the client closed.
 
 use strict;
 use warnings;
@@ -90,6 +95,7 @@ sub new {
         dir    => $dir,
         owner  => $$,
         script => $args{script},
+        keep   => $args{keepalive} ? 1 : 0,
     }, $class;
 
     open my $touch, '>', $self->{log} or die "$self->{log}: $!";
@@ -140,13 +146,13 @@ sub _answer_for {
 }
 
 sub _response_bytes {
-    my ($a) = @_;
+    my ($a, $keep) = @_;
     my $status = $a->{status} || 200;
     my $body = $a->{body} // ($status == 204 ? '' : '{"ok":true}');
     my $head = "HTTP/1.1 $status " . ($REASON{$status} || 'Whatever') . "\r\n"
         . "Content-Type: application/json\r\n"
         . 'Content-Length: ' . length($body) . "\r\n"
-        . "Connection: close\r\n";
+        . 'Connection: ' . ($keep ? 'keep-alive' : 'close') . "\r\n";
     $head .= "$_\r\n" for @{ $a->{headers} || [] };
     return "$head\r\n$body";
 }
@@ -224,6 +230,7 @@ sub _serve {
             next if $c->{done};
 
             my $req = $self->_parse($c) or next;
+            my $used = delete $req->{used};
             $c->{done} = 1;
             $req->{n} = ++$nreq;
             $req->{nth} = ++$per_path{ $req->{path} };
@@ -237,6 +244,12 @@ sub _serve {
                 next;
             } elsif ($a->{delay}) {
                 push @later, [ time() + $a->{delay}, "$fh", $a ];
+            } elsif ($self->{keep}) {
+                # the next request of the connection
+                $self->_write_keep($fh, $a);
+                substr($c->{buf}, 0, $used, '');
+                $c->{done} = 0;
+                $c->{continued} = 0;
             } else {
                 $self->_write_close($fh, $a);
                 $sel->remove($fh);
@@ -248,7 +261,20 @@ sub _serve {
 
 sub _write_close {
     my ($self, $sock, $a) = @_;
-    my $bytes = _response_bytes($a);
+    $self->_write_all($sock, _response_bytes($a));
+    close $sock;
+    return;
+}
+
+sub _write_keep {
+    my ($self, $sock, $a) = @_;
+    $self->_write_all($sock, _response_bytes($a, 1));
+    $sock->blocking(0);
+    return;
+}
+
+sub _write_all {
+    my ($self, $sock, $bytes) = @_;
     $sock->blocking(1);
     my $off = 0;
     while ($off < length $bytes) {
@@ -256,7 +282,6 @@ sub _write_close {
         last unless $n;
         $off += $n;
     }
-    close $sock;
     return;
 }
 
@@ -285,21 +310,27 @@ sub _parse {
     }
 
     my $body = substr $c->{buf}, $end + 4;
+    my $used;
     if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
         my ($out, $rest) = ('', $body);
         while (1) {
             return undef unless $rest =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//;
             my $len = hex $1;
-            last if $len == 0;
+            if ($len == 0) {
+                $rest =~ s/^(?:[^\r\n]+\r\n)*\r\n//;   # trailers
+                last;
+            }
             return undef if length($rest) < $len + 2;
             $out .= substr($rest, 0, $len, '');
             $rest =~ s/^\r\n//;
         }
         $body = $out;
+        $used = length($c->{buf}) - length($rest);
     } else {
         my $len = $h{'content-length'} // 0;
         return undef if length($body) < $len;
         $body = substr $body, 0, $len;
+        $used = $end + 4 + $len;
     }
 
     return {
@@ -311,6 +342,7 @@ sub _parse {
         headers     => \%h,
         header_list => \@list,
         body        => $body,
+        used        => $used,
     };
 }
 
