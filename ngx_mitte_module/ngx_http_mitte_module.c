@@ -530,7 +530,45 @@ ngx_int_t
 ngx_http_mitte_value(ngx_http_request_t *r, ngx_http_mitte_value_t *val,
     ngx_str_t *value)
 {
+    ngx_uint_t                  i;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h;
     ngx_http_variable_value_t  *vv;
+
+    if (val->header.len) {
+
+        /*
+         * nginx's $http_ variable compares each header's name letter by
+         * letter; the parser has already hashed and lowercased them
+         */
+
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */ ; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (h[i].hash == val->header_hash
+                && h[i].key.len == val->header.len
+                && ngx_memcmp(h[i].lowcase_key, val->header.data,
+                              val->header.len) == 0)
+            {
+                *value = h[i].value;
+                return NGX_OK;
+            }
+        }
+
+        /* none: the variable decides (a name written with "_", say) */
+    }
 
     if (val->index == NGX_ERROR) {
         return ngx_http_complex_value(r, &val->cv, value);
@@ -648,6 +686,7 @@ ngx_http_mitte_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char                            *c;
     ngx_str_t                         *value, var;
+    ngx_uint_t                         i;
     ngx_http_mitte_value_t           **field, *val;
     ngx_http_compile_complex_value_t   ccv;
 
@@ -700,6 +739,25 @@ ngx_http_mitte_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             val->index = ngx_http_get_variable_index(cf, &var);
             if (val->index == NGX_ERROR) {
                 return NGX_CONF_ERROR;
+            }
+
+            if (var.len > 5
+                && ngx_strncasecmp(var.data, (u_char *) "http_", 5) == 0)
+            {
+                val->header.len = var.len - 5;
+                val->header.data = ngx_pnalloc(cf->pool, val->header.len);
+                if (val->header.data == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+
+                for (i = 0; i < val->header.len; i++) {
+                    val->header.data[i] = (var.data[5 + i] == '_')
+                                          ? '-'
+                                          : ngx_tolower(var.data[5 + i]);
+                }
+
+                val->header_hash = ngx_hash_key(val->header.data,
+                                                val->header.len);
             }
         }
     }
@@ -1274,6 +1332,10 @@ ngx_http_mitte_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_mitte_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_http_mitte_record_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_mitte_sweep_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }

@@ -21,7 +21,7 @@
 
 
 /* layout version of the zone's structures; a new layout needs a restart */
-#define NGX_HTTP_MITTE_ZONE_VERSION     1
+#define NGX_HTTP_MITTE_ZONE_VERSION     2
 
 #define NGX_HTTP_MITTE_BODY_MAX         65536
 
@@ -31,11 +31,14 @@
 
 /*
  * A value from the configuration: a complex value, with a fast path for
- * the common case of exactly one variable ("$slug").
+ * the common case of exactly one variable ("$slug"), and a faster one for
+ * a request header ("$http_x_mitte_user").
  */
 typedef struct {
     ngx_http_complex_value_t    cv;
     ngx_int_t                   index;      /* NGX_ERROR: not one variable */
+    ngx_str_t                   header;     /* "$http_x_a": "x-a", else "" */
+    ngx_uint_t                  header_hash;
 } ngx_http_mitte_value_t;
 
 
@@ -346,6 +349,7 @@ typedef struct {
     ngx_str_t                   slug;       /* empty: not a delivery */
     ngx_str_t                   user;
     void                       *sub;        /* an event stream's subscriber */
+    u_char                      rid[32];    /* $request_id, when made here */
 } ngx_http_mitte_ctx_t;
 
 
@@ -443,6 +447,7 @@ void ngx_http_mitte_sweep_user(ngx_http_mitte_main_conf_t *mmcf,
     int64_t now, ngx_uint_t *notes);
 
 /* ngx_http_mitte_record.c */
+ngx_int_t ngx_http_mitte_record_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_mitte_precontent_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_mitte_log_handler(ngx_http_request_t *r);
 

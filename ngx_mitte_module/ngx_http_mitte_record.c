@@ -16,13 +16,52 @@ static ngx_int_t ngx_http_mitte_refuse(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_mitte_status(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_mitte_may_warn(ngx_http_request_t *r);
 static void ngx_http_mitte_request_id(ngx_http_request_t *r,
-    ngx_http_mitte_main_conf_t *mmcf, ngx_str_t *rid);
+    ngx_http_mitte_main_conf_t *mmcf, u_char *buf, ngx_str_t *rid);
 static void ngx_http_mitte_hex16(u_char *p, uint64_t v);
 
 
 /* per worker: a xorshift128+ generator for request ids, seeded at start */
 static uint64_t  ngx_http_mitte_rid_state[2];
 
+
+
+/*
+ * Seeds the request id generator once per worker, at its start: seeding at
+ * the first request would cost that request OpenSSL's initialisation.
+ */
+
+ngx_int_t
+ngx_http_mitte_record_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
+
+    if (mmcf == NULL || mmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    if (RAND_bytes((u_char *) ngx_http_mitte_rid_state,
+                   sizeof(ngx_http_mitte_rid_state)) != 1)
+    {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "mitte: RAND_bytes() failed, request ids are seeded "
+                      "from the time and pid");
+        ngx_http_mitte_rid_state[0] = 0;
+    }
+
+    if (ngx_http_mitte_rid_state[0] == 0 && ngx_http_mitte_rid_state[1] == 0)
+    {
+        /* xorshift128+ needs a state that is not all zero */
+        ngx_http_mitte_rid_state[0] = ((uint64_t) ngx_pid << 32)
+                                      ^ (uint64_t) ngx_time()
+                                      ^ 0x9e3779b97f4a7c15ULL;
+        ngx_http_mitte_rid_state[1] = (uint64_t) ngx_current_msec
+                                      ^ 0xbf58476d1ce4e5b9ULL;
+    }
+
+    return NGX_OK;
+}
 
 
 ngx_int_t
@@ -230,7 +269,7 @@ ngx_http_mitte_log_handler(ngx_http_request_t *r)
 
     d.method = r->method_name;
 
-    ngx_http_mitte_request_id(r, mmcf, &d.rid);
+    ngx_http_mitte_request_id(r, mmcf, ctx->rid, &d.rid);
 
     if (ngx_http_mitte_zone_deliver(mmcf, &d) != NGX_OK
         && ngx_http_mitte_may_warn(r))
@@ -304,9 +343,8 @@ ngx_http_mitte_may_warn(ngx_http_request_t *r)
 
 static void
 ngx_http_mitte_request_id(ngx_http_request_t *r,
-    ngx_http_mitte_main_conf_t *mmcf, ngx_str_t *rid)
+    ngx_http_mitte_main_conf_t *mmcf, u_char *p, ngx_str_t *rid)
 {
-    u_char                     *p;
     uint64_t                    s0, s1, v[2];
     ngx_uint_t                  i;
     ngx_http_variable_value_t  *vv;
@@ -325,18 +363,6 @@ ngx_http_mitte_request_id(ngx_http_request_t *r,
         return;
     }
 
-    if (ngx_http_mitte_rid_state[0] == 0 && ngx_http_mitte_rid_state[1] == 0)
-    {
-        if (RAND_bytes((u_char *) ngx_http_mitte_rid_state,
-                       sizeof(ngx_http_mitte_rid_state)) != 1)
-        {
-            ngx_http_mitte_rid_state[0] = (uint64_t) ngx_pid << 32
-                                          ^ (uint64_t) ngx_time();
-            ngx_http_mitte_rid_state[1] = (uint64_t) (uintptr_t) r
-                                          ^ 0x9e3779b97f4a7c15ULL;
-        }
-    }
-
     for (i = 0; i < 2; i++) {
         s1 = ngx_http_mitte_rid_state[0];
         s0 = ngx_http_mitte_rid_state[1];
@@ -344,12 +370,6 @@ ngx_http_mitte_request_id(ngx_http_request_t *r,
         ngx_http_mitte_rid_state[0] = s0;
         s1 ^= s1 << 23;
         ngx_http_mitte_rid_state[1] = s1 ^ s0 ^ (s1 >> 18) ^ (s0 >> 5);
-    }
-
-    p = ngx_pnalloc(r->pool, 32);
-    if (p == NULL) {
-        ngx_str_null(rid);
-        return;
     }
 
     for (i = 0; i < 2; i++) {

@@ -19,6 +19,36 @@
                             - offsetof(ngx_rbtree_node_t, color)))
 
 
+/*
+ * The trees' key: a multiply-xorshift hash of the name, 8 bytes at a
+ * step. It costs a fraction of CRC32's table walk for the short names
+ * here, and gives 64 bits, so names rarely share a key.
+ */
+
+static ngx_inline ngx_rbtree_key_t
+ngx_http_mitte_hash(u_char *p, size_t len)
+{
+    uint64_t  h, w;
+
+    h = 0x9e3779b97f4a7c15ULL ^ len;
+
+    for ( /* void */ ; len >= 8; len -= 8, p += 8) {
+        ngx_memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+
+    for (w = 0; len; len--) {
+        w = (w << 8) | p[len - 1];
+    }
+
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+
+    return (ngx_rbtree_key_t) h;
+}
+
+
 static void ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static void ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
@@ -110,8 +140,8 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 /*
- * Both trees are keyed by the CRC32 of a name (slug, user id), and ordered
- * by the name's bytes among equal keys.
+ * Both trees are keyed by ngx_http_mitte_hash() of a name (slug, user
+ * id), and ordered by the name's bytes among equal keys.
  */
 
 void
@@ -212,7 +242,7 @@ ngx_http_mitte_tree_lookup(ngx_rbtree_t *tree, ngx_http_mitte_key_pt key,
     ngx_rbtree_key_t    hash;
     ngx_rbtree_node_t  *node;
 
-    hash = ngx_crc32_short(data, len);
+    hash = ngx_http_mitte_hash(data, len);
 
     for (node = tree->root; node != tree->sentinel; /* void */ ) {
 
@@ -355,7 +385,7 @@ ngx_http_mitte_endpoint_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *slug,
 
     ngx_memzero(en, sizeof(ngx_http_mitte_endpoint_node_t));
 
-    node->key = ngx_crc32_short(slug, len);
+    node->key = ngx_http_mitte_hash(slug, len);
     en->slug_len = (u_char) len;
     ngx_memcpy(en->ep.slug, slug, len);
     mitte_ring_init(&en->ep.ring);
@@ -534,7 +564,7 @@ ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
 
     ngx_memzero(un, sizeof(ngx_http_mitte_user_node_t));
 
-    node->key = ngx_crc32_short(id, len);
+    node->key = ngx_http_mitte_hash(id, len);
     ngx_queue_init(&un->notes);
     un->user.id_len = (uint8_t) len;
     ngx_memcpy(un->user.id, id, len);

@@ -286,6 +286,24 @@ is_deeply([map { $_->{slug} } @{ $doc->{endpoints} || [] }], ['ep-bob'],
 json_answer_ok($r, $doc, 200, 'mitte_stats all ?endpoint= unknown');
 is_deeply($doc->{endpoints}, [], 'an unknown endpoint: none');
 
+# the user header's name in any case, and among other headers, as nginx's
+# $http_ variable finds it; the first of two; none: no owner
+{
+    my $r1 = $t->raw("POST /hooks/ep-case HTTP/1.1\r\nHost: x\r\n"
+        . "X-Other: 1\r\nx-mItTe-uSeR: dora\r\nX-Mitte-User: erin\r\n"
+        . "Content-Length: 0\r\nConnection: close\r\n\r\n");
+    is($r1->{status}, 200, 'a user header in odd case: proxied');
+    $t->wait_recorded('ep-case', 1);
+    ($r, $doc) = stats('dora');
+    is_deeply([map { $_->{slug} } @{ $doc->{endpoints} || [] }],
+              ['ep-case'], 'x-mItTe-uSeR: the owner is dora, the first');
+    ($r, $doc) = stats('erin');
+    is_deeply($doc->{endpoints}, [], 'erin, the second, owns nothing');
+    $t->post('/hooks/ep-nouser');
+    my $ep = $t->wait_recorded('ep-nouser', 1);
+    ok($ep && !defined $ep->{user}, 'no user header: no owner');
+}
+
 # the invalid slugs are logged at most once a minute (once per worker)
 my @said = grep { /slug/i } $t->error_log_lines;
 ok(@said <= 2, 'invalid slugs logged at most once a minute per worker')
