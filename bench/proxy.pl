@@ -30,7 +30,7 @@
 # Environment:
 #   MITTE_MODULE           the module (default build/ngx_http_mitte_module.so)
 #   NGINX                  the nginx binary (default /usr/sbin/nginx)
-#   BENCH_PAIRS            plain/recorded pairs of wrk runs (default 5)
+#   BENCH_PAIRS            plain/recorded pairs of wrk runs (default 9)
 #   BENCH_DURATION         seconds per wrk run (default 5)
 #   BENCH_CONNECTIONS      wrk connections (default 32)
 #   BENCH_PIN              1 (default when there are 2+ CPUs): nginx's worker
@@ -50,7 +50,7 @@ use lib "$FindBin::Bin/lib";
 use MitteBench;
 use Time::HiRes qw(time);
 
-my $PAIRS = $ENV{BENCH_PAIRS} // 5;
+my $PAIRS = $ENV{BENCH_PAIRS} // 9;
 my $DURATION = $ENV{BENCH_DURATION} // 5;
 my $CONNECTIONS = $ENV{BENCH_CONNECTIONS} // 32;
 my $THROUGHPUT = $ENV{BENCH_THROUGHPUT} // 1;
