@@ -50,7 +50,9 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SOURCES)
 	mv -f $(MODULE).tmp $(MODULE)
 
 run: deps all
-	@mkdir -p $(BUILD)/run
+	@mkdir -p $(BUILD)/run/state
+	@# the workers (nobody, when started as root) write the state file
+	@if [ "$$(id -u)" = 0 ]; then chown nobody $(BUILD)/run/state; fi
 	@echo
 	@echo "mitte demo on http://127.0.0.1:8080 (Ctrl-C stops it)."
 	@echo "Dashboard: http://127.0.0.1:8080/ (alice/alice or bob/bob). Try:"

@@ -40,6 +40,10 @@
 #    display name) to every endpoint; the zone's growth / endpoints is what
 #    a name costs on top.
 #
+# 5. The state file (BENCH_STATE=0 skips it): a reload adds
+#    mitte_state_file; the time a write takes and holds the zone's lock,
+#    the file's size, and the time nginx takes to start from it.
+#
 # The import happens in the current hour: when the hour would end before
 # the sweeps are done (less than BENCH_HOUR_MARGIN seconds left), the bench
 # first waits for the next hour. If the hour changed anyway, it fails.
@@ -53,6 +57,7 @@
 #   BENCH_PIPELINE      requests in flight per client (default 16)
 #   BENCH_SWEEPS        sweeps to run (default 3)
 #   BENCH_NAMES         1 (default): also measure the zone with names
+#   BENCH_STATE         1 (default): also measure the state file (5. below)
 #   BENCH_ZONE          zone size (default 128m)
 #   BENCH_PIN           1 (default when there are 2+ CPUs): nginx's worker
 #                       on CPU 0 (the import clients run anywhere)
@@ -87,6 +92,7 @@ my $CLIENTS = $ENV{BENCH_CLIENTS} // 4;
 my $PIPELINE = $ENV{BENCH_PIPELINE} // 16;
 my $SWEEPS = $ENV{BENCH_SWEEPS} // 3;
 my $NAMES = $ENV{BENCH_NAMES} // 1;
+my $STATE = $ENV{BENCH_STATE} // 1;
 my $ZONE = $ENV{BENCH_ZONE} // '128m';
 my $MARGIN = $ENV{BENCH_HOUR_MARGIN} // 90;
 my $HOLD = $ENV{BENCH_HOLD} // 0;
@@ -303,6 +309,7 @@ sub put_parallel {
 sub nginx_conf {
     my (%o) = @_;
     my $dir = $o{dir};
+    $o{state} = $o{state} ? "    mitte_state_file $o{state} interval=1s;" : '';
     # under a tool (single): one process, no master, no worker
     return conf_head(dir => $dir, pin => $o{pin}, single => scalar @WRAPPER,
                      connections => 1024)
@@ -314,6 +321,7 @@ sub nginx_conf {
     mitte_zone mitte:$ZONE;
     # the timer's sweep waits an hour: only POST /mitte-admin/sweep sweeps
     mitte_anomaly interval=1h;
+$o{state}
 
     server {
         listen 127.0.0.1:$o{port};
@@ -354,12 +362,63 @@ sub run {
     my $text = eval { measure($port, $hour, $pid) };
     fail_with_log($@, $log) unless defined $text;
 
+    if ($STATE && !@WRAPPER) {
+        my $st = eval { state_file($dir, $port, $pid) };
+        fail_with_log($@, $log) unless defined $st;
+        $pid = $st->{pid};
+        $text .= $st->{text};
+    }
+
     stop($pid);
     fail_with_log("nginx reported problems\n", $log) if log_problems($log);
     die "the hour changed during the run: the sweeps did not see the "
         . "imported current hour; run it again\n"
         if floor(time / 3600) != $hour;
     return $text;
+}
+
+# 5. The state file: a reload adds mitte_state_file (interval=1s) to the
+# same zone; after two writes, the metrics tell how long the last one took
+# and held the zone's lock; then nginx stops (it writes the file at exit)
+# and starts again from it: the time until it answers, and every endpoint
+# must be back.
+sub state_file {
+    my ($dir, $port, $pid) = @_;
+    my $conf = nginx_conf(dir => $dir, port => $port, pin => $PIN,
+                          state => "$dir/state");
+    spew("$dir/nginx.conf", $conf);
+    kill 'HUP', $pid;
+
+    my $key = 'mitte_state_writes_total{result="written"}';
+    my ($m, $until) = ({}, time + 60);
+    while (time < $until) {
+        sleep 0.5;
+        $m = eval { metrics(client($port)) } || {};
+        last if ($m->{$key} // 0) >= 2;
+    }
+    die "the state file was not written twice in 60s\n"
+        unless ($m->{$key} // 0) >= 2;
+    die "a state file write failed\n"
+        if $m->{'mitte_state_writes_total{result="failed"}'};
+
+    stop($pid);
+    my $size = -s "$dir/state" or die "no state file after the stop\n";
+
+    my $t = time;
+    my ($pid2) = start_nginx($dir, $conf, port => $port, timeout => 120,
+                             brief => 1);
+    my $ready = time - $t;
+    my $m2 = metrics(client($port));
+    die "after the restart: mitte_endpoints is $m2->{mitte_endpoints}, not "
+        . "$ENDPOINTS\n" unless $m2->{mitte_endpoints} == $ENDPOINTS;
+
+    my $text = sprintf "state file (%d endpoints, %d users): %.1f MB; a "
+        . "write %.3f s, the zone locked %.3f s of it; after a stop, "
+        . "nginx read it and answered in %.2f s\n", $ENDPOINTS,
+        $m2->{mitte_users}, $size / 1e6, $m->{mitte_state_write_seconds},
+        $m->{mitte_state_lock_seconds}, $ready;
+    print $text;
+    return { pid => $pid2, text => "  $text" };
 }
 
 sub measure {

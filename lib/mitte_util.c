@@ -449,3 +449,32 @@ mitte_utf8_len(const unsigned char *p, size_t len)
 
     return n;
 }
+
+
+uint64_t
+mitte_checksum(const void *data, size_t len)
+{
+    size_t                i;
+    uint64_t              h, w;
+    const unsigned char  *p;
+
+    p = data;
+    h = 0x243f6a8885a308d3ULL ^ ((uint64_t) len * 0x9e3779b97f4a7c15ULL);
+
+    for ( /* void */ ; len >= 8; len -= 8, p += 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 33;
+    }
+
+    for (w = 0, i = 0; i < len; i++) {
+        w |= (uint64_t) p[i] << (8 * i);
+    }
+
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+    h *= 0x9e3779b97f4a7c15ULL;
+    h ^= h >> 32;
+
+    return h;
+}

@@ -72,4 +72,11 @@ uint32_t mitte_quota_threshold(uint32_t limit, uint32_t pct);
 size_t mitte_json_escape(unsigned char *dst, const unsigned char *src,
     size_t len);
 
+/*
+ * A 64-bit checksum of len bytes (a state file's records): any change of
+ * a byte, of the length or of the order of 8-byte words changes it, with
+ * the odds of a random match 1 in 2^64. Not a cryptographic hash.
+ */
+uint64_t mitte_checksum(const void *data, size_t len);
+
 #endif /* MITTE_UTIL_H */

@@ -700,6 +700,27 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
         c.sends[0][0], c.sends[0][1], c.sends[1][0], c.sends[1][1],
         subscribers);
 
+    b->last = ngx_sprintf(b->last,
+        "# HELP mitte_state_writes_total State file writes, by result.\n"
+        "# TYPE mitte_state_writes_total counter\n"
+        "mitte_state_writes_total{result=\"written\"} %uL\n"
+        "mitte_state_writes_total{result=\"failed\"} %uL\n"
+        "# HELP mitte_state_write_seconds Wall time of the last state file "
+        "write.\n"
+        "# TYPE mitte_state_write_seconds gauge\n"
+        "mitte_state_write_seconds %uL.%06uL\n"
+        "# HELP mitte_state_lock_seconds How long the last state file write "
+        "held the zone's lock.\n"
+        "# TYPE mitte_state_lock_seconds gauge\n"
+        "mitte_state_lock_seconds %uL.%06uL\n"
+        "# HELP mitte_state_file_bytes Size of the last state file.\n"
+        "# TYPE mitte_state_file_bytes gauge\n"
+        "mitte_state_file_bytes %uL\n",
+        c.state_writes[0], c.state_writes[1],
+        c.state_usec / 1000000, c.state_usec % 1000000,
+        c.state_lock_usec / 1000000, c.state_lock_usec % 1000000,
+        c.state_bytes);
+
     out = ngx_alloc_chain_link(r->pool);
     if (out == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -15,6 +15,9 @@ static char *ngx_http_mitte_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_mitte_init(ngx_conf_t *cf);
 
+static char *ngx_http_mitte_state_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void ngx_http_mitte_exit_master(ngx_cycle_t *cycle);
 static char *ngx_http_mitte_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mitte_set_value(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -219,6 +222,13 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
       offsetof(ngx_http_mitte_loc_conf_t, heartbeat),
       NULL },
 
+    { ngx_string("mitte_state_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_mitte_state_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("mitte_sse_replay"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_mitte_conf_num,
@@ -270,7 +280,7 @@ ngx_module_t  ngx_http_mitte_module = {
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_mitte_exit_process,           /* exit process */
-    NULL,                                  /* exit master */
+    ngx_http_mitte_exit_master,            /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -1336,6 +1346,10 @@ ngx_http_mitte_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_mitte_state_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_mitte_sweep_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -1450,4 +1464,110 @@ ngx_http_mitte_conf_value(ngx_conf_t *cf, ngx_command_t *cmd, char *rv)
                        : "expected a whole number, 0 or more");
 
     return NGX_CONF_ERROR;
+}
+
+
+static void
+ngx_http_mitte_exit_master(ngx_cycle_t *cycle)
+{
+    ngx_http_mitte_state_exit_master(cycle);
+}
+
+
+/* mitte_state_file path [interval=30s]; */
+
+static char *
+ngx_http_mitte_state_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_main_conf_t *mmcf = conf;
+
+    u_char                     *p;
+    ngx_str_t                  *value, path, s;
+    ngx_msec_t                  interval;
+    ngx_http_mitte_zone_ctx_t  *ctx;
+
+    if (ngx_http_mitte_need_zone(cf, cmd) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ctx = mmcf->shm_zone->data;
+
+    if (ctx->state_file.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    path = value[1];
+    interval = 30000;
+
+    if (path.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty path in \"mitte_state_file\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 3) {
+        if (value[2].len <= 9
+            || ngx_strncmp(value[2].data, "interval=", 9) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" in "
+                               "\"mitte_state_file\", expected "
+                               "interval=time", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        s.data = value[2].data + 9;
+        s.len = value[2].len - 9;
+
+        interval = ngx_parse_time(&s, 0);
+
+        if (interval == (ngx_msec_t) NGX_ERROR || interval < 1000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid interval \"%V\" in "
+                               "\"mitte_state_file\", expected a time of "
+                               "1s or more", &s);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the path, "<path>.tmp", "<path>.bad" and the directory, with NULs */
+
+    p = ngx_pnalloc(cf->pool, 4 * (path.len + 5));
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ctx->state_file.data = p;
+    ctx->state_file.len = path.len;
+    p = ngx_cpymem(p, path.data, path.len);
+    *p++ = '\0';
+
+    ctx->state_tmp.data = p;
+    ctx->state_tmp.len = path.len + 4;
+    p = ngx_sprintf(p, "%V.tmp%Z", &path);
+
+    ctx->state_bad.data = p;
+    ctx->state_bad.len = path.len + 4;
+    p = ngx_sprintf(p, "%V.bad%Z", &path);
+
+    ctx->state_dir.data = p;
+    ctx->state_dir.len = path.len;
+
+    while (ctx->state_dir.len > 1
+           && path.data[ctx->state_dir.len - 1] != '/')
+    {
+        ctx->state_dir.len--;
+    }
+
+    p = ngx_cpymem(p, path.data, ctx->state_dir.len);
+    *p = '\0';
+
+    ctx->state_interval = interval;
+
+    return NGX_CONF_OK;
 }

@@ -255,6 +255,10 @@ typedef struct {
     uint64_t                    sweep_slice_usec; /* its longest slice */
     uint64_t                    outbox_full[2];   /* by channel */
     uint64_t                    sends[2][2];      /* channel, sent/failed */
+    uint64_t                    state_writes[2];  /* written, failed */
+    uint64_t                    state_usec;       /* the last write */
+    uint64_t                    state_lock_usec;  /* its records, locked */
+    uint64_t                    state_bytes;
 } ngx_http_mitte_counters_t;
 
 
@@ -285,7 +289,36 @@ typedef struct {
     ngx_http_mitte_sh_t        *sh;
     ngx_slab_pool_t            *shpool;
     ngx_uint_t                  nevents;    /* mitte_sse_replay */
+    ngx_str_t                   state_file; /* NUL-terminated; "": none */
+    ngx_str_t                   state_tmp;  /* "<path>.tmp" */
+    ngx_str_t                   state_bad;  /* "<path>.bad" */
+    ngx_str_t                   state_dir;
+    ngx_msec_t                  state_interval;
+    time_t                      state_warned;
 } ngx_http_mitte_zone_ctx_t;
+
+
+/* the zone's state as records (ngx_http_mitte_state.c) */
+typedef struct {
+    u_char                     *data;
+    size_t                      len;
+    size_t                      size;
+    ngx_log_t                  *log;
+    ngx_uint_t                  failed;
+} ngx_http_mitte_records_t;
+
+
+/* what records brought into a zone */
+typedef struct {
+    ngx_uint_t                  endpoints;  /* read */
+    ngx_uint_t                  endpoints_kept;
+    ngx_uint_t                  users;
+    ngx_uint_t                  users_kept;
+    ngx_uint_t                  notes;
+    ngx_uint_t                  sends;
+    ngx_uint_t                  events;
+    ngx_uint_t                  lost;       /* did not fit */
+} ngx_http_mitte_loaded_t;
 
 
 typedef struct {
@@ -397,8 +430,21 @@ ngx_int_t ngx_http_mitte_value(ngx_http_request_t *r,
     ngx_http_mitte_value_t *val, ngx_str_t *value);
 
 /* ngx_http_mitte_carry.c */
-void ngx_http_mitte_carry(ngx_shm_zone_t *shm_zone,
+ngx_int_t ngx_http_mitte_carry(ngx_shm_zone_t *shm_zone,
     ngx_http_mitte_zone_ctx_t *ctx);
+
+/* ngx_http_mitte_state.c */
+ngx_int_t ngx_http_mitte_state_dump(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs);
+ngx_int_t ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx,
+    u_char *p, size_t len, ngx_uint_t restart, ngx_http_mitte_loaded_t *ld);
+void ngx_http_mitte_records_free(ngx_http_mitte_records_t *rs);
+ngx_int_t ngx_http_mitte_state_save(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_log_t *log, ngx_uint_t quiet);
+void ngx_http_mitte_state_restore(ngx_shm_zone_t *shm_zone,
+    ngx_http_mitte_zone_ctx_t *ctx);
+ngx_int_t ngx_http_mitte_state_init_process(ngx_cycle_t *cycle);
+void ngx_http_mitte_state_exit_master(ngx_cycle_t *cycle);
 
 /* ngx_http_mitte_zone.c */
 ngx_int_t ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data);

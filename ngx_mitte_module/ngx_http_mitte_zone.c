@@ -131,9 +131,16 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
-    /* a reload that changed the zone's size: the old zone's state */
+    /*
+     * a reload that changed the zone's size: the old zone's state; else,
+     * nginx starts (or the reload adds the zone): the state file's
+     */
 
-    ngx_http_mitte_carry(shm_zone, ctx);
+    if (ngx_http_mitte_carry(shm_zone, ctx) == NGX_DECLINED
+        && ctx->state_file.len)
+    {
+        ngx_http_mitte_state_restore(shm_zone, ctx);
+    }
 
     return NGX_OK;
 }

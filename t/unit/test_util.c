@@ -387,6 +387,50 @@ test_json_escape_all_bytes(void **state)
 }
 
 
+static void
+test_checksum(void **state)
+{
+    size_t         i, j;
+    uint64_t       base, c;
+    unsigned char  buf[67];
+
+    (void) state;
+
+    for (i = 0; i < sizeof(buf); i++) {
+        buf[i] = (unsigned char) (i * 7 + 1);
+    }
+
+    base = mitte_checksum(buf, sizeof(buf));
+    assert_true(base == mitte_checksum(buf, sizeof(buf)));
+
+    /* every length differs, so does the empty one */
+    for (i = 0; i < sizeof(buf); i++) {
+        assert_true(mitte_checksum(buf, i) != base);
+    }
+
+    assert_true(mitte_checksum(buf, 0) != mitte_checksum("\0", 1));
+
+    /* any one bit flipped anywhere, the tail included */
+    for (i = 0; i < sizeof(buf); i++) {
+        for (j = 0; j < 8; j++) {
+            buf[i] ^= (unsigned char) (1 << j);
+            c = mitte_checksum(buf, sizeof(buf));
+            buf[i] ^= (unsigned char) (1 << j);
+            assert_true(c != base);
+        }
+    }
+
+    /* two 8-byte words swapped */
+    for (i = 0; i < 8; i++) {
+        unsigned char  t = buf[i];
+        buf[i] = buf[i + 8];
+        buf[i + 8] = t;
+    }
+
+    assert_true(mitte_checksum(buf, sizeof(buf)) != base);
+}
+
+
 int
 main(void)
 {
@@ -400,6 +444,7 @@ main(void)
         cmocka_unit_test(test_email_unicode),
         cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_json_escape_all_bytes),
+        cmocka_unit_test(test_checksum),
     };
 
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);

@@ -761,6 +761,41 @@ sub stop {
     return $self->check_error_log;
 }
 
+# quit(): QUIT and wait, as stop() does, but the instance can start() again
+# (same ports, directory and configuration); returns nginx's exit status
+sub quit {
+    my ($self) = @_;
+    my $pid = $self->{pid} or croak 'not started';
+    kill 'QUIT', $pid;
+    my $deadline = time() + 10;
+    while (time() < $deadline) {
+        last unless $self->_alive;
+        sleep 0.05;
+    }
+    if ($self->{pid}) {
+        diag("nginx $pid did not quit in 10s, killing it");
+        $self->kill9;
+        return -1;
+    }
+    return $self->{exit_status};
+}
+
+# kill9(): the master and every worker killed at once, as in a crash
+sub kill9 {
+    my ($self) = @_;
+    my $pid = $self->{pid} or croak 'not started';
+    my @kids = $self->_all_child_pids;
+    kill 'KILL', $pid, @kids;
+    waitpid($pid, 0);
+    $self->{exit_status} = $?;
+    $self->{pid} = undef;
+    my $deadline = time() + 5;
+    while (time() < $deadline && grep { kill 0, $_ } @kids) {
+        sleep 0.05;
+    }
+    return;
+}
+
 sub _shutdown {
     my ($self) = @_;
     return unless $$ == $self->{owner};
