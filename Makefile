@@ -16,7 +16,7 @@ CC_OPT      := -g -O2 -fstack-protector-strong -Wformat \
                -Werror=format-security -fPIC -Wdate-time -D_FORTIFY_SOURCE=2
 LD_OPT      := -Wl,-z,relro -Wl,-z,now -fPIC
 
-PACKAGES    := nginx nginx-dev libhiredis-dev libcurl4-openssl-dev \
+PACKAGES    := nginx nginx-dev curl libhiredis-dev libcurl4-openssl-dev \
                libcjson-dev libcmocka-dev libssl-dev perl make gcc
 BENCH_PACKAGES := wrk libnginx-mod-nchan libnginx-mod-http-lua valgrind
 

@@ -305,6 +305,8 @@ typedef struct {
     size_t                      size;
     ngx_log_t                  *log;
     ngx_uint_t                  failed;
+    uint64_t                    start;      /* usec, monotonic */
+    uint64_t                    longest;    /* usec the lock was held */
 } ngx_http_mitte_records_t;
 
 
@@ -318,6 +320,7 @@ typedef struct {
     ngx_uint_t                  sends;
     ngx_uint_t                  events;
     ngx_uint_t                  lost;       /* did not fit */
+    ngx_log_t                  *log;
 } ngx_http_mitte_loaded_t;
 
 
@@ -456,6 +459,9 @@ void ngx_http_mitte_endpoint_key(ngx_rbtree_node_t *node, ngx_str_t *name);
 void ngx_http_mitte_user_key(ngx_rbtree_node_t *node, ngx_str_t *name);
 ngx_int_t ngx_http_mitte_tree_cmp(ngx_rbtree_node_t *node,
     ngx_http_mitte_key_pt key, ngx_rbtree_key_t hash, u_char *data,
+    size_t len);
+ngx_rbtree_node_t *ngx_http_mitte_tree_after(ngx_rbtree_t *tree,
+    ngx_http_mitte_key_pt key, ngx_rbtree_key_t hash, u_char *name,
     size_t len);
 void ngx_http_mitte_notes_free(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_user_node_t *un);

@@ -57,7 +57,9 @@ ngx_http_mitte_notify(ngx_http_mitte_main_conf_t *mmcf,
     n->seq = ++ctx->sh->seq;
     n->type = (uint8_t) type;
     n->slug_len = (uint8_t) ngx_min(slug_len, MITTE_SLUG_MAX);
-    ngx_memcpy(n->slug, slug, n->slug_len);
+    if (n->slug_len) {
+        ngx_memcpy(n->slug, slug, n->slug_len);
+    }
     n->message_len = (uint16_t) ngx_min(msg_len, NGX_HTTP_MITTE_MESSAGE_MAX);
     ngx_memcpy(n->message, msg, n->message_len);
 

@@ -118,7 +118,9 @@ ngx_http_mitte_outbox_add(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t channel,
     s->message_len = n->message_len;
 
     p = ngx_cpymem(s->data, target, target_len);
-    p = ngx_cpymem(p, secret, secret_len);
+    if (secret_len) {
+        p = ngx_cpymem(p, secret, secret_len);
+    }
     ngx_memcpy(p, n->message, n->message_len);
 
     ngx_queue_insert_tail(&sh->pending[channel], &s->queue);

@@ -92,6 +92,8 @@ static ngx_int_t ngx_http_mitte_sse_flush(ngx_http_mitte_sub_t *sub);
 static ngx_int_t ngx_http_mitte_sse_raw_flush(ngx_http_mitte_sub_t *sub);
 static void ngx_http_mitte_sse_drop(ngx_http_mitte_sub_t *sub);
 static void ngx_http_mitte_sse_end(ngx_http_mitte_sub_t *sub);
+static void ngx_http_mitte_sse_shutdown(ngx_http_mitte_sse_worker_t *w);
+static void ngx_http_mitte_sse_finish(ngx_http_mitte_sub_t *sub);
 static void ngx_http_mitte_sse_detach(ngx_event_t *ev);
 static void ngx_http_mitte_sse_raw_read(ngx_event_t *rev);
 static void ngx_http_mitte_sse_raw_write(ngx_event_t *wev);
@@ -263,6 +265,13 @@ ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle)
         c->read->log = cycle->log;
         c->data = w;
 
+        /*
+         * "idle": a graceful shutdown (quit, reload) calls its handler with
+         * c->close set, which is when this worker ends its streams; nginx
+         * would not end an HTTP/2 stream, and the worker would exit with it
+         */
+        c->idle = 1;
+
         if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
             return NGX_ERROR;
         }
@@ -351,6 +360,11 @@ ngx_http_mitte_sse_wakeup(ngx_event_t *ev)
     c = ev->data;
     w = c->data;
 
+    if (c->close) {
+        ngx_http_mitte_sse_shutdown(w);
+        return;
+    }
+
     while (read(c->fd, &v, sizeof(v)) == sizeof(v)) {
         /* void */
     }
@@ -360,6 +374,70 @@ ngx_http_mitte_sse_wakeup(ngx_event_t *ev)
     }
 
     ngx_http_mitte_sse_drain();
+}
+
+
+/*
+ * Graceful shutdown: every stream of this worker ends cleanly (the last
+ * chunk, or END_STREAM on HTTP/2), and the clients reconnect, with their
+ * Last-Event-ID, to a worker that goes on.
+ */
+
+static void
+ngx_http_mitte_sse_shutdown(ngx_http_mitte_sse_worker_t *w)
+{
+    ngx_uint_t             i;
+    ngx_queue_t           *list;
+    ngx_http_mitte_sub_t  *sub;
+
+    w->ready = 0;
+
+    for (i = 0; i <= NGX_HTTP_MITTE_SSE_BUCKETS; i++) {
+        list = (i < NGX_HTTP_MITTE_SSE_BUCKETS) ? &w->buckets[i] : &w->all;
+
+        while (!ngx_queue_empty(list)) {
+            sub = ngx_queue_data(ngx_queue_head(list), ngx_http_mitte_sub_t,
+                                 queue);
+            ngx_http_mitte_sse_finish(sub);
+        }
+    }
+
+    if (w->wakeup) {
+        ngx_close_connection(w->wakeup);
+        w->wakeup = NULL;
+    }
+}
+
+
+static void
+ngx_http_mitte_sse_finish(ngx_http_mitte_sub_t *sub)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    static u_char  last[] = "0\r\n\r\n";
+
+    c = sub->connection;
+
+    /* off the lists first: the end may take a while to be sent */
+    ngx_http_mitte_sse_cleanup(sub);
+
+    if (sub->raw) {
+        if (sub->chunked && sub->out == NULL && !c->error) {
+            /* the last chunk if it goes at once; else the close says it */
+            (void) c->send(c, last, sizeof(last) - 1);
+        }
+
+        ngx_http_close_connection(c);
+        return;
+    }
+
+    r = sub->request;
+
+    rc = ngx_http_send_special(r, NGX_HTTP_LAST);
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -1043,7 +1121,9 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
         return ngx_http_mitte_send_unauthorized(r);
     }
 
-    if (!w->ready || ngx_worker >= NGX_HTTP_MITTE_MAX_WORKERS) {
+    if ((!w->ready && !ngx_exiting)
+        || ngx_worker >= NGX_HTTP_MITTE_MAX_WORKERS)
+    {
         return ngx_http_mitte_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          "unavailable",
                                          "The event stream is not served by "
@@ -1065,7 +1145,9 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
     sub->send_timeout = clcf->send_timeout;
     sub->all = mlcf->sse_all;
     sub->user_len = user.len;
-    ngx_memcpy(sub->user, user.data, user.len);
+    if (user.len) {
+        ngx_memcpy(sub->user, user.data, user.len);
+    }
     sub->interval = mlcf->heartbeat;
 
     r->headers_out.status = NGX_HTTP_OK;
@@ -1144,6 +1226,11 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
 
     if (ngx_http_output_filter(r, cl) == NGX_ERROR) {
         return NGX_ERROR;
+    }
+
+    if (ngx_exiting || !w->ready) {
+        /* this worker is going: the client reconnects to one that stays */
+        return ngx_http_send_special(r, NGX_HTTP_LAST);
     }
 
     /* replay what the caller missed, then go live from there */

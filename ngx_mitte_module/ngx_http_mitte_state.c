@@ -37,6 +37,9 @@
 
 #define NGX_HTTP_MITTE_QUEUE_DONE       2   /* else a channel's pending */
 
+/* records taken per hold of the zone's lock by worker 0's writes */
+#define NGX_HTTP_MITTE_STATE_SLICE      2048
+
 
 typedef struct {
     u_char                      magic[8];
@@ -76,6 +79,20 @@ typedef struct {
 
 
 typedef struct {
+    ngx_event_t                 timer;
+    ngx_event_t                 next;       /* the next slice, posted */
+    ngx_http_mitte_zone_ctx_t  *ctx;
+    ngx_http_mitte_records_t    rs;
+    ngx_uint_t                  phase;      /* outbox and events,
+                                               endpoints, users, the rest */
+    ngx_uint_t                  started;    /* the cursor is set */
+    ngx_rbtree_key_t            key;        /* cursor: the last node */
+    size_t                      len;
+    u_char                      id[MITTE_USER_MAX];
+} ngx_http_mitte_state_writer_t;
+
+
+typedef struct {
     uint32_t                    queue;      /* a channel, or QUEUE_DONE */
     uint32_t                    reserved;
     ngx_http_mitte_send_t       send;       /* and its variable part */
@@ -86,8 +103,21 @@ static ngx_int_t ngx_http_mitte_state_grow(ngx_http_mitte_records_t *rs,
     size_t need);
 static void *ngx_http_mitte_state_add(ngx_http_mitte_records_t *rs,
     ngx_uint_t kind, size_t len);
+static ngx_uint_t ngx_http_mitte_dump_endpoint(
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_records_t *rs,
+    ngx_http_mitte_endpoint_node_t *en);
+static ngx_uint_t ngx_http_mitte_dump_user(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs, ngx_http_mitte_user_node_t *un);
+static ngx_int_t ngx_http_mitte_dump_rest(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs);
+static ngx_int_t ngx_http_mitte_dump_meta(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs);
 static void ngx_http_mitte_state_sizes(uint32_t *sizes);
 static ngx_int_t ngx_http_mitte_state_check(u_char *p, size_t len);
+static void ngx_http_mitte_state_order(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_loaded_t *ld);
+static int ngx_libc_cdecl ngx_http_mitte_state_newer(const void *one,
+    const void *two);
 static ngx_int_t ngx_http_mitte_state_send_ok(ngx_http_mitte_rec_send_t *rs,
     size_t len);
 static void ngx_http_mitte_state_put(ngx_http_mitte_zone_ctx_t *ctx,
@@ -95,11 +125,17 @@ static void ngx_http_mitte_state_put(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_uint_t restart, ngx_http_mitte_loaded_t *ld);
 static ngx_int_t ngx_http_mitte_state_write_all(ngx_fd_t fd, u_char *p,
     size_t len);
+static void ngx_http_mitte_state_begin(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs, ngx_log_t *log);
+static ngx_int_t ngx_http_mitte_state_finish(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs, ngx_int_t rc, ngx_log_t *log,
+    ngx_uint_t quiet);
 static void ngx_http_mitte_state_timer(ngx_event_t *ev);
+static void ngx_http_mitte_state_slice(ngx_event_t *ev);
 static void ngx_http_mitte_state_aside(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_log_t *log);
 static void ngx_http_mitte_state_count(ngx_http_mitte_zone_ctx_t *ctx,
-    ngx_uint_t ok, uint64_t start, uint64_t locked, size_t bytes);
+    ngx_uint_t ok, uint64_t start, uint64_t longest, size_t bytes);
 static uint64_t ngx_http_mitte_state_usec(void);
 
 
@@ -181,122 +217,172 @@ ngx_http_mitte_records_free(ngx_http_mitte_records_t *rs)
 
 /*
  * The zone as records, with the zone locked (or in the master, with no
- * worker left). Records carry no pointers and no offsets into the zone.
+ * worker left), in one go: endpoints and users least recently used first.
+ * Records carry no pointers and no offsets into the zone.
  */
 
 ngx_int_t
 ngx_http_mitte_state_dump(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_records_t *rs)
 {
-    u_char                         *p;
-    size_t                          size;
-    uint64_t                        seq, first;
-    ngx_str_t                       name;
-    ngx_uint_t                      i;
-    ngx_queue_t                    *q, *nq;
-    ngx_http_mitte_sh_t            *sh;
-    ngx_http_mitte_send_t          *s;
-    ngx_http_mitte_event_t         *e;
-    ngx_http_mitte_rec_meta_t      *meta;
-    ngx_http_mitte_rec_send_t      *rsend;
-    ngx_http_mitte_user_node_t     *un;
-    ngx_http_mitte_note_node_t     *nn;
-    ngx_http_mitte_rec_endpoint_t  *rep;
-    ngx_http_mitte_endpoint_node_t *en;
+    ngx_queue_t          *q;
+    ngx_http_mitte_sh_t  *sh;
 
     sh = ctx->sh;
-
-    meta = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_META,
-                                    sizeof(ngx_http_mitte_rec_meta_t));
-    if (meta == NULL) {
-        return NGX_ERROR;
-    }
-
-    meta->counters = sh->counters;
-    meta->event_seq = sh->event_seq;
-    meta->seq = sh->seq;
 
     for (q = ngx_queue_last(&sh->ep_lru);
          q != ngx_queue_sentinel(&sh->ep_lru);
          q = ngx_queue_prev(q))
     {
-        en = ngx_queue_data(q, ngx_http_mitte_endpoint_node_t, queue);
-
-        /* the name, when it is not the slug, at its length */
-
-        ngx_str_null(&name);
-
-        if (en->ep.name_off) {
-            ngx_http_mitte_endpoint_name(ctx, en, &name);
-            name.len = ngx_min(name.len, MITTE_NAME_MAX);
-        }
-
-        rep = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_ENDPOINT,
-                                 offsetof(ngx_http_mitte_rec_endpoint_t, name)
-                                 + name.len);
-        if (rep == NULL) {
+        if (ngx_http_mitte_dump_endpoint(ctx, rs,
+                ngx_queue_data(q, ngx_http_mitte_endpoint_node_t, queue))
+            == 0)
+        {
             return NGX_ERROR;
         }
-
-        rep->ep = en->ep;
-        rep->ep.name_off = 0;
-        rep->last_status = en->last_status;
-        rep->slug_len = en->slug_len;
-        rep->user_len = en->user_len;
-        rep->flags = en->flags;
-        rep->name_len = (u_char) name.len;
-        ngx_memcpy(rep->name, name.data, name.len);
     }
 
     for (q = ngx_queue_last(&sh->user_lru);
          q != ngx_queue_sentinel(&sh->user_lru);
          q = ngx_queue_prev(q))
     {
-        un = ngx_queue_data(q, ngx_http_mitte_user_node_t, queue);
-
-        p = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_USER,
-                                     sizeof(ngx_http_mitte_user_t));
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(p, &un->user, sizeof(ngx_http_mitte_user_t));
-
-        if (un->prefs_off) {
-            p = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_PREFS,
-                                         sizeof(mitte_prefs_t));
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(p, (u_char *) ctx->shpool + un->prefs_off,
-                       sizeof(mitte_prefs_t));
-        }
-
-        for (nq = ngx_queue_last(&un->notes);
-             nq != ngx_queue_sentinel(&un->notes);
-             nq = ngx_queue_prev(nq))
+        if (ngx_http_mitte_dump_user(ctx, rs,
+                ngx_queue_data(q, ngx_http_mitte_user_node_t, queue))
+            == 0)
         {
-            nn = ngx_queue_data(nq, ngx_http_mitte_note_node_t, queue);
-
-            p = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_NOTE,
-                                       sizeof(ngx_http_mitte_notification_t));
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(p, &nn->n, sizeof(ngx_http_mitte_notification_t));
+            return NGX_ERROR;
         }
     }
 
-    /* pending sends oldest first; finished ones too (the queue is newest
-     * first) */
+    if (ngx_http_mitte_dump_rest(ctx, rs) != NGX_OK
+        || ngx_http_mitte_dump_meta(ctx, rs) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* an endpoint's record; the records written, 0 on failure */
+
+static ngx_uint_t
+ngx_http_mitte_dump_endpoint(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs, ngx_http_mitte_endpoint_node_t *en)
+{
+    ngx_str_t                       name;
+    ngx_http_mitte_rec_endpoint_t  *rep;
+
+    /* the name, when it is not the slug, at its length */
+
+    ngx_str_null(&name);
+
+    if (en->ep.name_off) {
+        ngx_http_mitte_endpoint_name(ctx, en, &name);
+        name.len = ngx_min(name.len, MITTE_NAME_MAX);
+    }
+
+    rep = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_ENDPOINT,
+                             offsetof(ngx_http_mitte_rec_endpoint_t, name)
+                             + name.len);
+    if (rep == NULL) {
+        return 0;
+    }
+
+    rep->ep = en->ep;
+    rep->ep.name_off = 0;
+    rep->last_status = en->last_status;
+    rep->slug_len = en->slug_len;
+    rep->user_len = en->user_len;
+    rep->flags = en->flags;
+    rep->name_len = (u_char) name.len;
+    if (name.len) {
+        ngx_memcpy(rep->name, name.data, name.len);
+    }
+
+    return 1;
+}
+
+
+/* a user's record, then its preferences and notifications, oldest first */
+
+static ngx_uint_t
+ngx_http_mitte_dump_user(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs, ngx_http_mitte_user_node_t *un)
+{
+    u_char                      *p;
+    ngx_uint_t                   n;
+    ngx_queue_t                 *q;
+    ngx_http_mitte_note_node_t  *nn;
+
+    p = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_USER,
+                                 sizeof(ngx_http_mitte_user_t));
+    if (p == NULL) {
+        return 0;
+    }
+
+    ngx_memcpy(p, &un->user, sizeof(ngx_http_mitte_user_t));
+    n = 1;
+
+    if (un->prefs_off) {
+        p = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_PREFS,
+                                     sizeof(mitte_prefs_t));
+        if (p == NULL) {
+            return 0;
+        }
+
+        ngx_memcpy(p, (u_char *) ctx->shpool + un->prefs_off,
+                   sizeof(mitte_prefs_t));
+        n++;
+    }
+
+    for (q = ngx_queue_last(&un->notes);
+         q != ngx_queue_sentinel(&un->notes);
+         q = ngx_queue_prev(q))
+    {
+        nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
+
+        p = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_NOTE,
+                                     sizeof(ngx_http_mitte_notification_t));
+        if (p == NULL) {
+            return 0;
+        }
+
+        ngx_memcpy(p, &nn->n, sizeof(ngx_http_mitte_notification_t));
+        n++;
+    }
+
+    return n;
+}
+
+
+/*
+ * The outbox (pending sends oldest first, then finished ones oldest
+ * first) and the replay buffer, oldest first: both bounded.
+ */
+
+static ngx_int_t
+ngx_http_mitte_dump_rest(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs)
+{
+    u_char                     *p;
+    size_t                      size;
+    uint64_t                    seq, first;
+    ngx_uint_t                  i;
+    ngx_queue_t                *q, *head;
+    ngx_http_mitte_sh_t        *sh;
+    ngx_http_mitte_send_t      *s;
+    ngx_http_mitte_event_t     *e;
+    ngx_http_mitte_rec_send_t  *rsend;
+
+    sh = ctx->sh;
 
     for (i = 0; i < 3; i++) {
-        q = (i < 2) ? ngx_queue_head(&sh->pending[i])
-                    : ngx_queue_last(&sh->done);
+        head = (i < 2) ? &sh->pending[i] : &sh->done;
 
-        while (q != ngx_queue_sentinel(i < 2 ? &sh->pending[i] : &sh->done))
+        for (q = (i < 2) ? ngx_queue_head(head) : ngx_queue_last(head);
+             q != ngx_queue_sentinel(head);
+             q = (i < 2) ? ngx_queue_next(q) : ngx_queue_prev(q))
         {
             s = ngx_queue_data(q, ngx_http_mitte_send_t, queue);
 
@@ -313,33 +399,56 @@ ngx_http_mitte_state_dump(ngx_http_mitte_zone_ctx_t *ctx,
             rsend->queue = (uint32_t) i;
             ngx_memcpy(&rsend->send, s, size);
             ngx_memzero(&rsend->send.queue, sizeof(ngx_queue_t));
-
-            q = (i < 2) ? ngx_queue_next(q) : ngx_queue_prev(q);
         }
     }
 
-    /* the replay buffer, oldest first */
-
-    if (sh->events && sh->event_seq) {
-        first = (sh->event_seq >= sh->nevents)
-                ? sh->event_seq - sh->nevents + 1 : 1;
-
-        for (seq = first; seq <= sh->event_seq; seq++) {
-            e = &sh->events[seq % sh->nevents];
-
-            if (e->seq != seq) {
-                continue;
-            }
-
-            p = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_EVENT,
-                                         sizeof(ngx_http_mitte_event_t));
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(p, e, sizeof(ngx_http_mitte_event_t));
-        }
+    if (sh->events == NULL || sh->event_seq == 0) {
+        return NGX_OK;
     }
+
+    first = (sh->event_seq >= sh->nevents)
+            ? sh->event_seq - sh->nevents + 1 : 1;
+
+    for (seq = first; seq <= sh->event_seq; seq++) {
+        e = &sh->events[seq % sh->nevents];
+
+        if (e->seq != seq) {
+            continue;
+        }
+
+        p = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_EVENT,
+                                     sizeof(ngx_http_mitte_event_t));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, e, sizeof(ngx_http_mitte_event_t));
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The counters and sequence numbers, then the end: last, so that no
+ * notification or event written before has a newer number.
+ */
+
+static ngx_int_t
+ngx_http_mitte_dump_meta(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs)
+{
+    ngx_http_mitte_rec_meta_t  *meta;
+
+    meta = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_META,
+                                    sizeof(ngx_http_mitte_rec_meta_t));
+    if (meta == NULL) {
+        return NGX_ERROR;
+    }
+
+    meta->counters = ctx->sh->counters;
+    meta->event_seq = ctx->sh->event_seq;
+    meta->seq = ctx->sh->seq;
 
     if (ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_END, 0) == NULL) {
         return NGX_ERROR;
@@ -368,6 +477,7 @@ ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx, u_char *p,
     ngx_http_mitte_user_node_t  *un;
 
     ngx_memzero(ld, sizeof(ngx_http_mitte_loaded_t));
+    ld->log = ngx_cycle->log;
 
     if (ngx_http_mitte_state_check(p, len) != NGX_OK) {
         return NGX_ERROR;
@@ -410,6 +520,10 @@ ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx, u_char *p,
         sh->event_seq = ngx_max(sh->event_seq, meta->event_seq);
     }
 
+    if (restart) {
+        ngx_http_mitte_state_order(ctx, ld);
+    }
+
     /* a smaller zone evicts the least recently used of what it takes */
 
     ld->lost += (ld->endpoints - (ngx_uint_t) sh->counters.endpoints)
@@ -418,6 +532,69 @@ ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx, u_char *p,
     ld->users_kept = (ngx_uint_t) sh->counters.users;
 
     return NGX_OK;
+}
+
+
+/*
+ * A state file holds the endpoints in tree order (worker 0 writes it in
+ * slices): the most recently delivered go first in the LRU again.
+ */
+
+static void
+ngx_http_mitte_state_order(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_loaded_t *ld)
+{
+    ngx_uint_t                        i, n;
+    ngx_queue_t                      *q, *lru;
+    ngx_http_mitte_endpoint_node_t  **all;
+
+    lru = &ctx->sh->ep_lru;
+    n = (ngx_uint_t) ctx->sh->counters.endpoints;
+
+    if (n < 2) {
+        return;
+    }
+
+    all = ngx_alloc(n * sizeof(ngx_http_mitte_endpoint_node_t *), ld->log);
+    if (all == NULL) {
+        return;
+    }
+
+    i = 0;
+
+    for (q = ngx_queue_head(lru);
+         q != ngx_queue_sentinel(lru) && i < n;
+         q = ngx_queue_next(q))
+    {
+        all[i++] = ngx_queue_data(q, ngx_http_mitte_endpoint_node_t, queue);
+    }
+
+    ngx_qsort(all, i, sizeof(ngx_http_mitte_endpoint_node_t *),
+              ngx_http_mitte_state_newer);
+
+    ngx_queue_init(lru);
+
+    for (n = 0; n < i; n++) {
+        ngx_queue_insert_tail(lru, &all[n]->queue);
+    }
+
+    ngx_free(all);
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_mitte_state_newer(const void *one, const void *two)
+{
+    ngx_http_mitte_endpoint_node_t  *a, *b;
+
+    a = *(ngx_http_mitte_endpoint_node_t **) one;
+    b = *(ngx_http_mitte_endpoint_node_t **) two;
+
+    if (a->ep.streak.last_ms == b->ep.streak.last_ms) {
+        return 0;
+    }
+
+    return (a->ep.streak.last_ms > b->ep.streak.last_ms) ? -1 : 1;
 }
 
 
@@ -778,56 +955,83 @@ ngx_http_mitte_state_sizes(uint32_t *sizes)
 
 
 /*
- * Writes the state file: the zone's records taken under its lock, then
- * written, synced and renamed without it. "quiet": errors are logged at
- * most once a minute (the timer's writes).
+ * Writes the state file in one go: the zone's records taken under its
+ * lock, then written without it (the master at exit, when no worker is
+ * left to wait for the lock).
  */
 
 ngx_int_t
 ngx_http_mitte_state_save(ngx_http_mitte_zone_ctx_t *ctx, ngx_log_t *log,
     ngx_uint_t quiet)
 {
-    u_char                       *dir;
-    size_t                        size;
-    uint64_t                      start, locked;
-    ngx_fd_t                      fd;
-    ngx_int_t                     rc;
-    ngx_err_t                     err;
-    ngx_time_t                   *tp;
-    const char                   *what;
-    ngx_http_mitte_records_t      rs;
-    ngx_http_mitte_state_head_t   head;
+    uint64_t                  t;
+    ngx_int_t                 rc;
+    ngx_http_mitte_records_t  rs;
 
-    ngx_memzero(&rs, sizeof(ngx_http_mitte_records_t));
-    rs.log = log;
+    ngx_http_mitte_state_begin(ctx, &rs, log);
 
-    start = ngx_http_mitte_state_usec();
-
-    /*
-     * Room for the records, about what the zone uses, touched before the
-     * lock is taken: the page faults of fresh memory would otherwise be
-     * taken with the zone locked.
-     */
-
-    size = (size_t) (ctx->shpool->end - ctx->shpool->start)
-           - ctx->shpool->pfree * ngx_pagesize;
-    size += size / 4;
-
-    if (ngx_http_mitte_state_grow(&rs, size) == NGX_OK) {
-        ngx_memzero(rs.data, rs.size);
-    }
+    t = ngx_http_mitte_state_usec();
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
     rc = ngx_http_mitte_state_dump(ctx, &rs);
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    locked = ngx_http_mitte_state_usec() - start;
+    rs.longest = ngx_http_mitte_state_usec() - t;
+
+    return ngx_http_mitte_state_finish(ctx, &rs, rc, log, quiet);
+}
+
+
+/*
+ * Room for the records, about what the zone uses, touched before the lock
+ * is taken: the page faults of fresh memory would otherwise be taken with
+ * the zone locked.
+ */
+
+static void
+ngx_http_mitte_state_begin(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs, ngx_log_t *log)
+{
+    size_t  size;
+
+    ngx_memzero(rs, sizeof(ngx_http_mitte_records_t));
+    rs->log = log;
+    rs->start = ngx_http_mitte_state_usec();
+
+    size = (size_t) (ctx->shpool->end - ctx->shpool->start)
+           - ctx->shpool->pfree * ngx_pagesize;
+    size += size / 4;
+
+    if (ngx_http_mitte_state_grow(rs, size) == NGX_OK) {
+        ngx_memzero(rs->data, rs->size);
+    }
+
+    rs->longest = 0;
+}
+
+
+/*
+ * The records (rc: whether they were all taken) to "<path>.tmp", synced,
+ * renamed over the path. "quiet": errors are logged at most once a minute
+ * (the timer's writes).
+ */
+
+static ngx_int_t
+ngx_http_mitte_state_finish(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_records_t *rs, ngx_int_t rc, ngx_log_t *log,
+    ngx_uint_t quiet)
+{
+    ngx_fd_t                      fd;
+    ngx_err_t                     err;
+    ngx_time_t                   *tp;
+    const char                   *what;
+    ngx_http_mitte_state_head_t   head;
 
     fd = NGX_INVALID_FILE;
     err = 0;
     what = NULL;
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK || rs->failed) {
         what = "no memory for the records of";
         goto failed;
     }
@@ -840,8 +1044,8 @@ ngx_http_mitte_state_save(ngx_http_mitte_zone_ctx_t *ctx, ngx_log_t *log,
 
     tp = ngx_timeofday();
     head.written_ms = (uint64_t) tp->sec * 1000 + tp->msec;
-    head.length = rs.len;
-    head.checksum = mitte_checksum(rs.data, rs.len);
+    head.length = rs->len;
+    head.checksum = mitte_checksum(rs->data, rs->len);
 
     fd = ngx_open_file(ctx->state_tmp.data, NGX_FILE_WRONLY,
                        NGX_FILE_TRUNCATE, 0600);
@@ -854,7 +1058,7 @@ ngx_http_mitte_state_save(ngx_http_mitte_zone_ctx_t *ctx, ngx_log_t *log,
 
     if (ngx_http_mitte_state_write_all(fd, (u_char *) &head, sizeof(head))
         != NGX_OK
-        || ngx_http_mitte_state_write_all(fd, rs.data, rs.len) != NGX_OK)
+        || ngx_http_mitte_state_write_all(fd, rs->data, rs->len) != NGX_OK)
     {
         err = ngx_errno;
         what = "write() failed for";
@@ -886,18 +1090,18 @@ ngx_http_mitte_state_save(ngx_http_mitte_zone_ctx_t *ctx, ngx_log_t *log,
 
     /* the rename itself lasts once the directory is synced */
 
-    dir = ctx->state_dir.data;
-    fd = ngx_open_file(dir, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    fd = ngx_open_file(ctx->state_dir.data, NGX_FILE_RDONLY, NGX_FILE_OPEN,
+                       0);
 
     if (fd != NGX_INVALID_FILE) {
         (void) fsync(fd);
         (void) ngx_close_file(fd);
     }
 
-    ngx_http_mitte_state_count(ctx, 1, start, locked,
-                               sizeof(head) + rs.len);
+    ngx_http_mitte_state_count(ctx, 1, rs->start, rs->longest,
+                               sizeof(head) + rs->len);
 
-    ngx_http_mitte_records_free(&rs);
+    ngx_http_mitte_records_free(rs);
 
     return NGX_OK;
 
@@ -907,9 +1111,9 @@ failed:
         (void) ngx_close_file(fd);
     }
 
-    ngx_http_mitte_records_free(&rs);
+    ngx_http_mitte_records_free(rs);
 
-    ngx_http_mitte_state_count(ctx, 0, start, locked, 0);
+    ngx_http_mitte_state_count(ctx, 0, rs->start, rs->longest, 0);
 
     if (!quiet || ngx_time() - ctx->state_warned >= 60) {
         ctx->state_warned = ngx_time();
@@ -922,11 +1126,11 @@ failed:
 }
 
 
-/* for the metrics: the last write, and how long it held the zone */
+/* for the metrics: the last write, and its longest hold of the lock */
 
 static void
 ngx_http_mitte_state_count(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t ok,
-    uint64_t start, uint64_t locked, size_t bytes)
+    uint64_t start, uint64_t longest, size_t bytes)
 {
     uint64_t  usec;
 
@@ -938,7 +1142,7 @@ ngx_http_mitte_state_count(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t ok,
 
     if (ok) {
         ctx->sh->counters.state_usec = usec;
-        ctx->sh->counters.state_lock_usec = locked;
+        ctx->sh->counters.state_lock_usec = longest;
         ctx->sh->counters.state_bytes = bytes;
     }
 
@@ -1149,14 +1353,20 @@ ngx_http_mitte_state_aside(ngx_http_mitte_zone_ctx_t *ctx, ngx_log_t *log)
 }
 
 
-/* worker 0 writes the file every interval */
+/*
+ * Worker 0 writes the file every interval, in slices: each takes the lock
+ * for at most NGX_HTTP_MITTE_STATE_SLICE records, and the event loop runs
+ * between them. Endpoints and users are walked in tree order with a
+ * cursor, which survives nodes going between slices; the counters and
+ * sequence numbers come last, so that they are not older than any record.
+ */
 
 ngx_int_t
 ngx_http_mitte_state_init_process(ngx_cycle_t *cycle)
 {
-    ngx_event_t                 *ev;
-    ngx_http_mitte_zone_ctx_t   *ctx;
-    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_mitte_zone_ctx_t      *ctx;
+    ngx_http_mitte_main_conf_t     *mmcf;
+    ngx_http_mitte_state_writer_t  *w;
 
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
@@ -1180,17 +1390,23 @@ ngx_http_mitte_state_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ev = ngx_pcalloc(cycle->pool, sizeof(ngx_event_t));
-    if (ev == NULL) {
+    w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_mitte_state_writer_t));
+    if (w == NULL) {
         return NGX_ERROR;
     }
 
-    ev->handler = ngx_http_mitte_state_timer;
-    ev->data = ctx;
-    ev->log = cycle->log;
-    ev->cancelable = 1;
+    w->ctx = ctx;
 
-    ngx_add_timer(ev, ctx->state_interval);
+    w->timer.handler = ngx_http_mitte_state_timer;
+    w->timer.data = w;
+    w->timer.log = cycle->log;
+    w->timer.cancelable = 1;
+
+    w->next.handler = ngx_http_mitte_state_slice;
+    w->next.data = w;
+    w->next.log = cycle->log;
+
+    ngx_add_timer(&w->timer, ctx->state_interval);
 
     return NGX_OK;
 }
@@ -1199,16 +1415,122 @@ ngx_http_mitte_state_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_mitte_state_timer(ngx_event_t *ev)
 {
-    ngx_http_mitte_zone_ctx_t  *ctx = ev->data;
+    ngx_http_mitte_state_writer_t  *w = ev->data;
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         /* the master writes it once the workers are gone */
         return;
     }
 
-    (void) ngx_http_mitte_state_save(ctx, ev->log, 1);
+    ngx_http_mitte_state_begin(w->ctx, &w->rs, ev->log);
 
-    ngx_add_timer(ev, ctx->state_interval);
+    w->phase = 0;
+    w->started = 0;
+
+    ngx_http_mitte_state_slice(&w->next);
+}
+
+
+static void
+ngx_http_mitte_state_slice(ngx_event_t *ev)
+{
+    ngx_http_mitte_state_writer_t *w = ev->data;
+
+    uint64_t                    t;
+    ngx_int_t                   rc;
+    ngx_str_t                   name;
+    ngx_uint_t                  n, k;
+    ngx_rbtree_t               *tree;
+    ngx_rbtree_node_t          *node;
+    ngx_http_mitte_key_pt       key;
+    ngx_http_mitte_zone_ctx_t  *ctx;
+
+    ctx = w->ctx;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        ngx_http_mitte_records_free(&w->rs);
+        return;
+    }
+
+    rc = NGX_OK;
+    t = ngx_http_mitte_state_usec();
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    switch (w->phase) {
+
+    case 0:
+        rc = ngx_http_mitte_dump_rest(ctx, &w->rs);
+        w->phase = 1;
+        break;
+
+    case 1:
+    case 2:
+        if (w->phase == 1) {
+            tree = &ctx->sh->ep_rbtree;
+            key = ngx_http_mitte_endpoint_key;
+
+        } else {
+            tree = &ctx->sh->user_rbtree;
+            key = ngx_http_mitte_user_key;
+        }
+
+        for (n = 0; n < NGX_HTTP_MITTE_STATE_SLICE; n += k) {
+
+            if (!w->started) {
+                node = (tree->root == tree->sentinel)
+                       ? NULL : ngx_rbtree_min(tree->root, tree->sentinel);
+
+            } else {
+                node = ngx_http_mitte_tree_after(tree, key, w->key, w->id,
+                                                 w->len);
+            }
+
+            if (node == NULL) {
+                w->phase++;
+                w->started = 0;
+                break;
+            }
+
+            k = (w->phase == 1)
+                ? ngx_http_mitte_dump_endpoint(ctx, &w->rs,
+                      (ngx_http_mitte_endpoint_node_t *) &node->color)
+                : ngx_http_mitte_dump_user(ctx, &w->rs,
+                      (ngx_http_mitte_user_node_t *) &node->color);
+
+            if (k == 0) {
+                rc = NGX_ERROR;
+                break;
+            }
+
+            key(node, &name);
+
+            w->key = node->key;
+            w->len = name.len;
+            ngx_memcpy(w->id, name.data, name.len);
+            w->started = 1;
+        }
+
+        break;
+
+    default:
+        rc = ngx_http_mitte_dump_meta(ctx, &w->rs);
+        w->phase = 4;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    t = ngx_http_mitte_state_usec() - t;
+    w->rs.longest = ngx_max(w->rs.longest, t);
+
+    if (rc == NGX_OK && w->phase < 4) {
+        ngx_post_event(&w->next, &ngx_posted_events);
+        return;
+    }
+
+    (void) ngx_http_mitte_state_finish(ctx, &w->rs, rc, ev->log, 1);
+
+    ngx_add_timer(&w->timer, ctx->state_interval);
 }
 
 

@@ -275,27 +275,11 @@ ngx_http_mitte_sweep_slice(ngx_http_mitte_sweep_t *sw)
 static ngx_rbtree_node_t *
 ngx_http_mitte_sweep_after(ngx_rbtree_t *tree, ngx_http_mitte_sweep_t *sw)
 {
-    ngx_rbtree_node_t      *node, *found;
-    ngx_http_mitte_key_pt   key;
-
-    key = (sw->phase == 0) ? ngx_http_mitte_endpoint_key
-                           : ngx_http_mitte_user_key;
-
-    node = tree->root;
-    found = NULL;
-
-    while (node != tree->sentinel) {
-
-        if (ngx_http_mitte_tree_cmp(node, key, sw->key, sw->id, sw->len) < 0) {
-            found = node;
-            node = node->left;
-
-        } else {
-            node = node->right;
-        }
-    }
-
-    return found;
+    return ngx_http_mitte_tree_after(tree,
+                                     (sw->phase == 0)
+                                     ? ngx_http_mitte_endpoint_key
+                                     : ngx_http_mitte_user_key,
+                                     sw->key, sw->id, sw->len);
 }
 
 

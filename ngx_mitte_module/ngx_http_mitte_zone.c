@@ -274,6 +274,35 @@ ngx_http_mitte_tree_lookup(ngx_rbtree_t *tree, ngx_http_mitte_key_pt key,
 
 
 /*
+ * The first node after (hash, name) in the tree's order, for walks that
+ * let go of the lock between steps: the node at the cursor may be gone.
+ */
+
+ngx_rbtree_node_t *
+ngx_http_mitte_tree_after(ngx_rbtree_t *tree, ngx_http_mitte_key_pt key,
+    ngx_rbtree_key_t hash, u_char *name, size_t len)
+{
+    ngx_rbtree_node_t  *node, *found;
+
+    node = tree->root;
+    found = NULL;
+
+    while (node != tree->sentinel) {
+
+        if (ngx_http_mitte_tree_cmp(node, key, hash, name, len) < 0) {
+            found = node;
+            node = node->left;
+
+        } else {
+            node = node->right;
+        }
+    }
+
+    return found;
+}
+
+
+/*
  * Allocates from the zone; when it is full, evicts the least recently used
  * endpoint (then user), never "keep" nor the most recently used of either
  * kind (the ones the caller is working on), and tries again.

@@ -16,6 +16,7 @@ use Mitte::Test qw(:all);
 use Mitte::Receiver;
 use Mitte::SSE;
 use Time::HiRes qw(sleep time);
+use HTTP::Tiny;
 
 require_module();
 
@@ -28,7 +29,7 @@ my $rx = Mitte::Receiver->new(
 sub http_conf {
     my ($state) = @_;
     return <<"END";
-    mitte_zone m:2m;
+    mitte_zone m:8m;
     mitte_quota free 100;
     mitte_delivery_retries 20;
     mitte_webhook_allow 127.0.0.0/8;
@@ -213,6 +214,44 @@ $t->start;
 my $back = snapshot();
 is_deeply($back->{$_}, $written->{$_}, "kill -9: $_ as last written")
     for qw(stats_rz stats_ry notes metrics);
+
+# -- many endpoints: worker 0 writes in slices ------------------------------------
+
+{
+    # a connection each: with keep-alive, HTTP::Tiny's two writes per
+    # request meet the peer's delayed ACK (40 ms a request)
+    my $ua = HTTP::Tiny->new(keep_alive => 0, timeout => 10);
+    my $h = iso_hour(hour_now());
+    my $bad = 0;
+    for my $i (1 .. 5000) {
+        my $r = $ua->request('PUT', $t->url("/mitte-admin/endpoints/bulk-$i"),
+            { content => qq({"user":"bulk","hours":[{"hour":"$h",)
+                         . qq("requests":$i,"failures":0}]}) });
+        $bad++ unless $r->{status} == 200;
+    }
+    is($bad, 0, '5,000 endpoints imported');
+    # some go while the writes walk the trees
+    for my $i (1 .. 100) {
+        $ua->request('DELETE', $t->url("/mitte-admin/endpoints/bulk-$i"));
+        sleep 0.01;
+    }
+    sleep 2.5;
+    my (undef, $m) = $t->metrics;
+    ok($m->{'mitte_state_writes_total{result="written"}'} >= 2,
+       'written every second meanwhile');
+    is($m->{'mitte_state_writes_total{result="failed"}'}, 0, 'none failed');
+    my $n = $m->{mitte_endpoints};
+    is($n, 4904, '4,904 endpoints (4 before, 5,000 imported, 100 deleted)');
+    $t->kill9;
+    $t->start;
+    (undef, $m) = $t->metrics;
+    is($m->{mitte_endpoints}, $n, "kill -9 with $n endpoints: all back");
+    ($r, $doc) = $t->json(GET => '/mitte-admin/endpoints/bulk-4321');
+    is_deeply([map { $_->{requests} } @{ $doc->{hours} || [] }], [4321],
+              'an endpoint written in a later slice: its hours back');
+    ($r, $doc) = $t->json(GET => '/mitte-admin/endpoints/bulk-50');
+    is($r->{status}, 404, 'a deleted one stays deleted');
+}
 
 # -- files that cannot be used -------------------------------------------------
 

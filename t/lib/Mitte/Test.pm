@@ -653,9 +653,9 @@ sub _all_child_pids {
     return keys %k;
 }
 
-# reload(http => NEW_TEXT): writes the configuration (the new text, if
-# given), sends HUP and waits until every old worker is gone and a full new
-# generation runs. Dies when that does not happen (a rejected configuration
+# reload(http => NEW_TEXT, wait => 1): writes the configuration (the new
+# text, if given), sends HUP and waits until every old worker is gone and a
+# full new generation runs (wait => 0: returns at once). Dies when that does not happen (a rejected configuration
 # keeps the old workers).
 sub reload {
     my ($self, %args) = @_;
@@ -666,6 +666,21 @@ sub reload {
 
     my %old = map { $_ => 1 } $self->_all_child_pids;
     kill 'HUP', $self->{pid} or die "HUP: $!";
+
+    if (defined $args{wait} && !$args{wait}) {
+        # the caller waits, with wait_reloaded(), when it has done its part
+        $self->{reload_old} = \%old;
+        return 1;
+    }
+
+    return $self->wait_reloaded(\%old);
+}
+
+# wait_reloaded(): after reload(wait => 0), until the old workers are gone
+# and a full new generation runs
+sub wait_reloaded {
+    my ($self, $old) = @_;
+    my %old = %{ $old || $self->{reload_old} || {} };
 
     my $deadline = time() + 15;
     while (time() < $deadline) {
@@ -855,7 +870,8 @@ sub _bad_lines {
     my ($self) = @_;
     my @bad;
     for my $l ($self->error_log_lines) {
-        if ($l =~ /\[(alert|crit|emerg)\]/) {
+        if ($l =~ /\[(alert|crit|emerg)\]/ || $l =~ /: runtime error: /) {
+            # the latter: UBSan, with a module built with -fsanitize
             push @bad, $l;
         } elsif ($l =~ /\[error\]/) {
             push @bad, $l unless grep { $l =~ $_ } @{ $self->{allow} };
