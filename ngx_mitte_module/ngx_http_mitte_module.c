@@ -540,8 +540,6 @@ ngx_int_t
 ngx_http_mitte_value(ngx_http_request_t *r, ngx_http_mitte_value_t *val,
     ngx_str_t *value)
 {
-    ngx_uint_t                  i;
-    ngx_list_part_t            *part;
     ngx_table_elt_t            *h;
     ngx_http_variable_value_t  *vv;
 
@@ -552,29 +550,11 @@ ngx_http_mitte_value(ngx_http_request_t *r, ngx_http_mitte_value_t *val,
          * letter; the parser has already hashed and lowercased them
          */
 
-        part = &r->headers_in.headers.part;
-        h = part->elts;
-
-        for (i = 0; /* void */ ; i++) {
-
-            if (i >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
-
-                part = part->next;
-                h = part->elts;
-                i = 0;
-            }
-
-            if (h[i].hash == val->header_hash
-                && h[i].key.len == val->header.len
-                && ngx_memcmp(h[i].lowcase_key, val->header.data,
-                              val->header.len) == 0)
-            {
-                *value = h[i].value;
-                return NGX_OK;
-            }
+        h = ngx_http_mitte_header_in(r, val->header.data, val->header.len,
+                                     val->header_hash);
+        if (h) {
+            *value = h->value;
+            return NGX_OK;
         }
 
         /* none: the variable decides (a name written with "_", say) */
@@ -595,6 +575,37 @@ ngx_http_mitte_value(ngx_http_request_t *r, ngx_http_mitte_value_t *val,
     value->len = vv->len;
 
     return NGX_OK;
+}
+
+
+/*
+ * The module's configuration in a process that serves requests, a worker
+ * (worker 0 alone when "first") or nginx without a master, when a zone is
+ * configured; else NULL: the process has nothing to set up.
+ */
+
+ngx_http_mitte_main_conf_t *
+ngx_http_mitte_process_conf(ngx_cycle_t *cycle, ngx_uint_t first)
+{
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NULL;
+    }
+
+    if (first && ngx_worker != 0) {
+        return NULL;
+    }
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
+
+    if (mmcf == NULL || mmcf->shm_zone == NULL) {
+        return NULL;
+    }
+
+    return mmcf;
 }
 
 

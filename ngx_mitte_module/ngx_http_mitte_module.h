@@ -499,11 +499,15 @@ void ngx_http_mitte_sweep_user(ngx_http_mitte_main_conf_t *mmcf,
     int64_t now, ngx_uint_t *notes);
 
 /* ngx_http_mitte_record.c */
+ngx_http_mitte_main_conf_t *ngx_http_mitte_process_conf(ngx_cycle_t *cycle,
+    ngx_uint_t first);
 ngx_int_t ngx_http_mitte_record_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_mitte_precontent_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_mitte_log_handler(ngx_http_request_t *r);
 
 /* ngx_http_mitte_reply.c */
+ngx_table_elt_t *ngx_http_mitte_header_in(ngx_http_request_t *r,
+    u_char *name, size_t len, ngx_uint_t hash);
 ngx_int_t ngx_http_mitte_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_chain_t *out);
 ngx_int_t ngx_http_mitte_send_json(ngx_http_request_t *r, ngx_uint_t status,

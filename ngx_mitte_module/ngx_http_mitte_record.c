@@ -33,11 +33,7 @@ static uint64_t  ngx_http_mitte_rid_state[2];
 ngx_int_t
 ngx_http_mitte_record_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_mitte_main_conf_t  *mmcf;
-
-    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
-
-    if (mmcf == NULL || mmcf->shm_zone == NULL) {
+    if (ngx_http_mitte_process_conf(cycle, 0) == NULL) {
         return NGX_OK;
     }
 

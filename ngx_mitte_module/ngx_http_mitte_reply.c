@@ -422,3 +422,41 @@ ngx_http_mitte_json_time(u_char *p, int64_t unix_ms)
 
     return p;
 }
+
+
+/*
+ * A request header by its name in lowercase and nginx's hash of that name
+ * (ngx_hash_key()), as the parser made them for each header; the first.
+ */
+
+ngx_table_elt_t *
+ngx_http_mitte_header_in(ngx_http_request_t *r, u_char *name, size_t len,
+    ngx_uint_t hash)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == hash
+            && h[i].key.len == len
+            && ngx_memcmp(h[i].lowcase_key, name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}

@@ -128,16 +128,8 @@ ngx_http_mitte_send_init_process(ngx_cycle_t *cycle)
     ngx_http_mitte_sender_t     *sender;
     ngx_http_mitte_main_conf_t  *mmcf;
 
-    if ((ngx_process != NGX_PROCESS_WORKER
-         && ngx_process != NGX_PROCESS_SINGLE)
-        || ngx_worker != 0)
-    {
-        return NGX_OK;
-    }
-
-    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
-
-    if (mmcf == NULL || mmcf->shm_zone == NULL) {
+    mmcf = ngx_http_mitte_process_conf(cycle, 1);
+    if (mmcf == NULL) {
         return NGX_OK;
     }
 

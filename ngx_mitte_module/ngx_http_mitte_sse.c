@@ -205,15 +205,8 @@ ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle)
     ngx_http_mitte_main_conf_t   *mmcf;
     ngx_http_mitte_sse_worker_t  *w;
 
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
-
-    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
-
-    if (mmcf == NULL || mmcf->shm_zone == NULL) {
+    mmcf = ngx_http_mitte_process_conf(cycle, 0);
+    if (mmcf == NULL) {
         return NGX_OK;
     }
 
@@ -1326,34 +1319,21 @@ ngx_http_mitte_sse_last_id(ngx_http_request_t *r, uint64_t *id)
 {
     off_t             n;
     ngx_str_t         value;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    ngx_str_null(&value);
+    static ngx_uint_t  hash;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    if (hash == 0) {
+        hash = ngx_hash_key((u_char *) "last-event-id", 13);
+    }
 
-    for (i = 0; /* void */ ; i++) {
+    h = ngx_http_mitte_header_in(r, (u_char *) "last-event-id", 13, hash);
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
+    if (h) {
+        value = h->value;
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Last-Event-ID") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Last-Event-ID",
-                               sizeof("Last-Event-ID") - 1) == 0)
-        {
-            value = h[i].value;
-            break;
-        }
+    } else {
+        ngx_str_null(&value);
     }
 
     if (value.len == 0

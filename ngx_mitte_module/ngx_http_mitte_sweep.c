@@ -49,19 +49,9 @@ ngx_http_mitte_sweep_init_process(ngx_cycle_t *cycle)
     ngx_http_mitte_sweep_t      *sw;
     ngx_http_mitte_main_conf_t  *mmcf;
 
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
+    mmcf = ngx_http_mitte_process_conf(cycle, 1);
 
-    if (ngx_worker != 0) {
-        return NGX_OK;
-    }
-
-    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
-
-    if (mmcf == NULL || mmcf->shm_zone == NULL || mmcf->sweep_interval == 0) {
+    if (mmcf == NULL || mmcf->sweep_interval == 0) {
         return NGX_OK;
     }
 

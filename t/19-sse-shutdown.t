@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 
-# Event streams when a worker shuts down gracefully (reload, quit): every
-# stream ends cleanly, HTTP/2 ones with END_STREAM (curl exits 0), and the
-# worker logs no "open socket left" alert; a stream asked of a worker that
+# Event streams over HTTP/2 (a replay after Last-Event-ID), and when a
+# worker shuts down gracefully (reload, quit): every stream ends cleanly,
+# HTTP/2 ones with END_STREAM (curl exits 0), and the worker logs no "open
+# socket left" alert; a stream asked of a worker that
 # is already shutting down (a connection it accepted before the reload)
 # opens, says "retry: 3000" and ends at once, so that the client
 # reconnects to a worker that stays.
@@ -53,7 +54,15 @@ $t->start;
 # -- HTTP/2 streams at a reload ---------------------------------------------
 
 SKIP: {
-    skip "no $curl", 6 unless -x $curl;
+    skip "no $curl", 7 unless -x $curl;
+
+    # the Last-Event-ID header over HTTP/2 too (HPACK, lowercase names)
+    $t->deliver('carol', '/hooks/h2-replay') for 1 .. 3;
+    my $out = `$curl -s --http2-prior-knowledge -N --max-time 2 \\
+        -H 'X-Mitte-User: carol' -H 'Last-Event-ID: 0' \\
+        http://127.0.0.1:$t->{port2}/mitte/events`;
+    my @ids = $out =~ /^id: (\d+)/mg;
+    is(scalar @ids, 3, 'HTTP/2: Last-Event-ID 0 replays carol\'s 3 events');
 
     my $dir = $t->dir;
     my @kids;
