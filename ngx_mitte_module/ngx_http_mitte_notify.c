@@ -210,7 +210,7 @@ ngx_http_mitte_notes_list(ngx_http_request_t *r, ngx_str_t *user)
     limit = 50;
     before = 0;
 
-    if (ngx_http_arg(r, (u_char *) "unread", 6, &arg) == NGX_OK) {
+    if (ngx_http_mitte_arg(r, "unread", &arg) == NGX_OK) {
         if ((arg.len == 1 && arg.data[0] == '1')
             || (arg.len == 4 && ngx_strncmp(arg.data, "true", 4) == 0))
         {
@@ -225,7 +225,7 @@ ngx_http_mitte_notes_list(ngx_http_request_t *r, ngx_str_t *user)
         }
     }
 
-    if (ngx_http_arg(r, (u_char *) "limit", 5, &arg) == NGX_OK) {
+    if (ngx_http_mitte_arg(r, "limit", &arg) == NGX_OK) {
         limit = ngx_atoi(arg.data, arg.len);
 
         if (limit < 1 || limit > 100) {
@@ -236,7 +236,7 @@ ngx_http_mitte_notes_list(ngx_http_request_t *r, ngx_str_t *user)
         }
     }
 
-    if (ngx_http_arg(r, (u_char *) "before", 6, &arg) == NGX_OK
+    if (ngx_http_mitte_arg(r, "before", &arg) == NGX_OK
         && ngx_http_mitte_note_seq(arg.data, arg.len, &before) != NGX_OK)
     {
         return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,

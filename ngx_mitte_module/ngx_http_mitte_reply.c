@@ -460,3 +460,37 @@ ngx_http_mitte_header_in(ngx_http_request_t *r, u_char *name, size_t len,
         }
     }
 }
+
+
+/*
+ * A query argument, percent-decoded ("?limit=%32" is "?limit=2"); the
+ * first when it is repeated. NGX_DECLINED: absent.
+ */
+
+ngx_int_t
+ngx_http_mitte_arg(ngx_http_request_t *r, char *name, ngx_str_t *value)
+{
+    u_char  *dst, *src;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), value) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_strlchr(value->data, value->data + value->len, '%') == NULL) {
+        return NGX_OK;
+    }
+
+    dst = ngx_pnalloc(r->pool, value->len);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    src = value->data;
+    value->data = dst;
+
+    ngx_unescape_uri(&dst, &src, value->len, 0);
+
+    value->len = dst - value->data;
+
+    return NGX_OK;
+}

@@ -1337,7 +1337,7 @@ ngx_http_mitte_sse_last_id(ngx_http_request_t *r, uint64_t *id)
     }
 
     if (value.len == 0
-        && ngx_http_arg(r, (u_char *) "lastEventId", 11, &value) != NGX_OK)
+        && ngx_http_mitte_arg(r, "lastEventId", &value) != NGX_OK)
     {
         return NGX_DECLINED;
     }

@@ -42,7 +42,7 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
 
     ngx_str_null(&filter);
 
-    if (ngx_http_arg(r, (u_char *) "endpoint", 8, &arg) == NGX_OK) {
+    if (ngx_http_mitte_arg(r, "endpoint", &arg) == NGX_OK) {
         if (arg.len > sizeof(buf)) {
             return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
                                              "invalid_field",

@@ -208,6 +208,9 @@ is($q->{period}, period_of(), 'quota period: this month');
 json_answer_ok($r, $doc, 200, 'stats ?endpoint=');
 is_deeply([map { $_->{slug} } @{ $doc->{endpoints} || [] }], ['ep-named'],
           '?endpoint= gives that endpoint only');
+($r, $doc) = stats('alice', '?endpoint=ep%2Dnamed');
+is_deeply([map { $_->{slug} } @{ $doc->{endpoints} || [] }], ['ep-named'],
+          '?endpoint= percent-encoded: the same');
 
 ($r, $doc) = stats('alice', '?endpoint=ep-bob');
 json_answer_ok($r, $doc, 200, "stats ?endpoint= of another's endpoint");

@@ -744,6 +744,11 @@ is($d->{unread}, 5, 'limit=2: unread counts all');
 $d = knotes('alice', "?limit=2&before=$ids[5]");
 is_deeply([map { $_->{id} } @{ $d->{notifications} }], [@ids[4, 3]],
           'limit=2, before the 2nd: the next page');
+# arguments are percent-decoded, as a client library may encode them
+my $enc = join '', map { sprintf '%%%02X', ord } split //, $ids[5];
+$d = knotes('alice', "?limit=%32&before=$enc");
+is_deeply([map { $_->{id} } @{ $d->{notifications} }], [@ids[4, 3]],
+          'limit=%32&before=<percent-encoded id>: the same page');
 $d = knotes('alice', "?limit=2&before=$ids[3]");
 is_deeply([map { $_->{id} } @{ $d->{notifications} }], [$ids[2]],
           'the last page');
