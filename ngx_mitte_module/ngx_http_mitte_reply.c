@@ -147,6 +147,10 @@ ngx_http_mitte_read_body(ngx_http_request_t *r,
     ngx_int_t  rc;
 
     if (r->headers_in.content_length_n > NGX_HTTP_MITTE_BODY_MAX) {
+
+        /* as client_max_body_size: no "100 Continue" for a body refused */
+        r->expect_tested = 1;
+
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }

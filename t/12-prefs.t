@@ -12,6 +12,9 @@ use strict;
 use warnings;
 
 use Test::More;
+use IO::Select;
+use IO::Socket::INET;
+use Time::HiRes qw(time);
 use Mitte::Test qw(:all);
 
 require_module();
@@ -451,6 +454,29 @@ refused('alice', json_encode({ email => { address => 'a' x 70000 } }), $cur,
         'a body over 64 KiB', 413, 'too_large');
 refused('alice', json_encode({ types => {}, pad => ' ' x 66000 }), $cur,
         'a body over 64 KiB of blanks', 413, 'too_large');
+
+# over 64 KiB announced with "Expect: 100-continue": 413 at once, no
+# "100 Continue" first (the client need not send the body at all)
+{
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $t->port, Proto => 'tcp')
+        or die "connect: $!";
+    syswrite $s, "PUT /mitte/preferences HTTP/1.1\r\nHost: x\r\n"
+        . "X-Mitte-User: alice\r\nContent-Type: application/json\r\n"
+        . "Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n";
+    my $in = '';
+    my $sel = IO::Select->new($s);
+    my $until = time() + 5;
+    while ($in !~ /too_large/ && time() < $until) {
+        next unless $sel->can_read(0.2);
+        my $n = sysread $s, $in, 65536, length $in;
+        last if defined $n && $n == 0;
+    }
+    close $s;
+    like($in, qr{\AHTTP/1\.1 413 }, 'Expect: 100-continue over 64 KiB:'
+         . ' 413 first, no 100 Continue');
+    like($in, qr/"too_large"/, 'Expect: 100-continue: too_large');
+}
 
 # ---- the secret is write-only -----------------------------------------------
 
