@@ -19,6 +19,7 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "mitte_notify.h"
 
 #include <time.h>
 
@@ -711,7 +712,8 @@ ngx_http_mitte_state_check(u_char *p, size_t len)
                         || e->method_len > NGX_HTTP_MITTE_METHOD_MAX
                         || e->rid_len > NGX_HTTP_MITTE_RID_MAX))
                 || (e->kind == NGX_HTTP_MITTE_EVENT_NOTIFICATION
-                    && e->message_len > NGX_HTTP_MITTE_MESSAGE_MAX)
+                    && (e->message_len > NGX_HTTP_MITTE_MESSAGE_MAX
+                        || e->flag >= NGX_HTTP_MITTE_NTYPES))
                 || (e->kind != NGX_HTTP_MITTE_EVENT_DELIVERED
                     && e->kind != NGX_HTTP_MITTE_EVENT_NOTIFICATION))
             {
@@ -763,7 +765,11 @@ ngx_http_mitte_state_send_ok(ngx_http_mitte_rec_send_t *rs, size_t len)
         || s->slug_len > MITTE_SLUG_MAX
         || s->error_len > NGX_HTTP_MITTE_ERROR_MAX
         || s->type >= NGX_HTTP_MITTE_NTYPES
+        || s->format >= MITTE_WEBHOOK_N
         || s->target_len == 0
+        || s->target_len > MITTE_URL_MAX
+        || s->secret_len > MITTE_WEBHOOK_SECRET_MAX
+        || s->message_len > NGX_HTTP_MITTE_MESSAGE_MAX
         || len != offsetof(ngx_http_mitte_rec_send_t, send.data)
                   + s->target_len + s->secret_len + s->message_len)
     {

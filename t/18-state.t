@@ -288,6 +288,52 @@ sub edit_file {
     close $out;
 }
 
+# mitte_checksum() of lib/mitte_util.c, in Perl's wrapping integers
+sub checksum {
+    my ($data) = @_;
+    use integer;
+    my $lsr = sub { ($_[0] >> $_[1]) & ((1 << (64 - $_[1])) - 1) };
+    my $len = length $data;
+    my $h = 0x243f6a8885a308d3 ^ ($len * 0x9e3779b97f4a7c15);
+    my $full = $len - $len % 8;
+    for my $w (unpack 'q<*', substr($data, 0, $full)) {
+        $h = ($h ^ $w) * 0xff51afd7ed558ccd;
+        $h ^= $lsr->($h, 33);
+    }
+    my $w = 0;
+    my @tail = unpack 'C*', substr($data, $full);
+    $w |= $tail[$_] << (8 * $_) for 0 .. $#tail;
+    $h = ($h ^ $w) * 0xc4ceb9fe1a85ec53;
+    $h ^= $lsr->($h, 29);
+    $h *= 0x9e3779b97f4a7c15;
+    $h ^= $lsr->($h, 32);
+    return $h;
+}
+
+# the header: magic, format, version, 8 sizes, time, length, checksum
+my $HEAD = 72;
+
+bad_file_ok('a malformed record under a right checksum', sub {
+    edit_file(sub {
+        my $b = shift;
+        my $recs = substr($b, $HEAD);
+        is(unpack('q<', substr($b, 64, 8)), checksum($recs),
+           'the checksum of the file as written, computed again here');
+        # the first user record (kind 3): its plan (at 24) out of range
+        my $off = 0;
+        while ($off < length $recs) {
+            my ($kind, $len) = unpack 'V V', substr($recs, $off, 8);
+            if ($kind == 3) {
+                substr($recs, $off + 8 + 24, 1) = chr 77;
+                last;
+            }
+            $off += 8 + (($len + 7) & ~7);
+        }
+        substr($b, 64, 8) = pack 'q<', checksum($recs);
+        return substr($b, 0, $HEAD) . $recs;
+    });
+}, qr/a record in it is malformed/);
+
 bad_file_ok('one byte changed', sub {
     edit_file(sub { my $b = shift; substr($b, 200, 1) ^= "\x01"; $b });
 }, qr/its checksum is wrong/);
