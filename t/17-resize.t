@@ -126,7 +126,7 @@ my @ev_before = map { "$_->{id} $_->{event}" } $s0->events;
 is(scalar @ev_before, 7, 'rz: 6 deliveries and a notification buffered');
 $s0->close;
 
-# -- a larger zone ---------------------------------------------------------------
+# -- a larger zone -------------------------------------------------------------
 
 my @old = $t->worker_pids;
 $t->reload(http => http_conf('4m'));
@@ -201,7 +201,7 @@ is($doc->{unread}, 1, 'only the new one unread');
        'after the resizes, recording goes on');
 }
 
-# -- a zone too small for it all -------------------------------------------------
+# -- a zone too small for it all -----------------------------------------------
 
 for my $i (1 .. 150) {
     $t->deliver("u$i", "/hooks/many-$i?status=200");

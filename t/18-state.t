@@ -215,7 +215,7 @@ my $back = snapshot();
 is_deeply($back->{$_}, $written->{$_}, "kill -9: $_ as last written")
     for qw(stats_rz stats_ry notes metrics);
 
-# -- many endpoints: worker 0 writes in slices ------------------------------------
+# -- many endpoints: worker 0 writes in slices ---------------------------------
 
 {
     # a connection each: with keep-alive, HTTP::Tiny's two writes per

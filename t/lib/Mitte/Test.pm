@@ -655,8 +655,8 @@ sub _all_child_pids {
 
 # reload(http => NEW_TEXT, wait => 1): writes the configuration (the new
 # text, if given), sends HUP and waits until every old worker is gone and a
-# full new generation runs (wait => 0: returns at once). Dies when that does not happen (a rejected configuration
-# keeps the old workers).
+# full new generation runs (wait => 0: returns at once). Dies when that
+# does not happen (a rejected configuration keeps the old workers).
 sub reload {
     my ($self, %args) = @_;
     croak 'not started' unless $self->{pid};
