@@ -207,6 +207,7 @@ typedef struct {
     int64_t                     trial_noted;/* trial end already noted */
     uint32_t                    month;      /* quota period of "used" */
     uint32_t                    used;
+    uint32_t                    seen;       /* unix s, last looked up */
     uint8_t                     plan;       /* mitte_plan_e, last seen */
     uint8_t                     plan_set;   /* a plan was seen */
     uint8_t                     flags;

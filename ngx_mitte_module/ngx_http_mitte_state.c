@@ -79,6 +79,13 @@ typedef struct {
 } ngx_http_mitte_rec_endpoint_t;
 
 
+/* an entry of an LRU list being put in order */
+typedef struct {
+    uint64_t                    key;
+    ngx_queue_t                *queue;
+} ngx_http_mitte_lru_t;
+
+
 typedef struct {
     ngx_event_t                 timer;
     ngx_event_t                 next;       /* the next slice, posted */
@@ -117,6 +124,8 @@ static void ngx_http_mitte_state_sizes(uint32_t *sizes);
 static ngx_int_t ngx_http_mitte_state_check(u_char *p, size_t len);
 static void ngx_http_mitte_state_order(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_loaded_t *ld);
+static void ngx_http_mitte_state_sort(ngx_queue_t *lru, ngx_uint_t users,
+    ngx_log_t *log);
 static int ngx_libc_cdecl ngx_http_mitte_state_newer(const void *one,
     const void *two);
 static ngx_int_t ngx_http_mitte_state_send_ok(ngx_http_mitte_rec_send_t *rs,
@@ -537,46 +546,70 @@ ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx, u_char *p,
 
 
 /*
- * A state file holds the endpoints in tree order (worker 0 writes it in
- * slices): the most recently delivered go first in the LRU again.
+ * A state file holds endpoints and users in tree order (worker 0 writes it
+ * in slices): they go back in LRU order, endpoints by their last delivery,
+ * users by when they were last looked up.
  */
 
 static void
 ngx_http_mitte_state_order(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_loaded_t *ld)
 {
-    ngx_uint_t                        i, n;
-    ngx_queue_t                      *q, *lru;
-    ngx_http_mitte_endpoint_node_t  **all;
+    ngx_http_mitte_state_sort(&ctx->sh->ep_lru, 0, ld->log);
+    ngx_http_mitte_state_sort(&ctx->sh->user_lru, 1, ld->log);
+}
 
-    lru = &ctx->sh->ep_lru;
-    n = (ngx_uint_t) ctx->sh->counters.endpoints;
+
+static void
+ngx_http_mitte_state_sort(ngx_queue_t *lru, ngx_uint_t users, ngx_log_t *log)
+{
+    ngx_uint_t                       i, n;
+    ngx_queue_t                     *q;
+    ngx_http_mitte_lru_t            *all;
+    ngx_http_mitte_user_node_t      *un;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    n = 0;
+
+    for (q = ngx_queue_head(lru); q != ngx_queue_sentinel(lru);
+         q = ngx_queue_next(q))
+    {
+        n++;
+    }
 
     if (n < 2) {
         return;
     }
 
-    all = ngx_alloc(n * sizeof(ngx_http_mitte_endpoint_node_t *), ld->log);
+    all = ngx_alloc(n * sizeof(ngx_http_mitte_lru_t), log);
     if (all == NULL) {
         return;
     }
 
     i = 0;
 
-    for (q = ngx_queue_head(lru);
-         q != ngx_queue_sentinel(lru) && i < n;
+    for (q = ngx_queue_head(lru); q != ngx_queue_sentinel(lru);
          q = ngx_queue_next(q))
     {
-        all[i++] = ngx_queue_data(q, ngx_http_mitte_endpoint_node_t, queue);
+        if (users) {
+            un = ngx_queue_data(q, ngx_http_mitte_user_node_t, queue);
+            all[i].key = un->user.seen;
+
+        } else {
+            en = ngx_queue_data(q, ngx_http_mitte_endpoint_node_t, queue);
+            all[i].key = en->ep.streak.last_ms;
+        }
+
+        all[i++].queue = q;
     }
 
-    ngx_qsort(all, i, sizeof(ngx_http_mitte_endpoint_node_t *),
+    ngx_qsort(all, n, sizeof(ngx_http_mitte_lru_t),
               ngx_http_mitte_state_newer);
 
     ngx_queue_init(lru);
 
-    for (n = 0; n < i; n++) {
-        ngx_queue_insert_tail(lru, &all[n]->queue);
+    for (i = 0; i < n; i++) {
+        ngx_queue_insert_tail(lru, all[i].queue);
     }
 
     ngx_free(all);
@@ -586,16 +619,14 @@ ngx_http_mitte_state_order(ngx_http_mitte_zone_ctx_t *ctx,
 static int ngx_libc_cdecl
 ngx_http_mitte_state_newer(const void *one, const void *two)
 {
-    ngx_http_mitte_endpoint_node_t  *a, *b;
+    const ngx_http_mitte_lru_t  *a = one;
+    const ngx_http_mitte_lru_t  *b = two;
 
-    a = *(ngx_http_mitte_endpoint_node_t **) one;
-    b = *(ngx_http_mitte_endpoint_node_t **) two;
-
-    if (a->ep.streak.last_ms == b->ep.streak.last_ms) {
+    if (a->key == b->key) {
         return 0;
     }
 
-    return (a->ep.streak.last_ms > b->ep.streak.last_ms) ? -1 : 1;
+    return (a->key > b->key) ? -1 : 1;
 }
 
 

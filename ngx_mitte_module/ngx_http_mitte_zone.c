@@ -582,6 +582,7 @@ ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
     if (un) {
         ngx_queue_remove(&un->queue);
         ngx_queue_insert_head(&ctx->sh->user_lru, &un->queue);
+        un->user.seen = (uint32_t) ngx_time();
         return un;
     }
 
@@ -604,6 +605,7 @@ ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
     ngx_queue_init(&un->notes);
     un->user.id_len = (uint8_t) len;
     ngx_memcpy(un->user.id, id, len);
+    un->user.seen = (uint32_t) ngx_time();
 
     ngx_rbtree_insert(&ctx->sh->user_rbtree, node);
     ngx_queue_insert_head(&ctx->sh->user_lru, &un->queue);

@@ -292,6 +292,7 @@ sub edit_file {
 sub checksum {
     my ($data) = @_;
     use integer;
+    no warnings 'portable';
     my $lsr = sub { ($_[0] >> $_[1]) & ((1 << (64 - $_[1])) - 1) };
     my $len = length $data;
     my $h = 0x243f6a8885a308d3 ^ ($len * 0x9e3779b97f4a7c15);
@@ -319,12 +320,13 @@ bad_file_ok('a malformed record under a right checksum', sub {
         my $recs = substr($b, $HEAD);
         is(unpack('q<', substr($b, 64, 8)), checksum($recs),
            'the checksum of the file as written, computed again here');
-        # the first user record (kind 3): its plan (at 24) out of range
+        # the first user record (kind 3): its plan out of range (at 28:
+        # after trial_ends, trial_noted, month, used and seen)
         my $off = 0;
         while ($off < length $recs) {
             my ($kind, $len) = unpack 'V V', substr($recs, $off, 8);
             if ($kind == 3) {
-                substr($recs, $off + 8 + 24, 1) = chr 77;
+                substr($recs, $off + 8 + 28, 1) = chr 77;
                 last;
             }
             $off += 8 + (($len + 7) & ~7);
