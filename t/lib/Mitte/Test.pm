@@ -817,25 +817,9 @@ sub _shutdown {
     $self->_stop_peers;
     return unless $self->{pid};
 
-    my $pid = $self->{pid};
-    my @kids = $self->_all_child_pids;
-
-    kill 'QUIT', $pid;
-    my $deadline = time() + 10;
-    while (time() < $deadline) {
-        last unless $self->_alive;
-        sleep 0.05;
-    }
-
-    if ($self->{pid}) {
-        diag("nginx $pid did not quit in 10s, killing it");
-        kill 'KILL', $pid;
-        waitpid($pid, 0);
-        $self->{exit_status} = $?;
-        $self->{pid} = undef;
-    }
-
     # workers outlive a killed master: end ours, by pid
+    my @kids = $self->_all_child_pids;
+    $self->quit;
     for my $k (@kids) {
         kill 'KILL', $k if kill 0, $k;
     }
