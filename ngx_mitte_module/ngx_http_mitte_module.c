@@ -547,17 +547,20 @@ ngx_http_mitte_value(ngx_http_request_t *r, ngx_http_mitte_value_t *val,
 
         /*
          * nginx's $http_ variable compares each header's name letter by
-         * letter; the parser has already hashed and lowercased them
+         * letter; the parser has already hashed and lowercased them. The
+         * same header as the variable would find, in one pass.
          */
 
         h = ngx_http_mitte_header_in(r, val->header.data, val->header.len,
-                                     val->header_hash);
+                                     val->header_hash, 1);
         if (h) {
             *value = h->value;
-            return NGX_OK;
+
+        } else {
+            ngx_str_null(value);
         }
 
-        /* none: the variable decides (a name written with "_", say) */
+        return NGX_OK;
     }
 
     if (val->index == NGX_ERROR) {

@@ -508,7 +508,7 @@ ngx_int_t ngx_http_mitte_log_handler(ngx_http_request_t *r);
 
 /* ngx_http_mitte_reply.c */
 ngx_table_elt_t *ngx_http_mitte_header_in(ngx_http_request_t *r,
-    u_char *name, size_t len, ngx_uint_t hash);
+    u_char *name, size_t len, ngx_uint_t hash, ngx_uint_t dashes);
 ngx_int_t ngx_http_mitte_arg(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_mitte_send(ngx_http_request_t *r, ngx_uint_t status,

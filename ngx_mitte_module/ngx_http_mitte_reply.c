@@ -431,12 +431,17 @@ ngx_http_mitte_json_time(u_char *p, int64_t unix_ms)
 /*
  * A request header by its name in lowercase and nginx's hash of that name
  * (ngx_hash_key()), as the parser made them for each header; the first.
+ * "dashes": name is that of a $http_ variable, with "-" for "_", and a
+ * header matches as nginx's variable would match it, "_" standing for
+ * "-" (only servers with underscores_in_headers, or that keep invalid
+ * headers, let such names through).
  */
 
 ngx_table_elt_t *
 ngx_http_mitte_header_in(ngx_http_request_t *r, u_char *name, size_t len,
-    ngx_uint_t hash)
+    ngx_uint_t hash, ngx_uint_t dashes)
 {
+    size_t            k;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
@@ -456,10 +461,31 @@ ngx_http_mitte_header_in(ngx_http_request_t *r, u_char *name, size_t len,
             i = 0;
         }
 
+        if (h[i].key.len != len || h[i].hash == 0) {
+            continue;
+        }
+
         if (h[i].hash == hash
-            && h[i].key.len == len
             && ngx_memcmp(h[i].lowcase_key, name, len) == 0)
         {
+            return &h[i];
+        }
+
+        if (!dashes || ngx_strlchr(h[i].lowcase_key, h[i].lowcase_key + len,
+                                   '_') == NULL)
+        {
+            continue;
+        }
+
+        for (k = 0; k < len; k++) {
+            if (h[i].lowcase_key[k] != name[k]
+                && !(h[i].lowcase_key[k] == '_' && name[k] == '-'))
+            {
+                break;
+            }
+        }
+
+        if (k == len) {
             return &h[i];
         }
     }

@@ -1327,7 +1327,8 @@ ngx_http_mitte_sse_last_id(ngx_http_request_t *r, uint64_t *id)
         hash = ngx_hash_key((u_char *) "last-event-id", 13);
     }
 
-    h = ngx_http_mitte_header_in(r, (u_char *) "last-event-id", 13, hash);
+    h = ngx_http_mitte_header_in(r, (u_char *) "last-event-id", 13, hash,
+                                 0);
 
     if (h) {
         value = h->value;

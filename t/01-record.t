@@ -27,6 +27,7 @@ my $t = Mitte::Test->new(
 
     server {
         listen 127.0.0.1:%%PORT%%;
+        underscores_in_headers on;
 
         location ~ ^/hooks/(?<slug>[^/]+)$ {
             mitte_endpoint $slug;
@@ -302,6 +303,16 @@ is_deeply($doc->{endpoints}, [], 'an unknown endpoint: none');
               ['ep-case'], 'x-mItTe-uSeR: the owner is dora, the first');
     ($r, $doc) = stats('erin');
     is_deeply($doc->{endpoints}, [], 'erin, the second, owns nothing');
+    # with underscores_in_headers, "X_Mitte_User" is $http_x_mitte_user too
+    my $r2 = $t->raw("POST /hooks/ep-under HTTP/1.1\r\nHost: x\r\n"
+        . "X_Mitte_User: fred\r\nContent-Length: 0\r\n"
+        . "Connection: close\r\n\r\n");
+    is($r2->{status}, 200, 'X_Mitte_User: proxied');
+    $t->wait_recorded('ep-under', 1);
+    ($r, $doc) = stats('fred');
+    is_deeply([map { $_->{slug} } @{ $doc->{endpoints} || [] }],
+              ['ep-under'], 'X_Mitte_User: the owner is fred');
+
     $t->post('/hooks/ep-nouser');
     my $ep = $t->wait_recorded('ep-nouser', 1);
     ok($ep && !defined $ep->{user}, 'no user header: no owner');
