@@ -67,16 +67,9 @@ typedef struct {
 } ngx_http_mitte_rec_meta_t;
 
 
-typedef struct {
-    ngx_http_mitte_endpoint_t   ep;
-    uint16_t                    last_status;
-    u_char                      slug_len;
-    u_char                      user_len;
-    u_char                      name_len;
-    u_char                      flags;
-    u_char                      reserved[2];
-    u_char                      name[MITTE_NAME_MAX];
-} ngx_http_mitte_rec_endpoint_t;
+/* an endpoint's record: ngx_http_mitte_endpoint_copy_t, at its name's
+ * length */
+typedef ngx_http_mitte_endpoint_copy_t  ngx_http_mitte_rec_endpoint_t;
 
 
 /* an entry of an LRU list being put in order */
@@ -280,35 +273,19 @@ static ngx_uint_t
 ngx_http_mitte_dump_endpoint(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_records_t *rs, ngx_http_mitte_endpoint_node_t *en)
 {
-    ngx_str_t                       name;
     ngx_http_mitte_rec_endpoint_t  *rep;
 
     /* the name, when it is not the slug, at its length */
 
-    ngx_str_null(&name);
-
-    if (en->ep.name_off) {
-        ngx_http_mitte_endpoint_name(ctx, en, &name);
-        name.len = ngx_min(name.len, MITTE_NAME_MAX);
-    }
-
     rep = ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_ENDPOINT,
-                             offsetof(ngx_http_mitte_rec_endpoint_t, name)
-                             + name.len);
+                                 offsetof(ngx_http_mitte_rec_endpoint_t, name)
+                                 + (en->ep.name_off ? en->name_len : 0));
     if (rep == NULL) {
         return 0;
     }
 
-    rep->ep = en->ep;
+    ngx_http_mitte_endpoint_copy(ctx, en, rep);
     rep->ep.name_off = 0;
-    rep->last_status = en->last_status;
-    rep->slug_len = en->slug_len;
-    rep->user_len = en->user_len;
-    rep->flags = en->flags;
-    rep->name_len = (u_char) name.len;
-    if (name.len) {
-        ngx_memcpy(rep->name, name.data, name.len);
-    }
 
     return 1;
 }
@@ -850,7 +827,6 @@ ngx_http_mitte_state_put(ngx_http_mitte_zone_ctx_t *ctx,
         en->ep.name_off = 0;
         en->user_len = rep->user_len;
         en->last_status = rep->last_status;
-        en->flags = rep->flags;
 
         name.data = rep->name;
         name.len = rep->name_len;
