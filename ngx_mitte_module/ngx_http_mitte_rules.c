@@ -14,6 +14,9 @@ static uint64_t ngx_http_mitte_now_ms(void);
 static void ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     int64_t now, uint64_t now_ms, ngx_uint_t *notes);
+static ngx_uint_t ngx_http_mitte_quota_note(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    ngx_uint_t type, u_char *msg, size_t len, uint64_t now_ms);
 
 
 ngx_http_mitte_quota_e
@@ -77,15 +80,9 @@ ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
                                                       (uint32_t) *limit,
                                                       v->now, 1);
 
-            if (ngx_http_mitte_notify(mmcf, ctx, un,
-                                      NGX_HTTP_MITTE_QUOTA_EXCEEDED,
-                                      NULL, 0, msg,
-                                      ngx_min(len, sizeof(msg) - 1),
-                                      v->now_ms, NULL)
-                == NGX_OK)
-            {
-                notes++;
-            }
+            notes += ngx_http_mitte_quota_note(mmcf, ctx, un,
+                                               NGX_HTTP_MITTE_QUOTA_EXCEEDED,
+                                               msg, len, v->now_ms);
         }
 
         ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -110,14 +107,9 @@ ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
         len = mitte_notify_quota_warning_message((char *) msg, sizeof(msg),
                                                  u->used, (uint32_t) *limit);
 
-        if (ngx_http_mitte_notify(mmcf, ctx, un, NGX_HTTP_MITTE_QUOTA_WARNING,
-                                  NULL, 0, msg,
-                                  ngx_min(len, sizeof(msg) - 1),
-                                  v->now_ms, NULL)
-            == NGX_OK)
-        {
-            notes++;
-        }
+        notes += ngx_http_mitte_quota_note(mmcf, ctx, un,
+                                           NGX_HTTP_MITTE_QUOTA_WARNING,
+                                           msg, len, v->now_ms);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -129,6 +121,23 @@ ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
     }
 
     return NGX_HTTP_MITTE_QUOTA_PASS;
+}
+
+
+/*
+ * A quota notification (no endpoint), its message in a buffer of
+ * NGX_HTTP_MITTE_MESSAGE_MAX bytes; 1 when it was created.
+ */
+
+static ngx_uint_t
+ngx_http_mitte_quota_note(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    ngx_uint_t type, u_char *msg, size_t len, uint64_t now_ms)
+{
+    return ngx_http_mitte_notify(mmcf, ctx, un, type, NULL, 0, msg,
+                                 ngx_min(len, NGX_HTTP_MITTE_MESSAGE_MAX - 1),
+                                 now_ms, NULL)
+           == NGX_OK;
 }
 
 
