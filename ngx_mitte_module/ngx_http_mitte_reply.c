@@ -471,11 +471,11 @@ ngx_http_mitte_header_in(ngx_http_request_t *r, u_char *name, size_t len,
             return &h[i];
         }
 
-        if (!dashes || ngx_strlchr(h[i].lowcase_key, h[i].lowcase_key + len,
-                                   '_') == NULL)
-        {
+        if (!dashes) {
             continue;
         }
+
+        /* most names differ at once: no search for a "_" first */
 
         for (k = 0; k < len; k++) {
             if (h[i].lowcase_key[k] != name[k]
