@@ -13,11 +13,9 @@ static char *ngx_http_mitte_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_mitte_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_mitte_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
-static ngx_int_t ngx_http_mitte_init(ngx_conf_t *cf);
 
 static char *ngx_http_mitte_state_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static void ngx_http_mitte_exit_master(ngx_cycle_t *cycle);
 static char *ngx_http_mitte_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mitte_set_value(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -30,8 +28,6 @@ static char *ngx_http_mitte_quota_enforce(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mitte_endpoint_down(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_mitte_init_module(ngx_cycle_t *cycle);
-static void ngx_http_mitte_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_mitte_webhook_allow(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mitte_anomaly(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -49,7 +45,6 @@ static char *ngx_http_mitte_conf_value(ngx_conf_t *cf, ngx_command_t *cmd,
     char *rv);
 static ngx_int_t ngx_http_mitte_read_key(ngx_conf_t *cf,
     ngx_http_mitte_main_conf_t *mmcf);
-static ngx_int_t ngx_http_mitte_init_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_http_mitte_commands[] = {
@@ -495,47 +490,6 @@ ngx_http_mitte_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-static ngx_int_t
-ngx_http_mitte_init(ngx_conf_t *cf)
-{
-    ngx_http_handler_pt         *h;
-    ngx_http_mitte_main_conf_t  *mmcf;
-    ngx_http_core_main_conf_t   *cmcf;
-
-    static ngx_str_t  request_id = ngx_string("request_id");
-
-    mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mitte_module);
-
-    if (mmcf->shm_zone == NULL) {
-        /* not configured: no handlers, no cost per request */
-        return NGX_OK;
-    }
-
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
-
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    *h = ngx_http_mitte_precontent_handler;
-
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    *h = ngx_http_mitte_log_handler;
-
-    mmcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
-    if (mmcf->request_id_index == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
 ngx_int_t
 ngx_http_mitte_value(ngx_http_request_t *r, ngx_http_mitte_value_t *val,
     ngx_str_t *value)
@@ -696,7 +650,6 @@ ngx_http_mitte_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    mmcf->shm_zone->init = ngx_http_mitte_init_zone;
     mmcf->shm_zone->data = ctx;
 
     return NGX_CONF_OK;
@@ -1342,48 +1295,6 @@ ngx_http_mitte_read_key(ngx_conf_t *cf, ngx_http_mitte_main_conf_t *mmcf)
 }
 
 
-static ngx_int_t
-ngx_http_mitte_init_module(ngx_cycle_t *cycle)
-{
-    if (ngx_http_mitte_send_init_module(cycle) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_mitte_sse_init_module(cycle);
-}
-
-
-static ngx_int_t
-ngx_http_mitte_init_process(ngx_cycle_t *cycle)
-{
-    if (ngx_http_mitte_record_init_process(cycle) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_mitte_state_init_process(cycle) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_mitte_sweep_init_process(cycle) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_mitte_send_init_process(cycle) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_mitte_sse_init_process(cycle);
-}
-
-
-static void
-ngx_http_mitte_exit_process(ngx_cycle_t *cycle)
-{
-    ngx_http_mitte_send_exit_process(cycle);
-    ngx_http_mitte_sse_exit_process(cycle);
-}
-
-
 static char *
 ngx_http_mitte_webhook_allow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -1478,13 +1389,6 @@ ngx_http_mitte_conf_value(ngx_conf_t *cf, ngx_command_t *cmd, char *rv)
                        : "expected a whole number, 0 or more");
 
     return NGX_CONF_ERROR;
-}
-
-
-static void
-ngx_http_mitte_exit_master(ngx_cycle_t *cycle)
-{
-    ngx_http_mitte_state_exit_master(cycle);
 }
 
 

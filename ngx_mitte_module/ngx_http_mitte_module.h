@@ -429,6 +429,13 @@ typedef void (*ngx_http_mitte_key_pt)(ngx_rbtree_node_t *node,
 extern ngx_module_t  ngx_http_mitte_module;
 
 
+/* ngx_http_mitte_lifecycle.c: named by the module definition */
+ngx_int_t ngx_http_mitte_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_mitte_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_mitte_init_process(ngx_cycle_t *cycle);
+void ngx_http_mitte_exit_process(ngx_cycle_t *cycle);
+void ngx_http_mitte_exit_master(ngx_cycle_t *cycle);
+
 /* ngx_http_mitte_module.c */
 ngx_int_t ngx_http_mitte_value(ngx_http_request_t *r,
     ngx_http_mitte_value_t *val, ngx_str_t *value);

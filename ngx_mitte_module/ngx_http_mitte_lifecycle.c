@@ -1,0 +1,104 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The module's lifecycle, at the top: postconfiguration installs the
+ * phase handlers and names the zone's init; the master and each worker
+ * start and stop every subsystem from here. Nothing calls into this file
+ * but nginx, through the module definition.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+
+
+ngx_int_t
+ngx_http_mitte_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt         *h;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_core_main_conf_t   *cmcf;
+
+    static ngx_str_t  request_id = ngx_string("request_id");
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mitte_module);
+
+    if (mmcf->shm_zone == NULL) {
+        /* not configured: no handlers, no cost per request */
+        return NGX_OK;
+    }
+
+    /* the zone is made after the configuration is read: its init is here */
+    mmcf->shm_zone->init = ngx_http_mitte_init_zone;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_mitte_precontent_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_mitte_log_handler;
+
+    mmcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
+    if (mmcf->request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_mitte_init_module(ngx_cycle_t *cycle)
+{
+    if (ngx_http_mitte_send_init_module(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mitte_sse_init_module(cycle);
+}
+
+
+ngx_int_t
+ngx_http_mitte_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_mitte_record_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mitte_state_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mitte_sweep_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mitte_send_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mitte_sse_init_process(cycle);
+}
+
+
+void
+ngx_http_mitte_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mitte_send_exit_process(cycle);
+    ngx_http_mitte_sse_exit_process(cycle);
+}
+
+
+void
+ngx_http_mitte_exit_master(ngx_cycle_t *cycle)
+{
+    ngx_http_mitte_state_exit_master(cycle);
+}
