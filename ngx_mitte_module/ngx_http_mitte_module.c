@@ -536,6 +536,70 @@ ngx_http_mitte_value(ngx_http_request_t *r, ngx_http_mitte_value_t *val,
 
 
 /*
+ * A request header by its name in lowercase and nginx's hash of that name
+ * (ngx_hash_key()), as the parser made them for each header; the first.
+ * "dashes": name is that of a $http_ variable, with "-" for "_", and a
+ * header matches as nginx's variable would match it, "_" standing for
+ * "-" (only servers with underscores_in_headers, or that keep invalid
+ * headers, let such names through).
+ */
+
+ngx_table_elt_t *
+ngx_http_mitte_header_in(ngx_http_request_t *r, u_char *name, size_t len,
+    ngx_uint_t hash, ngx_uint_t dashes)
+{
+    size_t            k;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != len || h[i].hash == 0) {
+            continue;
+        }
+
+        if (h[i].hash == hash
+            && ngx_memcmp(h[i].lowcase_key, name, len) == 0)
+        {
+            return &h[i];
+        }
+
+        if (!dashes) {
+            continue;
+        }
+
+        /* most names differ at once: no search for a "_" first */
+
+        for (k = 0; k < len; k++) {
+            if (h[i].lowcase_key[k] != name[k]
+                && !(h[i].lowcase_key[k] == '_' && name[k] == '-'))
+            {
+                break;
+            }
+        }
+
+        if (k == len) {
+            return &h[i];
+        }
+    }
+}
+
+
+/*
  * The module's configuration in a process that serves requests, a worker
  * (worker 0 alone when "first") or nginx without a master, when a zone is
  * configured; else NULL: the process has nothing to set up.

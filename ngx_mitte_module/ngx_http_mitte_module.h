@@ -439,6 +439,8 @@ void ngx_http_mitte_exit_master(ngx_cycle_t *cycle);
 /* ngx_http_mitte_module.c */
 ngx_int_t ngx_http_mitte_value(ngx_http_request_t *r,
     ngx_http_mitte_value_t *val, ngx_str_t *value);
+ngx_table_elt_t *ngx_http_mitte_header_in(ngx_http_request_t *r,
+    u_char *name, size_t len, ngx_uint_t hash, ngx_uint_t dashes);
 
 /* ngx_http_mitte_carry.c */
 ngx_int_t ngx_http_mitte_carry(ngx_shm_zone_t *shm_zone,
@@ -514,8 +516,6 @@ ngx_int_t ngx_http_mitte_precontent_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_mitte_log_handler(ngx_http_request_t *r);
 
 /* ngx_http_mitte_reply.c */
-ngx_table_elt_t *ngx_http_mitte_header_in(ngx_http_request_t *r,
-    u_char *name, size_t len, ngx_uint_t hash, ngx_uint_t dashes);
 ngx_int_t ngx_http_mitte_arg(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_mitte_send(ngx_http_request_t *r, ngx_uint_t status,
