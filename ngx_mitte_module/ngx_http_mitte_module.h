@@ -442,7 +442,7 @@ ngx_int_t ngx_http_mitte_value(ngx_http_request_t *r,
 ngx_table_elt_t *ngx_http_mitte_header_in(ngx_http_request_t *r,
     u_char *name, size_t len, ngx_uint_t hash, ngx_uint_t dashes);
 
-/* ngx_http_mitte_carry.c */
+/* ngx_http_mitte_zone_start.c */
 ngx_int_t ngx_http_mitte_carry(ngx_shm_zone_t *shm_zone,
     ngx_http_mitte_zone_ctx_t *ctx);
 

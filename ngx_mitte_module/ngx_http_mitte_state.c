@@ -3,7 +3,7 @@
  *
  * The zone's state as a list of records, and back: what mitte_state_file
  * holds, and what a reload that changes the zone's size carries over
- * (ngx_http_mitte_carry.c). The records are the zone's pointer-free
+ * (ngx_http_mitte_zone_start.c). The records are the zone's pointer-free
  * structures as they are; the trees, queues and offsets are made anew
  * when they are read. Least recently used first, so that a zone too
  * small for them all keeps the most recently used.
