@@ -443,6 +443,7 @@ ngx_table_elt_t *ngx_http_mitte_header_in(ngx_http_request_t *r,
     u_char *name, size_t len, ngx_uint_t hash, ngx_uint_t dashes);
 
 /* ngx_http_mitte_zone_start.c */
+ngx_int_t ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_int_t ngx_http_mitte_carry(ngx_shm_zone_t *shm_zone,
     ngx_http_mitte_zone_ctx_t *ctx);
 
@@ -460,7 +461,10 @@ ngx_int_t ngx_http_mitte_state_init_process(ngx_cycle_t *cycle);
 void ngx_http_mitte_state_exit_master(ngx_cycle_t *cycle);
 
 /* ngx_http_mitte_zone.c */
-ngx_int_t ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+void ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+void ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 void *ngx_http_mitte_alloc(ngx_http_mitte_zone_ctx_t *ctx, size_t size,
     void *keep);
 void ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,

@@ -3,8 +3,8 @@
  *
  * The shared memory zone: endpoints and users, each in an rbtree with an
  * LRU queue, as limit_req keeps its nodes, and the users' notifications.
- * Storage only: callers hold the zone mutex around every function here but
- * ngx_http_mitte_init_zone().
+ * Storage only: callers hold the zone mutex around every function here
+ * (ngx_http_mitte_zone_start.c makes the zone).
  */
 
 
@@ -49,101 +49,8 @@ ngx_http_mitte_hash(u_char *p, size_t len)
 }
 
 
-static void ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static void ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_mitte_evict(ngx_http_mitte_zone_ctx_t *ctx,
     void *keep);
-
-
-ngx_int_t
-ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_http_mitte_zone_ctx_t  *octx = data;
-
-    size_t                      len;
-    ngx_http_mitte_zone_ctx_t  *ctx;
-
-    ctx = shm_zone->data;
-
-    if (octx) {
-        if (octx->sh->version != NGX_HTTP_MITTE_ZONE_VERSION) {
-            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "mitte_zone \"%V\" holds layout version %ui, "
-                          "this module needs %d: restart nginx instead "
-                          "of reloading it",
-                          &shm_zone->shm.name, octx->sh->version,
-                          NGX_HTTP_MITTE_ZONE_VERSION);
-            return NGX_ERROR;
-        }
-
-        ctx->sh = octx->sh;
-        ctx->shpool = octx->shpool;
-
-        return ngx_http_mitte_events_init(shm_zone, ctx);
-    }
-
-    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        ctx->sh = ctx->shpool->data;
-        return ngx_http_mitte_events_init(shm_zone, ctx);
-    }
-
-    ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_mitte_sh_t));
-    if (ctx->sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(ctx->sh, sizeof(ngx_http_mitte_sh_t));
-
-    ctx->shpool->data = ctx->sh;
-
-    ctx->sh->version = NGX_HTTP_MITTE_ZONE_VERSION;
-
-    ngx_rbtree_init(&ctx->sh->ep_rbtree, &ctx->sh->ep_sentinel,
-                    ngx_http_mitte_endpoint_insert);
-    ngx_queue_init(&ctx->sh->ep_lru);
-
-    ngx_rbtree_init(&ctx->sh->user_rbtree, &ctx->sh->user_sentinel,
-                    ngx_http_mitte_user_insert);
-    ngx_queue_init(&ctx->sh->user_lru);
-
-    ngx_queue_init(&ctx->sh->pending[0]);
-    ngx_queue_init(&ctx->sh->pending[1]);
-    ngx_queue_init(&ctx->sh->done);
-
-    len = sizeof(" in mitte_zone \"\"") + shm_zone->shm.name.len;
-
-    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
-    if (ctx->shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(ctx->shpool->log_ctx, " in mitte_zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    /* a full zone evicts; it is counted in metrics, not logged each time */
-    ctx->shpool->log_nomem = 0;
-
-    if (ngx_http_mitte_events_init(shm_zone, ctx) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    /*
-     * a reload that changed the zone's size: the old zone's state; else,
-     * nginx starts (or the reload adds the zone): the state file's
-     */
-
-    if (ngx_http_mitte_carry(shm_zone, ctx) == NGX_DECLINED
-        && ctx->state_file.len)
-    {
-        ngx_http_mitte_state_restore(shm_zone, ctx);
-    }
-
-    return NGX_OK;
-}
 
 
 /*
@@ -223,7 +130,7 @@ ngx_http_mitte_tree_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
 }
 
 
-static void
+void
 ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
@@ -232,7 +139,7 @@ ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
 }
 
 
-static void
+void
 ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {

@@ -1,6 +1,10 @@
 /*
  * Copyright (C) ngx_mitte_module authors
  *
+ * The zone's start, in the master: a new zone is laid out, then filled
+ * from the zone of the old size (a reload that resized it) or from the
+ * state file (nginx starts); a reload that keeps the size reuses the zone.
+ *
  * A reload that changes the size of mitte_zone: nginx gives the zone new
  * memory, so the master copies the state of the zone of the old size into
  * it before the new workers start: endpoints, users with their
@@ -15,6 +19,95 @@
 
 
 static ngx_shm_zone_t *ngx_http_mitte_carry_find(ngx_shm_zone_t *shm_zone);
+
+
+ngx_int_t
+ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_mitte_zone_ctx_t  *octx = data;
+
+    size_t                      len;
+    ngx_http_mitte_zone_ctx_t  *ctx;
+
+    ctx = shm_zone->data;
+
+    if (octx) {
+        if (octx->sh->version != NGX_HTTP_MITTE_ZONE_VERSION) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "mitte_zone \"%V\" holds layout version %ui, "
+                          "this module needs %d: restart nginx instead "
+                          "of reloading it",
+                          &shm_zone->shm.name, octx->sh->version,
+                          NGX_HTTP_MITTE_ZONE_VERSION);
+            return NGX_ERROR;
+        }
+
+        ctx->sh = octx->sh;
+        ctx->shpool = octx->shpool;
+
+        return ngx_http_mitte_events_init(shm_zone, ctx);
+    }
+
+    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        ctx->sh = ctx->shpool->data;
+        return ngx_http_mitte_events_init(shm_zone, ctx);
+    }
+
+    ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_mitte_sh_t));
+    if (ctx->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(ctx->sh, sizeof(ngx_http_mitte_sh_t));
+
+    ctx->shpool->data = ctx->sh;
+
+    ctx->sh->version = NGX_HTTP_MITTE_ZONE_VERSION;
+
+    ngx_rbtree_init(&ctx->sh->ep_rbtree, &ctx->sh->ep_sentinel,
+                    ngx_http_mitte_endpoint_insert);
+    ngx_queue_init(&ctx->sh->ep_lru);
+
+    ngx_rbtree_init(&ctx->sh->user_rbtree, &ctx->sh->user_sentinel,
+                    ngx_http_mitte_user_insert);
+    ngx_queue_init(&ctx->sh->user_lru);
+
+    ngx_queue_init(&ctx->sh->pending[0]);
+    ngx_queue_init(&ctx->sh->pending[1]);
+    ngx_queue_init(&ctx->sh->done);
+
+    len = sizeof(" in mitte_zone \"\"") + shm_zone->shm.name.len;
+
+    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
+    if (ctx->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(ctx->shpool->log_ctx, " in mitte_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone evicts; it is counted in metrics, not logged each time */
+    ctx->shpool->log_nomem = 0;
+
+    if (ngx_http_mitte_events_init(shm_zone, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * a reload that changed the zone's size: the old zone's state; else,
+     * nginx starts (or the reload adds the zone): the state file's
+     */
+
+    if (ngx_http_mitte_carry(shm_zone, ctx) == NGX_DECLINED
+        && ctx->state_file.len)
+    {
+        ngx_http_mitte_state_restore(shm_zone, ctx);
+    }
+
+    return NGX_OK;
+}
 
 
 /*
