@@ -566,7 +566,8 @@ ngx_int_t ngx_http_mitte_notify(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     ngx_uint_t type, u_char *slug, size_t slug_len, u_char *msg,
     size_t msg_len, uint64_t now_ms, void *keep);
-u_char *ngx_http_mitte_note_id(u_char *p, ngx_http_mitte_notification_t *n);
+
+/* ngx_http_mitte_notifications.c */
 ngx_int_t ngx_http_mitte_notifications_handler(ngx_http_request_t *r);
 
 /* ngx_http_mitte_sweep.c */

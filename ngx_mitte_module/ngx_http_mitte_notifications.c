@@ -1,0 +1,400 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The notifications API (mitte_notifications): a user's in-app
+ * notifications listed, and marked read. Raising a notification is
+ * ngx_http_mitte_notify.c's.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+
+#include <cjson/cJSON.h>
+
+#include "mitte_notify.h"
+
+
+#define NGX_HTTP_MITTE_NOTE_JSON        3072
+
+
+static ngx_int_t ngx_http_mitte_notes_list(ngx_http_request_t *r,
+    ngx_str_t *user);
+static void ngx_http_mitte_notes_read_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mitte_notes_read(ngx_http_request_t *r,
+    ngx_str_t *user, ngx_str_t *body);
+static u_char *ngx_http_mitte_note_id(u_char *p,
+    ngx_http_mitte_notification_t *n);
+static ngx_int_t ngx_http_mitte_note_seq(u_char *p, size_t len,
+    uint32_t *seq);
+static u_char *ngx_http_mitte_write_note(u_char *p,
+    ngx_http_mitte_notification_t *n);
+
+
+ngx_int_t
+ngx_http_mitte_notifications_handler(ngx_http_request_t *r)
+{
+    ngx_str_t  path, user;
+
+    if (ngx_http_mitte_caller(r, &user) != NGX_OK) {
+        return ngx_http_mitte_send_unauthorized(r);
+    }
+
+    ngx_http_mitte_subpath(r, &path);
+
+    if (path.len == 0) {
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+        }
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_mitte_notes_list(r, &user);
+    }
+
+    if (path.len == 4 && ngx_strncmp(path.data, "read", 4) == 0) {
+        if (!(r->method & NGX_HTTP_POST)) {
+            return ngx_http_mitte_send_not_allowed(r, "POST");
+        }
+
+        return ngx_http_mitte_read_body(r, ngx_http_mitte_notes_read_body);
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                     "No such notifications resource.");
+}
+
+
+static ngx_int_t
+ngx_http_mitte_notes_list(ngx_http_request_t *r, ngx_str_t *user)
+{
+    u_char                      *p;
+    uint32_t                     before;
+    ngx_int_t                    limit;
+    ngx_str_t                    arg;
+    ngx_uint_t                   unread_only, n, unread;
+    ngx_queue_t                 *q;
+    ngx_chain_t                 *out, *last, *cl;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_mitte_user_node_t  *un;
+    ngx_http_mitte_note_node_t  *nn;
+
+    unread_only = 0;
+    limit = 50;
+    before = 0;
+
+    if (ngx_http_mitte_arg(r, "unread", &arg) == NGX_OK) {
+        if ((arg.len == 1 && arg.data[0] == '1')
+            || (arg.len == 4 && ngx_strncmp(arg.data, "true", 4) == 0))
+        {
+            unread_only = 1;
+
+        } else if (!(arg.len == 1 && arg.data[0] == '0')
+                   && !(arg.len == 5 && ngx_strncmp(arg.data, "false", 5) == 0))
+        {
+            return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_field",
+                                             "unread must be 1 or 0.");
+        }
+    }
+
+    if (ngx_http_mitte_arg(r, "limit", &arg) == NGX_OK) {
+        limit = ngx_atoi(arg.data, arg.len);
+
+        if (limit < 1 || limit > 100) {
+            return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_field",
+                                             "limit must be a number from 1 "
+                                             "to 100.");
+        }
+    }
+
+    if (ngx_http_mitte_arg(r, "before", &arg) == NGX_OK
+        && ngx_http_mitte_note_seq(arg.data, arg.len, &before) != NGX_OK)
+    {
+        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_field",
+                                         "before is not a notification id.");
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    last = NULL;
+
+    out = ngx_http_mitte_chain(r, &last, 64);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* "unread" is written last: the header is in a buffer of its own */
+
+    cl = last;
+
+    last = NULL;
+    if (ngx_http_mitte_chain(r, &last, NGX_HTTP_MITTE_NOTE_JSON) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cl->next = last;
+
+    n = 0;
+    unread = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    un = ngx_http_mitte_user_lookup(ctx, user->data, user->len);
+
+    if (un) {
+        unread = un->unread;
+
+        for (q = ngx_queue_head(&un->notes);
+             q != ngx_queue_sentinel(&un->notes) && n < (ngx_uint_t) limit;
+             q = ngx_queue_next(q))
+        {
+            nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
+
+            if ((before && nn->n.seq >= before)
+                || (unread_only && nn->n.read))
+            {
+                continue;
+            }
+
+            if (ngx_http_mitte_chain(r, &last, NGX_HTTP_MITTE_NOTE_JSON)
+                == NULL)
+            {
+                ngx_shmtx_unlock(&ctx->shpool->mutex);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            p = last->buf->last;
+
+            if (n++) {
+                *p++ = ',';
+            }
+
+            last->buf->last = ngx_http_mitte_write_note(p, &nn->n);
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    cl->buf->last = ngx_sprintf(cl->buf->last,
+                                "{\"unread\":%ui,\"notifications\":[",
+                                unread);
+
+    if (ngx_http_mitte_write(r, &last, (u_char *) "]}\n", 3) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+}
+
+
+static void
+ngx_http_mitte_notes_read_body(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+    ngx_str_t  body, user;
+
+    if (ngx_http_mitte_body_or_error(r, &body, &rc) == NGX_OK) {
+        rc = (ngx_http_mitte_caller(r, &user) == NGX_OK)
+             ? ngx_http_mitte_notes_read(r, &user, &body)
+             : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_str_t *body)
+{
+    u_char                      *p;
+    cJSON                       *doc, *item, *ids, *all, *id;
+    uint32_t                     seq;
+    ngx_buf_t                   *b;
+    ngx_uint_t                   unread, mark_all;
+    ngx_queue_t                 *q;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+    ngx_http_mitte_user_node_t  *un;
+    ngx_http_mitte_note_node_t  *nn;
+
+    doc = cJSON_ParseWithLength((char *) body->data, body->len);
+
+    if (doc == NULL || !cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_json",
+                                         "The body is not a JSON object.");
+    }
+
+    ids = NULL;
+    all = NULL;
+
+    for (item = doc->child; item; item = item->next) {
+        if (ngx_strcmp(item->string, "ids") == 0) {
+            ids = item;
+
+        } else if (ngx_strcmp(item->string, "all") == 0) {
+            all = item;
+
+        } else {
+            cJSON_Delete(doc);
+            return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_field",
+                                             "Unknown field: expected \"ids\" "
+                                             "or \"all\".");
+        }
+    }
+
+    if ((ids == NULL && all == NULL)
+        || (ids && !cJSON_IsArray(ids))
+        || (all && !cJSON_IsBool(all)))
+    {
+        cJSON_Delete(doc);
+        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_field",
+                                         "Expected {\"ids\": [...]} or "
+                                         "{\"all\": true}.");
+    }
+
+    if (ids) {
+        cJSON_ArrayForEach(id, ids) {
+            if (!cJSON_IsString(id)) {
+                cJSON_Delete(doc);
+                return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "invalid_field",
+                                                 "ids must be strings.");
+            }
+        }
+    }
+
+    mark_all = (all && cJSON_IsTrue(all));
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    unread = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    un = ngx_http_mitte_user_lookup(ctx, user->data, user->len);
+
+    if (un) {
+        for (q = ngx_queue_head(&un->notes);
+             q != ngx_queue_sentinel(&un->notes);
+             q = ngx_queue_next(q))
+        {
+            nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
+
+            if (nn->n.read) {
+                continue;
+            }
+
+            if (!mark_all) {
+                if (ids == NULL) {
+                    break;
+                }
+
+                cJSON_ArrayForEach(id, ids) {
+                    p = (u_char *) id->valuestring;
+
+                    if (ngx_http_mitte_note_seq(p, ngx_strlen(p), &seq)
+                        == NGX_OK && seq == nn->n.seq)
+                    {
+                        break;
+                    }
+                }
+
+                if (id == NULL) {
+                    continue;
+                }
+            }
+
+            nn->n.read = 1;
+            un->unread--;
+        }
+
+        unread = un->unread;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    cJSON_Delete(doc);
+
+    b = ngx_create_temp_buf(r->pool, 64);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last, "{\"unread\":%ui}\n", unread);
+
+    return ngx_http_mitte_send_buf(r, NGX_HTTP_OK, b);
+}
+
+
+static u_char *
+ngx_http_mitte_note_id(u_char *p, ngx_http_mitte_notification_t *n)
+{
+    return ngx_sprintf(p, NGX_HTTP_MITTE_ID_FORMAT, n->created_ms, n->seq);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_note_seq(u_char *p, size_t len, uint32_t *seq)
+{
+    ngx_int_t  n;
+
+    if (len != NGX_HTTP_MITTE_ID_LEN) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_hextoi(p, 12) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_hextoi(p + 12, 8);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *seq = (uint32_t) n;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_mitte_write_note(u_char *p, ngx_http_mitte_notification_t *n)
+{
+    p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
+    p = ngx_http_mitte_note_id(p, n);
+    p = ngx_sprintf(p, "\",\"type\":\"%s\",\"title\":\"%s\",\"message\":",
+                    mitte_notify_type_name(n->type),
+                    mitte_notify_title(n->type));
+    p = ngx_http_mitte_json_str(p, n->message, n->message_len);
+    p = ngx_cpymem(p, ",\"endpointSlug\":", sizeof(",\"endpointSlug\":") - 1);
+
+    p = ngx_http_mitte_json_str_null(p, n->slug, n->slug_len);
+
+    p = ngx_cpymem(p, ",\"timestamp\":", sizeof(",\"timestamp\":") - 1);
+    p = ngx_http_mitte_json_time(p, (int64_t) n->created_ms);
+
+    if (n->read) {
+        p = ngx_cpymem(p, ",\"read\":true}", sizeof(",\"read\":true}") - 1);
+
+    } else {
+        p = ngx_cpymem(p, ",\"read\":false}", sizeof(",\"read\":false}") - 1);
+    }
+
+    return p;
+}
