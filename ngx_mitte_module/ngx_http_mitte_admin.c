@@ -1,12 +1,16 @@
 /*
  * Copyright (C) ngx_mitte_module authors
  *
- * The operator API: endpoints, users, metrics.
+ * The operator API (mitte_admin): endpoints, users, metrics, a sweep on
+ * demand, and the outbox's list.
  */
 
 
 #include "ngx_http_mitte_module.h"
 #include "mitte_doc.h"
+
+
+#define NGX_HTTP_MITTE_SEND_JSON        16384
 
 
 typedef enum {
@@ -38,6 +42,14 @@ static ngx_int_t ngx_http_mitte_write_user(ngx_http_request_t *r,
     ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_user_t *u,
     ngx_chain_t **last);
 static ngx_int_t ngx_http_mitte_admin_metrics(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mitte_outbox_list(ngx_http_request_t *r);
+static u_char *ngx_http_mitte_write_send(u_char *p,
+    ngx_http_mitte_send_t *s);
+
+
+static const char  *ngx_http_mitte_send_states[] = {
+    "pending", "pending", "sent", "failed"
+};
 
 
 ngx_int_t
@@ -730,4 +742,90 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
     out->next = NULL;
 
     return ngx_http_mitte_send(r, NGX_HTTP_OK, &type, out);
+}
+
+
+static u_char *
+ngx_http_mitte_write_send(u_char *p, ngx_http_mitte_send_t *s)
+{
+    p = ngx_sprintf(p, "{\"notificationId\":\"" NGX_HTTP_MITTE_ID_FORMAT
+                       "\",\"user\":",
+                    s->created_ms, s->note_seq);
+    p = ngx_http_mitte_json_str(p, s->user, s->user_len);
+    p = ngx_sprintf(p, ",\"channel\":\"%s\",\"target\":",
+                    s->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL
+                    ? "email" : "webhook");
+    p = ngx_http_mitte_json_str(p, s->data, s->target_len);
+    p = ngx_sprintf(p, ",\"state\":\"%s\",\"attempts\":%uD,\"lastError\":",
+                    ngx_http_mitte_send_states[s->state],
+                    (uint32_t) s->attempts);
+
+    p = ngx_http_mitte_json_str_null(p, s->error, s->error_len);
+
+    p = ngx_cpymem(p, ",\"updatedAt\":", sizeof(",\"updatedAt\":") - 1);
+    p = ngx_http_mitte_json_time(p, (int64_t) s->updated_ms);
+    *p++ = '}';
+
+    return p;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_outbox_list(ngx_http_request_t *r)
+{
+    ngx_uint_t                   i, n;
+    ngx_queue_t                 *q, *head;
+    ngx_chain_t                 *out, *last;
+    ngx_http_mitte_send_t       *s;
+    ngx_http_mitte_zone_ctx_t   *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+    ctx = mmcf->shm_zone->data;
+
+    last = NULL;
+
+    out = ngx_http_mitte_chain(r, &last, 64);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last->buf->last = ngx_cpymem(last->buf->last, "{\"sends\":[",
+                                 sizeof("{\"sends\":[") - 1);
+
+    n = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (i = 0; i < 3; i++) {
+        head = (i < 2) ? &ctx->sh->pending[i] : &ctx->sh->done;
+
+        for (q = ngx_queue_head(head);
+             q != ngx_queue_sentinel(head);
+             q = ngx_queue_next(q))
+        {
+            s = ngx_queue_data(q, ngx_http_mitte_send_t, queue);
+
+            if (ngx_http_mitte_chain(r, &last, NGX_HTTP_MITTE_SEND_JSON)
+                == NULL)
+            {
+                ngx_shmtx_unlock(&ctx->shpool->mutex);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (n++) {
+                *last->buf->last++ = ',';
+            }
+
+            last->buf->last = ngx_http_mitte_write_send(last->buf->last, s);
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (ngx_http_mitte_write(r, &last, (u_char *) "]}\n", 3) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
 }

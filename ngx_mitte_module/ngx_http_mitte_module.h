@@ -578,7 +578,6 @@ ngx_int_t ngx_http_mitte_sweep_request(ngx_http_request_t *r);
 void ngx_http_mitte_outbox_route(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     ngx_http_mitte_notification_t *n, void *keep);
-ngx_int_t ngx_http_mitte_outbox_list(ngx_http_request_t *r);
 
 /* ngx_http_mitte_send.c */
 ngx_int_t ngx_http_mitte_send_init_module(ngx_cycle_t *cycle);

@@ -10,20 +10,10 @@
 #include "mitte_notify.h"
 
 
-#define NGX_HTTP_MITTE_SEND_JSON        16384
-
-
 static void ngx_http_mitte_outbox_add(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_uint_t channel, ngx_http_mitte_user_node_t *un,
     ngx_http_mitte_notification_t *n, u_char *target, size_t target_len,
     u_char *secret, size_t secret_len, ngx_uint_t format, void *keep);
-static u_char *ngx_http_mitte_write_send(u_char *p,
-    ngx_http_mitte_send_t *s);
-
-
-static const char  *ngx_http_mitte_send_states[] = {
-    "pending", "pending", "sent", "failed"
-};
 
 
 /* with the zone locked */
@@ -125,90 +115,4 @@ ngx_http_mitte_outbox_add(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t channel,
 
     ngx_queue_insert_tail(&sh->pending[channel], &s->queue);
     sh->npending[channel]++;
-}
-
-
-static u_char *
-ngx_http_mitte_write_send(u_char *p, ngx_http_mitte_send_t *s)
-{
-    p = ngx_sprintf(p, "{\"notificationId\":\"" NGX_HTTP_MITTE_ID_FORMAT
-                       "\",\"user\":",
-                    s->created_ms, s->note_seq);
-    p = ngx_http_mitte_json_str(p, s->user, s->user_len);
-    p = ngx_sprintf(p, ",\"channel\":\"%s\",\"target\":",
-                    s->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL
-                    ? "email" : "webhook");
-    p = ngx_http_mitte_json_str(p, s->data, s->target_len);
-    p = ngx_sprintf(p, ",\"state\":\"%s\",\"attempts\":%uD,\"lastError\":",
-                    ngx_http_mitte_send_states[s->state],
-                    (uint32_t) s->attempts);
-
-    p = ngx_http_mitte_json_str_null(p, s->error, s->error_len);
-
-    p = ngx_cpymem(p, ",\"updatedAt\":", sizeof(",\"updatedAt\":") - 1);
-    p = ngx_http_mitte_json_time(p, (int64_t) s->updated_ms);
-    *p++ = '}';
-
-    return p;
-}
-
-
-ngx_int_t
-ngx_http_mitte_outbox_list(ngx_http_request_t *r)
-{
-    ngx_uint_t                   i, n;
-    ngx_queue_t                 *q, *head;
-    ngx_chain_t                 *out, *last;
-    ngx_http_mitte_send_t       *s;
-    ngx_http_mitte_zone_ctx_t   *ctx;
-    ngx_http_mitte_main_conf_t  *mmcf;
-
-    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
-    ctx = mmcf->shm_zone->data;
-
-    last = NULL;
-
-    out = ngx_http_mitte_chain(r, &last, 64);
-    if (out == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    last->buf->last = ngx_cpymem(last->buf->last, "{\"sends\":[",
-                                 sizeof("{\"sends\":[") - 1);
-
-    n = 0;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    for (i = 0; i < 3; i++) {
-        head = (i < 2) ? &ctx->sh->pending[i] : &ctx->sh->done;
-
-        for (q = ngx_queue_head(head);
-             q != ngx_queue_sentinel(head);
-             q = ngx_queue_next(q))
-        {
-            s = ngx_queue_data(q, ngx_http_mitte_send_t, queue);
-
-            if (ngx_http_mitte_chain(r, &last, NGX_HTTP_MITTE_SEND_JSON)
-                == NULL)
-            {
-                ngx_shmtx_unlock(&ctx->shpool->mutex);
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            if (n++) {
-                *last->buf->last++ = ',';
-            }
-
-            last->buf->last = ngx_http_mitte_write_send(last->buf->last, s);
-        }
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    if (ngx_http_mitte_write(r, &last, (u_char *) "]}\n", 3) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
 }
