@@ -542,6 +542,8 @@ ngx_int_t ngx_http_mitte_read_body(ngx_http_request_t *r,
 ngx_int_t ngx_http_mitte_body(ngx_http_request_t *r, ngx_str_t *body);
 ngx_chain_t *ngx_http_mitte_chain(ngx_http_request_t *r, ngx_chain_t **last,
     size_t need);
+ngx_int_t ngx_http_mitte_write(ngx_http_request_t *r, ngx_chain_t **last,
+    u_char *s, size_t len);
 u_char *ngx_http_mitte_json_str(u_char *p, u_char *s, size_t len);
 u_char *ngx_http_mitte_json_str_null(u_char *p, u_char *s, size_t len);
 size_t ngx_http_mitte_json_str_len(u_char *s, size_t len);
@@ -558,8 +560,6 @@ ngx_int_t ngx_http_mitte_write_endpoint(ngx_http_request_t *r,
 ngx_int_t ngx_http_mitte_write_quota(ngx_http_request_t *r,
     ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_user_t *u,
     int64_t now, ngx_chain_t **last);
-ngx_int_t ngx_http_mitte_write(ngx_http_request_t *r, ngx_chain_t **last,
-    u_char *s, size_t len);
 
 /* ngx_http_mitte_notify.c */
 ngx_int_t ngx_http_mitte_notify(ngx_http_mitte_main_conf_t *mmcf,

@@ -386,6 +386,23 @@ ngx_http_mitte_chain(ngx_http_request_t *r, ngx_chain_t **last, size_t need)
 }
 
 
+ngx_int_t
+ngx_http_mitte_write(ngx_http_request_t *r, ngx_chain_t **last, u_char *s,
+    size_t len)
+{
+    ngx_chain_t  *cl;
+
+    cl = ngx_http_mitte_chain(r, last, len);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf->last = ngx_cpymem(cl->buf->last, s, len);
+
+    return NGX_OK;
+}
+
+
 size_t
 ngx_http_mitte_json_str_len(u_char *s, size_t len)
 {

@@ -192,23 +192,6 @@ failed:
 
 
 ngx_int_t
-ngx_http_mitte_write(ngx_http_request_t *r, ngx_chain_t **last, u_char *s,
-    size_t len)
-{
-    ngx_chain_t  *cl;
-
-    cl = ngx_http_mitte_chain(r, last, len);
-    if (cl == NULL) {
-        return NGX_ERROR;
-    }
-
-    cl->buf->last = ngx_cpymem(cl->buf->last, s, len);
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
 ngx_http_mitte_write_endpoint(ngx_http_request_t *r,
     ngx_http_mitte_endpoint_copy_t *en, ngx_chain_t **last,
     uint32_t now_hour)
