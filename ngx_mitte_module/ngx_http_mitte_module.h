@@ -602,11 +602,16 @@ ngx_uint_t ngx_http_mitte_events_copy(ngx_http_mitte_zone_ctx_t *ctx,
     uint64_t *head);
 u_char *ngx_http_mitte_event_frame(u_char *p, ngx_http_mitte_event_t *e);
 
-/* ngx_http_mitte_sse.c */
+/* ngx_http_mitte_sse_wake.c */
+extern int  ngx_http_mitte_sse_fds[NGX_HTTP_MITTE_MAX_WORKERS];
+extern ngx_uint_t  ngx_http_mitte_sse_nfds;
 ngx_int_t ngx_http_mitte_sse_init_module(ngx_cycle_t *cycle);
+void ngx_http_mitte_sse_wake(ngx_http_mitte_zone_ctx_t *ctx);
+void ngx_http_mitte_sse_wake_local(ngx_event_t *drain);
+
+/* ngx_http_mitte_sse.c */
 ngx_int_t ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle);
 void ngx_http_mitte_sse_exit_process(ngx_cycle_t *cycle);
-void ngx_http_mitte_sse_wake(ngx_http_mitte_zone_ctx_t *ctx);
 ngx_int_t ngx_http_mitte_sse_handler(ngx_http_request_t *r);
 
 /* ngx_http_mitte_admin.c */

@@ -3,17 +3,12 @@
  *
  * The event stream (mitte_sse): each worker keeps its subscribers in a
  * list, and fans the zone's event ring out to them. A worker that records
- * an event wakes the others that have subscribers through an eventfd each
- * (made by the master for the cycle, so every worker holds all of them),
- * at most once until the woken worker has drained the ring; its own
- * subscribers get the event from a posted event in the same turn of its
- * event loop.
+ * an event wakes the others through ngx_http_mitte_sse_wake.c; this file
+ * reads its own eventfd, and drains the ring when woken.
  */
 
 
 #include "ngx_http_mitte_module.h"
-
-#include <sys/eventfd.h>
 
 
 /* a subscriber that stops reading is dropped when this much is queued */
@@ -76,13 +71,6 @@ typedef struct {
 } ngx_http_mitte_sse_worker_t;
 
 
-typedef struct {
-    int                          fd[NGX_HTTP_MITTE_MAX_WORKERS];
-    ngx_uint_t                   n;
-} ngx_http_mitte_sse_fds_t;
-
-
-static void ngx_http_mitte_sse_close_fds(void *data);
 static void ngx_http_mitte_sse_wakeup(ngx_event_t *ev);
 static void ngx_http_mitte_sse_drain_handler(ngx_event_t *ev);
 static void ngx_http_mitte_sse_drain(void);
@@ -109,92 +97,6 @@ static ngx_int_t ngx_http_mitte_sse_matches(ngx_http_mitte_sub_t *sub,
 
 
 static ngx_http_mitte_sse_worker_t  ngx_http_mitte_sse_worker;
-
-/* this cycle's wake-up eventfds, one per worker, made by the master */
-static int         ngx_http_mitte_sse_fds[NGX_HTTP_MITTE_MAX_WORKERS];
-static ngx_uint_t  ngx_http_mitte_sse_nfds;
-
-
-ngx_int_t
-ngx_http_mitte_sse_init_module(ngx_cycle_t *cycle)
-{
-    int                          fd;
-    ngx_uint_t                   i, n;
-    ngx_core_conf_t             *ccf;
-    ngx_http_mitte_sse_fds_t    *fds;
-    ngx_pool_cleanup_t          *cln;
-    ngx_http_mitte_main_conf_t  *mmcf;
-
-    ngx_http_mitte_sse_nfds = 0;
-
-    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
-
-    if (mmcf == NULL || mmcf->shm_zone == NULL) {
-        return NGX_OK;
-    }
-
-    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
-
-    n = ccf->master ? (ngx_uint_t) ccf->worker_processes : 1;
-
-    if (n > NGX_HTTP_MITTE_MAX_WORKERS) {
-        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-                      "mitte: event streams are served by the first %d "
-                      "workers only", NGX_HTTP_MITTE_MAX_WORKERS);
-        n = NGX_HTTP_MITTE_MAX_WORKERS;
-    }
-
-    cln = ngx_pool_cleanup_add(cycle->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    fds = ngx_pcalloc(cycle->pool, sizeof(ngx_http_mitte_sse_fds_t));
-    if (fds == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_http_mitte_sse_close_fds;
-    cln->data = fds;
-
-    for (i = 0; i < n; i++) {
-        fd = eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC);
-
-        if (fd == -1) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                          "mitte: eventfd() failed");
-            return NGX_ERROR;
-        }
-
-        fds->fd[i] = fd;
-        fds->n = i + 1;
-
-        ngx_http_mitte_sse_fds[i] = fd;
-        ngx_http_mitte_sse_nfds = i + 1;
-    }
-
-    return NGX_OK;
-}
-
-
-/* the master closes a cycle's eventfds with the cycle */
-
-static void
-ngx_http_mitte_sse_close_fds(void *data)
-{
-    ngx_http_mitte_sse_fds_t  *fds = data;
-
-    ngx_uint_t  i;
-
-    if (ngx_process != NGX_PROCESS_MASTER) {
-        return;
-    }
-
-    for (i = 0; i < fds->n; i++) {
-        (void) close(fds->fd[i]);
-    }
-}
-
 
 ngx_int_t
 ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle)
@@ -280,6 +182,7 @@ ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle)
     }
 
     w->ready = 1;
+    ngx_http_mitte_sse_wake_local(&w->drain);
 
     return NGX_OK;
 }
@@ -298,48 +201,7 @@ ngx_http_mitte_sse_exit_process(ngx_cycle_t *cycle)
     }
 
     w->ready = 0;
-}
-
-
-/* after an event was recorded, without the lock */
-
-void
-ngx_http_mitte_sse_wake(ngx_http_mitte_zone_ctx_t *ctx)
-{
-    ngx_uint_t                i;
-    uint64_t                  one;
-    ngx_http_mitte_worker_t  *w;
-
-    for (i = 0; i < ngx_http_mitte_sse_nfds; i++) {
-        w = &ctx->sh->workers[i];
-
-        if (w->subscribers == 0) {
-            continue;
-        }
-
-        if (i == ngx_worker) {
-            if (ngx_http_mitte_sse_worker.ready
-                && !ngx_http_mitte_sse_worker.drain.posted)
-            {
-                ngx_post_event(&ngx_http_mitte_sse_worker.drain,
-                               &ngx_posted_events);
-            }
-
-            continue;
-        }
-
-        if (w->wake || !ngx_atomic_cmp_set(&w->wake, 0, 1)) {
-            continue;
-        }
-
-        one = 1;
-
-        if (write(ngx_http_mitte_sse_fds[i], &one, sizeof(one)) == -1
-            && ngx_errno != NGX_EAGAIN)
-        {
-            w->wake = 0;
-        }
-    }
+    ngx_http_mitte_sse_wake_local(NULL);
 }
 
 
@@ -384,6 +246,7 @@ ngx_http_mitte_sse_shutdown(ngx_http_mitte_sse_worker_t *w)
     ngx_http_mitte_sub_t  *sub;
 
     w->ready = 0;
+    ngx_http_mitte_sse_wake_local(NULL);
 
     for (i = 0; i <= NGX_HTTP_MITTE_SSE_BUCKETS; i++) {
         list = (i < NGX_HTTP_MITTE_SSE_BUCKETS) ? &w->buckets[i] : &w->all;
