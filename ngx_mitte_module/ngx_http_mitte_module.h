@@ -519,7 +519,7 @@ ngx_int_t ngx_http_mitte_record_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_mitte_precontent_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_mitte_log_handler(ngx_http_request_t *r);
 
-/* ngx_http_mitte_reply.c */
+/* ngx_http_mitte_api.c */
 ngx_int_t ngx_http_mitte_arg(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_mitte_send(ngx_http_request_t *r, ngx_uint_t status,
