@@ -42,7 +42,7 @@ static ngx_int_t ngx_http_mitte_write_user(ngx_http_request_t *r,
     ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_user_t *u,
     ngx_chain_t **last);
 static ngx_int_t ngx_http_mitte_admin_metrics(ngx_http_request_t *r);
-static ngx_int_t ngx_http_mitte_outbox_list(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mitte_admin_outbox(ngx_http_request_t *r);
 static u_char *ngx_http_mitte_write_send(u_char *p,
     ngx_http_mitte_send_t *s);
 
@@ -76,7 +76,7 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
 
     case NGX_HTTP_MITTE_ROUTE_ENDPOINTS:
         return get ? ngx_http_mitte_admin_endpoints(r)
-                   : ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+                   : ngx_http_mitte_reply_not_allowed(r, "GET, HEAD");
 
     case NGX_HTTP_MITTE_ROUTE_ENDPOINT:
         if (get) {
@@ -91,7 +91,7 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
             return ngx_http_mitte_admin_delete_endpoint(r, &arg);
         }
 
-        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD, PUT, DELETE");
+        return ngx_http_mitte_reply_not_allowed(r, "GET, HEAD, PUT, DELETE");
 
     case NGX_HTTP_MITTE_ROUTE_USER:
         if (get) {
@@ -102,11 +102,11 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
             return ngx_http_mitte_read_body(r, ngx_http_mitte_admin_body);
         }
 
-        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD, PUT");
+        return ngx_http_mitte_reply_not_allowed(r, "GET, HEAD, PUT");
 
     case NGX_HTTP_MITTE_ROUTE_SWEEP:
         if (!(r->method & NGX_HTTP_POST)) {
-            return ngx_http_mitte_send_not_allowed(r, "POST");
+            return ngx_http_mitte_reply_not_allowed(r, "POST");
         }
 
         r->main->count++;
@@ -120,16 +120,16 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
         return rc;
 
     case NGX_HTTP_MITTE_ROUTE_OUTBOX:
-        return get ? ngx_http_mitte_outbox_list(r)
-                   : ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+        return get ? ngx_http_mitte_admin_outbox(r)
+                   : ngx_http_mitte_reply_not_allowed(r, "GET, HEAD");
 
     case NGX_HTTP_MITTE_ROUTE_METRICS:
         return get ? ngx_http_mitte_admin_metrics(r)
-                   : ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+                   : ngx_http_mitte_reply_not_allowed(r, "GET, HEAD");
 
     default:
-        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                         "No such operator API resource.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "No such operator API resource.");
     }
 }
 
@@ -244,7 +244,7 @@ ngx_http_mitte_admin_endpoints(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_reply_json(r, NGX_HTTP_OK, out);
 }
 
 
@@ -259,8 +259,8 @@ ngx_http_mitte_admin_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
     ngx_http_mitte_endpoint_node_t  *en;
 
     if (!mitte_slug_valid(slug->data, slug->len)) {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                         "No such endpoint.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "No such endpoint.");
     }
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
@@ -289,8 +289,8 @@ ngx_http_mitte_admin_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
     }
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                         "No such endpoint.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "No such endpoint.");
     }
 
     if (rc != NGX_OK
@@ -299,7 +299,7 @@ ngx_http_mitte_admin_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_reply_json(r, NGX_HTTP_OK, out);
 }
 
 
@@ -320,17 +320,17 @@ ngx_http_mitte_admin_put_endpoint(ngx_http_request_t *r, ngx_str_t *slug,
     ngx_http_mitte_endpoint_node_t  *en;
 
     if (!mitte_slug_valid(slug->data, slug->len)) {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_field",
-                                         "The slug must be 1-64 bytes of "
-                                         "A-Za-z0-9._-.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_field",
+                                          "The slug must be 1-64 bytes of "
+                                          "A-Za-z0-9._-.");
     }
 
     if (mitte_endpoint_doc_parse((char *) body->data, body->len, &doc, &err)
         != 0)
     {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST, err.code,
-                                         err.message);
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST, err.code,
+                                          err.message);
     }
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
@@ -348,9 +348,9 @@ ngx_http_mitte_admin_put_endpoint(ngx_http_request_t *r, ngx_str_t *slug,
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         mitte_endpoint_doc_free(&doc);
 
-        return ngx_http_mitte_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         "unavailable",
-                                         "The zone is full.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "unavailable",
+                                          "The zone is full.");
     }
 
     if (doc.has_user) {
@@ -385,7 +385,7 @@ ngx_http_mitte_admin_put_endpoint(ngx_http_request_t *r, ngx_str_t *slug,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_reply_json(r, NGX_HTTP_OK, out);
 }
 
 
@@ -398,8 +398,8 @@ ngx_http_mitte_admin_delete_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
     ngx_http_mitte_endpoint_node_t  *en;
 
     if (!mitte_slug_valid(slug->data, slug->len)) {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                         "No such endpoint.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "No such endpoint.");
     }
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
@@ -416,8 +416,8 @@ ngx_http_mitte_admin_delete_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     if (en == NULL) {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                         "No such endpoint.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "No such endpoint.");
     }
 
     b = ngx_create_temp_buf(r->pool, MITTE_SLUG_MAX + 32);
@@ -428,7 +428,7 @@ ngx_http_mitte_admin_delete_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
     b->last = ngx_sprintf(b->last, "{\"slug\":\"%V\",\"deleted\":true}\n",
                           slug);
 
-    return ngx_http_mitte_send_buf(r, NGX_HTTP_OK, b);
+    return ngx_http_mitte_reply_buf(r, NGX_HTTP_OK, b);
 }
 
 
@@ -460,15 +460,15 @@ ngx_http_mitte_admin_user(ngx_http_request_t *r, ngx_str_t *id)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                         "No such user.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "No such user.");
     }
 
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_reply_json(r, NGX_HTTP_OK, out);
 }
 
 
@@ -486,16 +486,16 @@ ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
     ngx_http_mitte_user_node_t  *un;
 
     if (id->len == 0 || id->len > MITTE_USER_MAX) {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_field",
-                                         "The user id must be 1-64 bytes.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_field",
+                                          "The user id must be 1-64 bytes.");
     }
 
     if (mitte_user_doc_parse((char *) body->data, body->len, &doc, &err)
         != 0)
     {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST, err.code,
-                                         err.message);
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST, err.code,
+                                          err.message);
     }
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
@@ -510,9 +510,9 @@ ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
     if (un == NULL) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-        return ngx_http_mitte_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         "unavailable",
-                                         "The zone is full.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "unavailable",
+                                          "The zone is full.");
     }
 
     u = &un->user;
@@ -540,7 +540,7 @@ ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_reply_json(r, NGX_HTTP_OK, out);
 }
 
 
@@ -741,7 +741,7 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
     out->buf = b;
     out->next = NULL;
 
-    return ngx_http_mitte_send(r, NGX_HTTP_OK, &type, out);
+    return ngx_http_mitte_reply(r, NGX_HTTP_OK, &type, out);
 }
 
 
@@ -771,7 +771,7 @@ ngx_http_mitte_write_send(u_char *p, ngx_http_mitte_send_t *s)
 
 
 static ngx_int_t
-ngx_http_mitte_outbox_list(ngx_http_request_t *r)
+ngx_http_mitte_admin_outbox(ngx_http_request_t *r)
 {
     ngx_uint_t                   i, n;
     ngx_queue_t                 *q, *head;
@@ -827,5 +827,5 @@ ngx_http_mitte_outbox_list(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_reply_json(r, NGX_HTTP_OK, out);
 }

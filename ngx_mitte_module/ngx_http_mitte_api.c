@@ -13,7 +13,7 @@ static ngx_str_t  ngx_http_mitte_json_type = ngx_string("application/json");
 
 
 ngx_int_t
-ngx_http_mitte_send(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_mitte_reply(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_chain_t *out)
 {
     off_t         len;
@@ -70,15 +70,15 @@ ngx_http_mitte_send(ngx_http_request_t *r, ngx_uint_t status,
 
 
 ngx_int_t
-ngx_http_mitte_send_json(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_mitte_reply_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_chain_t *out)
 {
-    return ngx_http_mitte_send(r, status, &ngx_http_mitte_json_type, out);
+    return ngx_http_mitte_reply(r, status, &ngx_http_mitte_json_type, out);
 }
 
 
 ngx_int_t
-ngx_http_mitte_send_error(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_mitte_reply_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
     size_t       len, clen, mlen;
@@ -103,12 +103,12 @@ ngx_http_mitte_send_error(ngx_http_request_t *r, ngx_uint_t status,
     *b->last++ = '}';
     *b->last++ = LF;
 
-    return ngx_http_mitte_send_buf(r, status, b);
+    return ngx_http_mitte_reply_buf(r, status, b);
 }
 
 
 ngx_int_t
-ngx_http_mitte_send_not_allowed(ngx_http_request_t *r, const char *allow)
+ngx_http_mitte_reply_not_allowed(ngx_http_request_t *r, const char *allow)
 {
     u_char           msg[96];
     ngx_table_elt_t  *h;
@@ -130,8 +130,8 @@ ngx_http_mitte_send_not_allowed(ngx_http_request_t *r, const char *allow)
     ngx_snprintf(msg, sizeof(msg) - 1, "Use %s here.%Z", allow);
     msg[sizeof(msg) - 1] = '\0';
 
-    return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                     "method_not_allowed", (char *) msg);
+    return ngx_http_mitte_reply_error(r, NGX_HTTP_NOT_ALLOWED,
+                                      "method_not_allowed", (char *) msg);
 }
 
 
@@ -155,10 +155,10 @@ ngx_http_mitte_read_body(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_mitte_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                         "too_large",
-                                         "The request body is larger than "
-                                         "64 KiB.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                          "too_large",
+                                          "The request body is larger than "
+                                          "64 KiB.");
     }
 
     r->request_body_in_single_buf = 1;
@@ -240,7 +240,7 @@ ngx_http_mitte_body(ngx_http_request_t *r, ngx_str_t *body)
 /* sends one buffer as the JSON answer */
 
 ngx_int_t
-ngx_http_mitte_send_buf(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_mitte_reply_buf(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t *b)
 {
     ngx_chain_t  *out;
@@ -253,7 +253,7 @@ ngx_http_mitte_send_buf(ngx_http_request_t *r, ngx_uint_t status,
     out->buf = b;
     out->next = NULL;
 
-    return ngx_http_mitte_send_json(r, status, out);
+    return ngx_http_mitte_reply_json(r, status, out);
 }
 
 
@@ -281,15 +281,15 @@ ngx_http_mitte_caller(ngx_http_request_t *r, ngx_str_t *user)
 
 
 ngx_int_t
-ngx_http_mitte_send_unauthorized(ngx_http_request_t *r)
+ngx_http_mitte_reply_unauthorized(ngx_http_request_t *r)
 {
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_mitte_send_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                     "No user: mitte_user is empty for this "
-                                     "request (or longer than 64 bytes).");
+    return ngx_http_mitte_reply_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
+                                      "No user: mitte_user is empty for this "
+                                      "request (or longer than 64 bytes).");
 }
 
 
@@ -336,10 +336,10 @@ ngx_http_mitte_body_or_error(ngx_http_request_t *r, ngx_str_t *body,
     }
 
     if (n == NGX_DECLINED) {
-        *rc = ngx_http_mitte_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                        "too_large",
-                                        "The request body is larger than "
-                                        "64 KiB.");
+        *rc = ngx_http_mitte_reply_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         "too_large",
+                                         "The request body is larger than "
+                                         "64 KiB.");
 
     } else {
         *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;

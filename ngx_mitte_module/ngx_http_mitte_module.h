@@ -522,18 +522,18 @@ ngx_int_t ngx_http_mitte_log_handler(ngx_http_request_t *r);
 /* ngx_http_mitte_api.c */
 ngx_int_t ngx_http_mitte_arg(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
-ngx_int_t ngx_http_mitte_send(ngx_http_request_t *r, ngx_uint_t status,
+ngx_int_t ngx_http_mitte_reply(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_chain_t *out);
-ngx_int_t ngx_http_mitte_send_json(ngx_http_request_t *r, ngx_uint_t status,
+ngx_int_t ngx_http_mitte_reply_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_chain_t *out);
-ngx_int_t ngx_http_mitte_send_error(ngx_http_request_t *r,
+ngx_int_t ngx_http_mitte_reply_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
-ngx_int_t ngx_http_mitte_send_not_allowed(ngx_http_request_t *r,
+ngx_int_t ngx_http_mitte_reply_not_allowed(ngx_http_request_t *r,
     const char *allow);
-ngx_int_t ngx_http_mitte_send_buf(ngx_http_request_t *r, ngx_uint_t status,
+ngx_int_t ngx_http_mitte_reply_buf(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t *b);
 ngx_int_t ngx_http_mitte_caller(ngx_http_request_t *r, ngx_str_t *user);
-ngx_int_t ngx_http_mitte_send_unauthorized(ngx_http_request_t *r);
+ngx_int_t ngx_http_mitte_reply_unauthorized(ngx_http_request_t *r);
 void ngx_http_mitte_subpath(ngx_http_request_t *r, ngx_str_t *path);
 ngx_int_t ngx_http_mitte_body_or_error(ngx_http_request_t *r,
     ngx_str_t *body, ngx_int_t *rc);
@@ -579,7 +579,7 @@ void ngx_http_mitte_outbox_route(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     ngx_http_mitte_notification_t *n, void *keep);
 
-/* ngx_http_mitte_send.c */
+/* ngx_http_mitte_reply.c */
 ngx_int_t ngx_http_mitte_send_init_module(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_mitte_send_init_process(ngx_cycle_t *cycle);
 void ngx_http_mitte_send_exit_process(ngx_cycle_t *cycle);

@@ -36,14 +36,14 @@ ngx_http_mitte_notifications_handler(ngx_http_request_t *r)
     ngx_str_t  path, user;
 
     if (ngx_http_mitte_caller(r, &user) != NGX_OK) {
-        return ngx_http_mitte_send_unauthorized(r);
+        return ngx_http_mitte_reply_unauthorized(r);
     }
 
     ngx_http_mitte_subpath(r, &path);
 
     if (path.len == 0) {
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-            return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+            return ngx_http_mitte_reply_not_allowed(r, "GET, HEAD");
         }
 
         if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -55,7 +55,7 @@ ngx_http_mitte_notifications_handler(ngx_http_request_t *r)
 
     if (path.len == 4 && ngx_strncmp(path.data, "read", 4) == 0) {
         if (!(r->method & NGX_HTTP_POST)) {
-            return ngx_http_mitte_send_not_allowed(r, "POST");
+            return ngx_http_mitte_reply_not_allowed(r, "POST");
         }
 
         return ngx_http_mitte_read_body(r, ngx_http_mitte_notes_read_body);
@@ -65,8 +65,8 @@ ngx_http_mitte_notifications_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_mitte_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                     "No such notifications resource.");
+    return ngx_http_mitte_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                      "No such notifications resource.");
 }
 
 
@@ -98,9 +98,9 @@ ngx_http_mitte_notes_list(ngx_http_request_t *r, ngx_str_t *user)
         } else if (!(arg.len == 1 && arg.data[0] == '0')
                    && !(arg.len == 5 && ngx_strncmp(arg.data, "false", 5) == 0))
         {
-            return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "invalid_field",
-                                             "unread must be 1 or 0.");
+            return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "invalid_field",
+                                              "unread must be 1 or 0.");
         }
     }
 
@@ -108,19 +108,19 @@ ngx_http_mitte_notes_list(ngx_http_request_t *r, ngx_str_t *user)
         limit = ngx_atoi(arg.data, arg.len);
 
         if (limit < 1 || limit > 100) {
-            return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "invalid_field",
-                                             "limit must be a number from 1 "
-                                             "to 100.");
+            return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "invalid_field",
+                                              "limit must be a number from 1 "
+                                              "to 100.");
         }
     }
 
     if (ngx_http_mitte_arg(r, "before", &arg) == NGX_OK
         && ngx_http_mitte_note_seq(arg.data, arg.len, &before) != NGX_OK)
     {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_field",
-                                         "before is not a notification id.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_field",
+                                          "before is not a notification id.");
     }
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
@@ -193,7 +193,7 @@ ngx_http_mitte_notes_list(ngx_http_request_t *r, ngx_str_t *user)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_reply_json(r, NGX_HTTP_OK, out);
 }
 
 
@@ -232,9 +232,9 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
 
     if (doc == NULL || !cJSON_IsObject(doc)) {
         cJSON_Delete(doc);
-        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_json",
-                                         "The body is not a JSON object.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_json",
+                                          "The body is not a JSON object.");
     }
 
     ids = NULL;
@@ -249,10 +249,10 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
 
         } else {
             cJSON_Delete(doc);
-            return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "invalid_field",
-                                             "Unknown field: expected \"ids\" "
-                                             "or \"all\".");
+            return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "invalid_field",
+                                              "Unknown field: expected \"ids\" "
+                                              "or \"all\".");
         }
     }
 
@@ -261,19 +261,19 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
         || (all && !cJSON_IsBool(all)))
     {
         cJSON_Delete(doc);
-        return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_field",
-                                         "Expected {\"ids\": [...]} or "
-                                         "{\"all\": true}.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_field",
+                                          "Expected {\"ids\": [...]} or "
+                                          "{\"all\": true}.");
     }
 
     if (ids) {
         cJSON_ArrayForEach(id, ids) {
             if (!cJSON_IsString(id)) {
                 cJSON_Delete(doc);
-                return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                                 "invalid_field",
-                                                 "ids must be strings.");
+                return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                                  "invalid_field",
+                                                  "ids must be strings.");
             }
         }
     }
@@ -338,7 +338,7 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
 
     b->last = ngx_sprintf(b->last, "{\"unread\":%ui}\n", unread);
 
-    return ngx_http_mitte_send_buf(r, NGX_HTTP_OK, b);
+    return ngx_http_mitte_reply_buf(r, NGX_HTTP_OK, b);
 }
 
 

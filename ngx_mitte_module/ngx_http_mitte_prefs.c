@@ -15,7 +15,7 @@
 static void ngx_http_mitte_prefs_body(ngx_http_request_t *r);
 static void ngx_http_mitte_prefs_get(ngx_http_request_t *r, ngx_str_t *user,
     mitte_prefs_t *p);
-static ngx_int_t ngx_http_mitte_prefs_send(ngx_http_request_t *r,
+static ngx_int_t ngx_http_mitte_prefs_reply(ngx_http_request_t *r,
     mitte_prefs_t *p);
 
 
@@ -26,7 +26,7 @@ ngx_http_mitte_prefs_handler(ngx_http_request_t *r)
     mitte_prefs_t  p;
 
     if (ngx_http_mitte_caller(r, &user) != NGX_OK) {
-        return ngx_http_mitte_send_unauthorized(r);
+        return ngx_http_mitte_reply_unauthorized(r);
     }
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
@@ -36,14 +36,14 @@ ngx_http_mitte_prefs_handler(ngx_http_request_t *r)
 
         ngx_http_mitte_prefs_get(r, &user, &p);
 
-        return ngx_http_mitte_prefs_send(r, &p);
+        return ngx_http_mitte_prefs_reply(r, &p);
     }
 
     if (r->method & (NGX_HTTP_PUT|NGX_HTTP_PATCH)) {
         return ngx_http_mitte_read_body(r, ngx_http_mitte_prefs_body);
     }
 
-    return ngx_http_mitte_send_not_allowed(r, "GET, HEAD, PUT, PATCH");
+    return ngx_http_mitte_reply_not_allowed(r, "GET, HEAD, PUT, PATCH");
 }
 
 
@@ -152,8 +152,8 @@ ngx_http_mitte_prefs_body(ngx_http_request_t *r)
                           &err)
         != 0)
     {
-        rc = ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST, err.code,
-                                       err.message);
+        rc = ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST, err.code,
+                                        err.message);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -173,8 +173,8 @@ ngx_http_mitte_prefs_body(ngx_http_request_t *r)
     if (un == NULL || un->prefs_off == 0) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-        rc = ngx_http_mitte_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       "unavailable", "The zone is full.");
+        rc = ngx_http_mitte_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "unavailable", "The zone is full.");
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -186,12 +186,12 @@ ngx_http_mitte_prefs_body(ngx_http_request_t *r)
 
     ngx_http_mitte_prefs_get(r, &user, &shown);
 
-    ngx_http_finalize_request(r, ngx_http_mitte_prefs_send(r, &shown));
+    ngx_http_finalize_request(r, ngx_http_mitte_prefs_reply(r, &shown));
 }
 
 
 static ngx_int_t
-ngx_http_mitte_prefs_send(ngx_http_request_t *r, mitte_prefs_t *p)
+ngx_http_mitte_prefs_reply(ngx_http_request_t *r, mitte_prefs_t *p)
 {
     size_t       len;
     ngx_buf_t   *b;
@@ -209,5 +209,5 @@ ngx_http_mitte_prefs_send(ngx_http_request_t *r, mitte_prefs_t *p)
     b->last += len;
     *b->last++ = LF;
 
-    return ngx_http_mitte_send_buf(r, NGX_HTTP_OK, b);
+    return ngx_http_mitte_reply_buf(r, NGX_HTTP_OK, b);
 }

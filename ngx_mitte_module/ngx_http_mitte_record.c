@@ -214,8 +214,8 @@ ngx_http_mitte_refuse(ngx_http_request_t *r, ngx_http_mitte_loc_conf_t *mlcf,
     ngx_sprintf(msg, "The monthly quota of %ui requests is used up; "
                      "it renews at the start of next month (UTC).%Z", limit);
 
-    rc = ngx_http_mitte_send_error(r, mlcf->enforce_status, "quota_exceeded",
-                                   (char *) msg);
+    rc = ngx_http_mitte_reply_error(r, mlcf->enforce_status, "quota_exceeded",
+                                    (char *) msg);
 
     ngx_http_finalize_request(r, rc);
 

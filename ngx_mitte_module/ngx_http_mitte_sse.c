@@ -961,7 +961,7 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
     static u_char  opening[] = "retry: 3000\n\n";
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+        return ngx_http_mitte_reply_not_allowed(r, "GET, HEAD");
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -974,16 +974,16 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
     ngx_str_null(&user);
 
     if (!mlcf->sse_all && ngx_http_mitte_caller(r, &user) != NGX_OK) {
-        return ngx_http_mitte_send_unauthorized(r);
+        return ngx_http_mitte_reply_unauthorized(r);
     }
 
     if ((!w->ready && !ngx_exiting)
         || ngx_worker >= NGX_HTTP_MITTE_MAX_WORKERS)
     {
-        return ngx_http_mitte_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         "unavailable",
-                                         "The event stream is not served by "
-                                         "this worker.");
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "unavailable",
+                                          "The event stream is not served by "
+                                          "this worker.");
     }
 
     /* in the connection's pool: the stream may outlive the request */

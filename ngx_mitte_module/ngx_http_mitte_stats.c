@@ -23,7 +23,7 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
     u_char                           buf[MITTE_SLUG_MAX * 3], *d, *s;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_mitte_send_not_allowed(r, "GET, HEAD");
+        return ngx_http_mitte_reply_not_allowed(r, "GET, HEAD");
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -37,16 +37,16 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
     ngx_str_null(&user);
 
     if (!mlcf->all && ngx_http_mitte_caller(r, &user) != NGX_OK) {
-        return ngx_http_mitte_send_unauthorized(r);
+        return ngx_http_mitte_reply_unauthorized(r);
     }
 
     ngx_str_null(&filter);
 
     if (ngx_http_mitte_arg(r, "endpoint", &arg) == NGX_OK) {
         if (arg.len > sizeof(buf)) {
-            return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "invalid_field",
-                                             "endpoint is not a valid slug.");
+            return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "invalid_field",
+                                              "endpoint is not a valid slug.");
         }
 
         s = arg.data;
@@ -57,9 +57,9 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
         filter.len = d - buf;
 
         if (!mitte_slug_valid(filter.data, filter.len)) {
-            return ngx_http_mitte_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "invalid_field",
-                                             "endpoint is not a valid slug.");
+            return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "invalid_field",
+                                              "endpoint is not a valid slug.");
         }
     }
 
@@ -105,7 +105,7 @@ ngx_http_mitte_stats_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_mitte_send_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_reply_json(r, NGX_HTTP_OK, out);
 }
 
 

@@ -154,7 +154,7 @@ ngx_http_mitte_sweep_manual(ngx_event_t *ev)
                           "{\"endpoints\":%ui,\"notifications\":%ui}\n",
                           sw->endpoints, sw->notes);
 
-    rc = ngx_http_mitte_send_buf(r, NGX_HTTP_OK, b);
+    rc = ngx_http_mitte_reply_buf(r, NGX_HTTP_OK, b);
 
     ngx_http_finalize_request(r, rc);
 }
