@@ -500,15 +500,15 @@ ngx_http_mitte_user_node_t *ngx_http_mitte_user_get(
 void ngx_http_mitte_user_roll(ngx_http_mitte_user_t *u, int64_t now);
 
 /* ngx_http_mitte_rules.c */
-ngx_http_mitte_quota_e ngx_http_mitte_zone_visit(
+ngx_http_mitte_quota_e ngx_http_mitte_rules_visit(
     ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_visit_t *v,
     ngx_uint_t enforce, ngx_uint_t *limit);
-ngx_int_t ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
+ngx_int_t ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_delivery_t *d);
-void ngx_http_mitte_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
+void ngx_http_mitte_rules_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_endpoint_node_t *en,
     int64_t now, ngx_uint_t *notes);
-void ngx_http_mitte_sweep_user(ngx_http_mitte_main_conf_t *mmcf,
+void ngx_http_mitte_rules_sweep_user(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     int64_t now, ngx_uint_t *notes);
 

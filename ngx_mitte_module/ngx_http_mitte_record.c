@@ -167,7 +167,7 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
 
-    rc = ngx_http_mitte_zone_visit(mmcf, &v, mlcf->enforce, &limit);
+    rc = ngx_http_mitte_rules_visit(mmcf, &v, mlcf->enforce, &limit);
 
     if (rc == NGX_HTTP_MITTE_QUOTA_REFUSE) {
         ctx->slug.len = 0;
@@ -267,7 +267,7 @@ ngx_http_mitte_log_handler(ngx_http_request_t *r)
 
     ngx_http_mitte_request_id(r, mmcf, ctx->rid, &d.rid);
 
-    if (ngx_http_mitte_zone_deliver(mmcf, &d) != NGX_OK
+    if (ngx_http_mitte_rules_deliver(mmcf, &d) != NGX_OK
         && ngx_http_mitte_may_warn(r))
     {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,

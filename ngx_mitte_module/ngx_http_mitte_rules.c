@@ -20,7 +20,7 @@ static ngx_uint_t ngx_http_mitte_quota_note(ngx_http_mitte_main_conf_t *mmcf,
 
 
 ngx_http_mitte_quota_e
-ngx_http_mitte_zone_visit(ngx_http_mitte_main_conf_t *mmcf,
+ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_visit_t *v, ngx_uint_t enforce, ngx_uint_t *limit)
 {
     u_char                       msg[NGX_HTTP_MITTE_MESSAGE_MAX];
@@ -142,7 +142,7 @@ ngx_http_mitte_quota_note(ngx_http_mitte_main_conf_t *mmcf,
 
 
 ngx_int_t
-ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
+ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_delivery_t *d)
 {
     u_char                           msg[NGX_HTTP_MITTE_MESSAGE_MAX];
@@ -237,7 +237,7 @@ ngx_http_mitte_zone_deliver(ngx_http_mitte_main_conf_t *mmcf,
 /* the sweep's work on one endpoint, with the zone locked */
 
 void
-ngx_http_mitte_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
+ngx_http_mitte_rules_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_endpoint_node_t *en,
     int64_t now, ngx_uint_t *notes)
 {
@@ -306,7 +306,7 @@ ngx_http_mitte_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
 /* the sweep's work on one user, with the zone locked */
 
 void
-ngx_http_mitte_sweep_user(ngx_http_mitte_main_conf_t *mmcf,
+ngx_http_mitte_rules_sweep_user(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     int64_t now, ngx_uint_t *notes)
 {

@@ -215,8 +215,8 @@ ngx_http_mitte_sweep_slice(ngx_http_mitte_sweep_t *sw)
             sw->len = en->slug_len;
             ngx_memcpy(sw->id, en->ep.slug, sw->len);
 
-            ngx_http_mitte_sweep_endpoint(sw->mmcf, ctx, en, sw->now,
-                                          &sw->notes);
+            ngx_http_mitte_rules_sweep_endpoint(sw->mmcf, ctx, en, sw->now,
+                                                &sw->notes);
             sw->endpoints++;
 
         } else {
@@ -225,8 +225,8 @@ ngx_http_mitte_sweep_slice(ngx_http_mitte_sweep_t *sw)
             sw->len = un->user.id_len;
             ngx_memcpy(sw->id, un->user.id, sw->len);
 
-            ngx_http_mitte_sweep_user(sw->mmcf, ctx, un, sw->now,
-                                      &sw->notes);
+            ngx_http_mitte_rules_sweep_user(sw->mmcf, ctx, un, sw->now,
+                                            &sw->notes);
         }
 
         node = ngx_rbtree_next(tree, node);
