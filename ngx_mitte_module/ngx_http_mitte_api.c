@@ -9,6 +9,9 @@
 #include "ngx_http_mitte_module.h"
 
 
+static ngx_int_t ngx_http_mitte_body(ngx_http_request_t *r, ngx_str_t *body);
+
+
 static ngx_str_t  ngx_http_mitte_json_type = ngx_string("application/json");
 
 
@@ -178,7 +181,7 @@ ngx_http_mitte_read_body(ngx_http_request_t *r,
  * it is over the limit, or NGX_ERROR.
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_mitte_body(ngx_http_request_t *r, ngx_str_t *body)
 {
     off_t         len;

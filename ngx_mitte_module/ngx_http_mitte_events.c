@@ -12,6 +12,11 @@
 #include "mitte_notify.h"
 
 
+static ngx_uint_t ngx_http_mitte_events_move(ngx_http_mitte_event_t *to,
+    ngx_uint_t nto, ngx_http_mitte_event_t *from, ngx_uint_t nfrom,
+    uint64_t head);
+
+
 /*
  * The ring takes at most a quarter of the zone: a smaller zone gets fewer
  * events than mitte_sse_replay asks for, and says so.
@@ -82,7 +87,7 @@ ngx_http_mitte_events_init(ngx_shm_zone_t *shm_zone,
  * "head") that another of nto slots holds, at the same ids.
  */
 
-ngx_uint_t
+static ngx_uint_t
 ngx_http_mitte_events_move(ngx_http_mitte_event_t *to, ngx_uint_t nto,
     ngx_http_mitte_event_t *from, ngx_uint_t nfrom, uint64_t head)
 {

@@ -444,8 +444,6 @@ ngx_table_elt_t *ngx_http_mitte_header_in(ngx_http_request_t *r,
 
 /* ngx_http_mitte_zone_start.c */
 ngx_int_t ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data);
-ngx_int_t ngx_http_mitte_carry(ngx_shm_zone_t *shm_zone,
-    ngx_http_mitte_zone_ctx_t *ctx);
 
 /* ngx_http_mitte_state.c */
 ngx_int_t ngx_http_mitte_state_dump(ngx_http_mitte_zone_ctx_t *ctx,
@@ -453,8 +451,6 @@ ngx_int_t ngx_http_mitte_state_dump(ngx_http_mitte_zone_ctx_t *ctx,
 ngx_int_t ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx,
     u_char *p, size_t len, ngx_uint_t restart, ngx_http_mitte_loaded_t *ld);
 void ngx_http_mitte_records_free(ngx_http_mitte_records_t *rs);
-ngx_int_t ngx_http_mitte_state_save(ngx_http_mitte_zone_ctx_t *ctx,
-    ngx_log_t *log, ngx_uint_t quiet);
 void ngx_http_mitte_state_restore(ngx_shm_zone_t *shm_zone,
     ngx_http_mitte_zone_ctx_t *ctx);
 ngx_int_t ngx_http_mitte_state_init_process(ngx_cycle_t *cycle);
@@ -467,18 +463,11 @@ void ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 void *ngx_http_mitte_alloc(ngx_http_mitte_zone_ctx_t *ctx, size_t size,
     void *keep);
-void ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
-    ngx_http_mitte_user_node_t *un);
 void ngx_http_mitte_endpoint_key(ngx_rbtree_node_t *node, ngx_str_t *name);
 void ngx_http_mitte_user_key(ngx_rbtree_node_t *node, ngx_str_t *name);
-ngx_int_t ngx_http_mitte_tree_cmp(ngx_rbtree_node_t *node,
-    ngx_http_mitte_key_pt key, ngx_rbtree_key_t hash, u_char *data,
-    size_t len);
 ngx_rbtree_node_t *ngx_http_mitte_tree_after(ngx_rbtree_t *tree,
     ngx_http_mitte_key_pt key, ngx_rbtree_key_t hash, u_char *name,
     size_t len);
-void ngx_http_mitte_notes_free(ngx_http_mitte_zone_ctx_t *ctx,
-    ngx_http_mitte_user_node_t *un);
 ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_lookup(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
 ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_get(
@@ -539,7 +528,6 @@ ngx_int_t ngx_http_mitte_body_or_error(ngx_http_request_t *r,
     ngx_str_t *body, ngx_int_t *rc);
 ngx_int_t ngx_http_mitte_read_body(ngx_http_request_t *r,
     ngx_http_client_body_handler_pt handler);
-ngx_int_t ngx_http_mitte_body(ngx_http_request_t *r, ngx_str_t *body);
 ngx_chain_t *ngx_http_mitte_chain(ngx_http_request_t *r, ngx_chain_t **last,
     size_t need);
 ngx_int_t ngx_http_mitte_write(ngx_http_request_t *r, ngx_chain_t **last,
@@ -588,9 +576,6 @@ void ngx_http_mitte_send_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_mitte_prefs_handler(ngx_http_request_t *r);
 
 /* ngx_http_mitte_events.c */
-ngx_uint_t ngx_http_mitte_events_move(ngx_http_mitte_event_t *to,
-    ngx_uint_t nto, ngx_http_mitte_event_t *from, ngx_uint_t nfrom,
-    uint64_t head);
 ngx_int_t ngx_http_mitte_events_init(ngx_shm_zone_t *shm_zone,
     ngx_http_mitte_zone_ctx_t *ctx);
 void ngx_http_mitte_event_delivered(ngx_http_mitte_zone_ctx_t *ctx,

@@ -100,6 +100,8 @@ typedef struct {
 } ngx_http_mitte_rec_send_t;
 
 
+static ngx_int_t ngx_http_mitte_state_save(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_log_t *log, ngx_uint_t quiet);
 static ngx_int_t ngx_http_mitte_state_grow(ngx_http_mitte_records_t *rs,
     size_t need);
 static void *ngx_http_mitte_state_add(ngx_http_mitte_records_t *rs,
@@ -973,7 +975,7 @@ ngx_http_mitte_state_sizes(uint32_t *sizes)
  * left to wait for the lock).
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_mitte_state_save(ngx_http_mitte_zone_ctx_t *ctx, ngx_log_t *log,
     ngx_uint_t quiet)
 {

@@ -51,6 +51,13 @@ ngx_http_mitte_hash(u_char *p, size_t len)
 
 static ngx_int_t ngx_http_mitte_evict(ngx_http_mitte_zone_ctx_t *ctx,
     void *keep);
+static void ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_user_node_t *un);
+static ngx_int_t ngx_http_mitte_tree_cmp(ngx_rbtree_node_t *node,
+    ngx_http_mitte_key_pt key, ngx_rbtree_key_t hash, u_char *data,
+    size_t len);
+static void ngx_http_mitte_notes_free(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_user_node_t *un);
 
 
 /*
@@ -84,7 +91,7 @@ ngx_http_mitte_user_key(ngx_rbtree_node_t *node, ngx_str_t *name)
 
 /* -1, 0, 1 as (hash, name) sorts before, at or after the node */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_mitte_tree_cmp(ngx_rbtree_node_t *node, ngx_http_mitte_key_pt key,
     ngx_rbtree_key_t hash, u_char *data, size_t len)
 {
@@ -523,7 +530,7 @@ ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
 }
 
 
-void
+static void
 ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_user_node_t *un)
 {
@@ -569,7 +576,7 @@ ngx_http_mitte_user_roll(ngx_http_mitte_user_t *u, int64_t now)
 }
 
 
-void
+static void
 ngx_http_mitte_notes_free(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_user_node_t *un)
 {

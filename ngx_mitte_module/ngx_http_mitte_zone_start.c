@@ -18,6 +18,8 @@
 #include "ngx_http_mitte_module.h"
 
 
+static ngx_int_t ngx_http_mitte_carry(ngx_shm_zone_t *shm_zone,
+    ngx_http_mitte_zone_ctx_t *ctx);
 static ngx_shm_zone_t *ngx_http_mitte_carry_find(ngx_shm_zone_t *shm_zone);
 
 
@@ -115,7 +117,7 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
  * replaced had no zone of this name (nginx starts, or the reload adds it).
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_mitte_carry(ngx_shm_zone_t *shm_zone, ngx_http_mitte_zone_ctx_t *ctx)
 {
     ngx_int_t                   rc;
