@@ -7,6 +7,8 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_rules.h"
+#include "ngx_http_mitte_api.h"
 #include "mitte_doc.h"
 
 

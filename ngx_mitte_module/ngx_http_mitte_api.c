@@ -7,6 +7,7 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_api.h"
 
 
 static ngx_int_t ngx_http_mitte_body(ngx_http_request_t *r, ngx_str_t *body);

@@ -8,7 +8,9 @@
  */
 
 
-#include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_zone.h"
+#include "ngx_http_mitte_stream.h"
+#include "ngx_http_mitte_api.h"
 #include "mitte_notify.h"
 
 

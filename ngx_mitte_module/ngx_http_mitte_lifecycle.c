@@ -9,6 +9,10 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_state.h"
+#include "ngx_http_mitte_stream.h"
+#include "ngx_http_mitte_rules.h"
+#include "ngx_http_mitte_send.h"
 
 
 ngx_int_t

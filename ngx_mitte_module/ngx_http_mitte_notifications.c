@@ -8,6 +8,7 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_api.h"
 
 #include <cjson/cJSON.h>
 

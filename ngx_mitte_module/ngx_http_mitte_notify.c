@@ -8,6 +8,9 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_stream.h"
+#include "ngx_http_mitte_notify.h"
+#include "ngx_http_mitte_send.h"
 
 
 /*

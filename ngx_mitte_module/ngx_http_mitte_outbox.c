@@ -7,6 +7,7 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_send.h"
 #include "mitte_notify.h"
 
 

@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_api.h"
 #include "mitte_doc.h"
 
 

@@ -7,6 +7,9 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_stream.h"
+#include "ngx_http_mitte_notify.h"
+#include "ngx_http_mitte_rules.h"
 #include "mitte_notify.h"
 
 

@@ -12,6 +12,8 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_send.h"
+#include "ngx_http_mitte_api.h"
 #include "mitte_notify.h"
 #include "mitte_url.h"
 

@@ -9,6 +9,8 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_stream.h"
+#include "ngx_http_mitte_api.h"
 
 
 /* a subscriber that stops reading is dropped when this much is queued */

@@ -11,6 +11,7 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_stream.h"
 
 #include <sys/eventfd.h>
 

@@ -19,6 +19,7 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_state.h"
 #include "mitte_notify.h"
 
 #include <time.h>

@@ -6,6 +6,7 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_api.h"
 
 
 ngx_int_t

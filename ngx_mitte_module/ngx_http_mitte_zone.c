@@ -8,7 +8,7 @@
  */
 
 
-#include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_zone.h"
 
 
 #define ngx_http_mitte_node_size(type)                                       \

@@ -15,7 +15,9 @@
  */
 
 
-#include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_zone.h"
+#include "ngx_http_mitte_state.h"
+#include "ngx_http_mitte_stream.h"
 
 
 static ngx_int_t ngx_http_mitte_carry(ngx_shm_zone_t *shm_zone,

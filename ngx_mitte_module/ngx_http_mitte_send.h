@@ -1,0 +1,27 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The sender: the outbox that notifications are routed to, and the
+ * process that sends them (email, webhooks).
+ */
+
+
+#ifndef _NGX_HTTP_MITTE_SEND_H_INCLUDED_
+#define _NGX_HTTP_MITTE_SEND_H_INCLUDED_
+
+
+#include "ngx_http_mitte_module.h"
+
+
+/* ngx_http_mitte_outbox.c: the sender's queues, with the zone locked */
+void ngx_http_mitte_outbox_route(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    ngx_http_mitte_notification_t *n, void *keep);
+
+/* ngx_http_mitte_send.c */
+ngx_int_t ngx_http_mitte_send_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_mitte_send_init_process(ngx_cycle_t *cycle);
+void ngx_http_mitte_send_exit_process(ngx_cycle_t *cycle);
+
+
+#endif /* _NGX_HTTP_MITTE_SEND_H_INCLUDED_ */

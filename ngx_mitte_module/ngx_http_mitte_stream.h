@@ -1,0 +1,54 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * Events and streams: the event ring in the zone, waking the workers'
+ * streams, and the streams' own start and stop.
+ */
+
+
+#ifndef _NGX_HTTP_MITTE_STREAM_H_INCLUDED_
+#define _NGX_HTTP_MITTE_STREAM_H_INCLUDED_
+
+
+#include "ngx_http_mitte_zone.h"
+
+
+/* what a delivery brings to the zone */
+typedef struct {
+    ngx_str_t                   slug;
+    ngx_str_t                   user;
+    ngx_str_t                   name;
+    ngx_str_t                   method;
+    ngx_str_t                   rid;
+    ngx_uint_t                  status;
+    ngx_uint_t                  success;
+    ngx_msec_t                  duration;
+    uint64_t                    now_ms;
+} ngx_http_mitte_delivery_t;
+
+
+/* ngx_http_mitte_events.c: the event ring, with the zone locked */
+ngx_int_t ngx_http_mitte_events_init(ngx_shm_zone_t *shm_zone,
+    ngx_http_mitte_zone_ctx_t *ctx);
+void ngx_http_mitte_event_delivered(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_delivery_t *d, ngx_http_mitte_endpoint_node_t *en);
+void ngx_http_mitte_event_notification(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_str_t *user, ngx_http_mitte_notification_t *n);
+ngx_uint_t ngx_http_mitte_events_copy(ngx_http_mitte_zone_ctx_t *ctx,
+    uint64_t after, ngx_http_mitte_event_t *out, ngx_uint_t max,
+    uint64_t *head);
+u_char *ngx_http_mitte_event_frame(u_char *p, ngx_http_mitte_event_t *e);
+
+/* ngx_http_mitte_sse_wake.c: how the streams are woken */
+extern int  ngx_http_mitte_sse_fds[NGX_HTTP_MITTE_MAX_WORKERS];
+extern ngx_uint_t  ngx_http_mitte_sse_nfds;
+ngx_int_t ngx_http_mitte_sse_init_module(ngx_cycle_t *cycle);
+void ngx_http_mitte_sse_wake(ngx_http_mitte_zone_ctx_t *ctx);
+void ngx_http_mitte_sse_wake_local(ngx_event_t *drain);
+
+/* ngx_http_mitte_sse.c */
+ngx_int_t ngx_http_mitte_sse_init_process(ngx_cycle_t *cycle);
+void ngx_http_mitte_sse_exit_process(ngx_cycle_t *cycle);
+
+
+#endif /* _NGX_HTTP_MITTE_STREAM_H_INCLUDED_ */

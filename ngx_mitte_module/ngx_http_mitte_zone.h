@@ -1,0 +1,324 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * The shared memory zone: its pointer-free structures and their storage
+ * (ngx_http_mitte_zone.c), and its start (ngx_http_mitte_zone_start.c).
+ */
+
+
+#ifndef _NGX_HTTP_MITTE_ZONE_H_INCLUDED_
+#define _NGX_HTTP_MITTE_ZONE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "mitte_ring.h"
+#include "mitte_streak.h"
+#include "mitte_time.h"
+#include "mitte_util.h"
+
+
+/* layout version of the zone's structures; a new layout needs a restart */
+#define NGX_HTTP_MITTE_ZONE_VERSION     2
+
+
+/*
+ * The pointer-free part of an endpoint: fixed-width fields only, so that a
+ * state file or Redis can copy it as it is.
+ */
+typedef struct {
+    mitte_streak_t              streak;     /* also the last delivery time */
+    mitte_ring_t                ring;
+    uint32_t                    anomaly_at; /* unix s of the last anomaly */
+    uint32_t                    name_off;   /* name's offset in the zone */
+    u_char                      slug[MITTE_SLUG_MAX];
+    u_char                      user[MITTE_USER_MAX];
+} ngx_http_mitte_endpoint_t;
+
+
+/* overlaid on ngx_rbtree_node_t from its "color" field, as limit_req does */
+typedef struct {
+    u_char                      color;
+    u_char                      slug_len;
+    u_char                      user_len;
+    u_char                      name_len;
+    uint16_t                    last_status;
+    u_char                      flags;
+    u_char                      dummy;
+    ngx_queue_t                 queue;      /* LRU */
+    ngx_http_mitte_endpoint_t   ep;
+} ngx_http_mitte_endpoint_node_t;
+
+
+/* notification types, in SPEC order */
+#define NGX_HTTP_MITTE_ANOMALY_DETECTED     0
+#define NGX_HTTP_MITTE_QUOTA_WARNING        1
+#define NGX_HTTP_MITTE_QUOTA_EXCEEDED       2
+#define NGX_HTTP_MITTE_ENDPOINT_DOWN        3
+#define NGX_HTTP_MITTE_ENDPOINT_RECOVERED   4
+#define NGX_HTTP_MITTE_TRIAL_ENDING         5
+#define NGX_HTTP_MITTE_NTYPES               6
+
+#define NGX_HTTP_MITTE_MESSAGE_MAX      400
+/* a notification's id: creation time in ms and the zone's sequence number */
+#define NGX_HTTP_MITTE_ID_FORMAT        "%012xL%08xD"
+#define NGX_HTTP_MITTE_ID_LEN           20
+
+
+/* an in-app notification: pointer-free */
+typedef struct {
+    uint64_t                    created_ms;
+    uint32_t                    seq;
+    uint8_t                     type;
+    uint8_t                     read;
+    uint8_t                     slug_len;   /* 0: no endpoint */
+    uint8_t                     reserved;
+    uint16_t                    message_len;
+    uint16_t                    reserved2;
+    u_char                      slug[MITTE_SLUG_MAX];
+    u_char                      message[NGX_HTTP_MITTE_MESSAGE_MAX];
+} ngx_http_mitte_notification_t;
+
+
+typedef struct {
+    ngx_queue_t                 queue;      /* the user's, newest first */
+    ngx_http_mitte_notification_t  n;
+} ngx_http_mitte_note_node_t;
+
+
+#define NGX_HTTP_MITTE_EVENT_DELIVERED      1
+#define NGX_HTTP_MITTE_EVENT_NOTIFICATION   2
+
+#define NGX_HTTP_MITTE_METHOD_MAX       16
+#define NGX_HTTP_MITTE_RID_MAX          32
+#define NGX_HTTP_MITTE_MAX_WORKERS      64
+#define NGX_HTTP_MITTE_FRAME_MAX        4096
+
+
+/* an event in the replay ring: pointer-free */
+typedef struct {
+    uint64_t                    seq;        /* 0: empty slot */
+    uint64_t                    time_ms;
+    uint32_t                    value;      /* duration ms, or note seq */
+    uint16_t                    status;
+    uint16_t                    message_len;
+    uint8_t                     kind;
+    uint8_t                     flag;       /* success, or note type */
+    uint8_t                     user_len;
+    uint8_t                     slug_len;
+    uint8_t                     name_len;
+    uint8_t                     method_len;
+    uint8_t                     rid_len;
+    uint8_t                     reserved;
+    u_char                      user[MITTE_USER_MAX];
+    u_char                      slug[MITTE_SLUG_MAX];
+    union {
+        struct {
+            u_char              name[MITTE_NAME_MAX];
+            u_char              method[NGX_HTTP_MITTE_METHOD_MAX];
+            u_char              rid[NGX_HTTP_MITTE_RID_MAX];
+        } d;
+        u_char                  message[NGX_HTTP_MITTE_MESSAGE_MAX];
+    } u;
+} ngx_http_mitte_event_t;
+
+
+/* what a worker publishes of its event stream subscribers */
+typedef struct {
+    ngx_atomic_t                subscribers;
+    ngx_atomic_t                wake;       /* a wake-up is under way */
+    ngx_atomic_t                pid;        /* the worker that owns it */
+} ngx_http_mitte_worker_t;
+
+
+#define NGX_HTTP_MITTE_CHANNEL_EMAIL    0
+#define NGX_HTTP_MITTE_CHANNEL_WEBHOOK  1
+
+#define NGX_HTTP_MITTE_SEND_PENDING     0
+#define NGX_HTTP_MITTE_SEND_SENDING     1
+#define NGX_HTTP_MITTE_SEND_SENT        2
+#define NGX_HTTP_MITTE_SEND_FAILED      3
+
+/* pending sends per channel; finished ones kept for the outbox */
+#define NGX_HTTP_MITTE_OUTBOX_PENDING   4096
+#define NGX_HTTP_MITTE_OUTBOX_DONE      1000
+#define NGX_HTTP_MITTE_ERROR_MAX        128
+
+
+/*
+ * An email or webhook send in the outbox, with what it needs to be sent:
+ * a snapshot of the notification and of the user's channel settings.
+ * The queue links aside, fixed-width fields, then the variable part:
+ * target, secret and message, in that order.
+ */
+typedef struct {
+    ngx_queue_t                 queue;      /* pending FIFO, or done list */
+    uint64_t                    created_ms; /* the notification's */
+    uint64_t                    updated_ms;
+    uint64_t                    next_ms;    /* the next attempt */
+    uint32_t                    note_seq;
+    uint32_t                    owner;      /* pid of the sender, sending */
+    uint32_t                    host_hash;  /* of the url's host, 0: unset */
+    uint16_t                    target_len;
+    uint16_t                    secret_len;
+    uint16_t                    message_len;
+    uint16_t                    error_len;
+    uint8_t                     channel;
+    uint8_t                     state;
+    uint8_t                     attempts;
+    uint8_t                     type;
+    uint8_t                     format;
+    uint8_t                     user_len;
+    uint8_t                     slug_len;
+    uint8_t                     reserved;
+    u_char                      user[MITTE_USER_MAX];
+    u_char                      slug[MITTE_SLUG_MAX];
+    u_char                      error[NGX_HTTP_MITTE_ERROR_MAX];
+    u_char                      data[1];
+} ngx_http_mitte_send_t;
+
+
+#define NGX_HTTP_MITTE_USER_WARNED      0x01    /* QUOTA_WARNING this month */
+#define NGX_HTTP_MITTE_USER_EXCEEDED    0x02    /* QUOTA_EXCEEDED this month */
+
+
+typedef struct {
+    int64_t                     trial_ends; /* unix s, 0: none */
+    int64_t                     trial_noted;/* trial end already noted */
+    uint32_t                    month;      /* quota period of "used" */
+    uint32_t                    used;
+    uint32_t                    seen;       /* unix s, last looked up */
+    uint8_t                     plan;       /* mitte_plan_e, last seen */
+    uint8_t                     plan_set;   /* a plan was seen */
+    uint8_t                     flags;
+    uint8_t                     id_len;
+    uint8_t                     email_len;
+    u_char                      id[MITTE_USER_MAX];
+    u_char                      email[MITTE_EMAIL_MAX];
+} ngx_http_mitte_user_t;
+
+
+/* an endpoint copied out of the zone, to be written without the lock */
+typedef struct {
+    ngx_http_mitte_endpoint_t   ep;
+    uint16_t                    last_status;
+    u_char                      slug_len;
+    u_char                      user_len;
+    u_char                      name_len;
+    u_char                      name[MITTE_NAME_MAX];
+} ngx_http_mitte_endpoint_copy_t;
+
+
+typedef struct {
+    u_char                      color;
+    u_char                      dummy;
+    ngx_queue_t                 queue;      /* LRU */
+    ngx_queue_t                 notes;      /* newest first */
+    uint32_t                    nnotes;
+    uint32_t                    unread;
+    uint32_t                    prefs_off;  /* offset in the zone, 0: none */
+    ngx_http_mitte_user_t       user;
+} ngx_http_mitte_user_node_t;
+
+
+typedef struct {
+    uint64_t                    success;
+    uint64_t                    failure;
+    uint64_t                    quota_rejections;
+    uint64_t                    evicted_endpoints;
+    uint64_t                    evicted_users;
+    uint64_t                    endpoints;
+    uint64_t                    users;
+    uint64_t                    nomem;      /* allocations that failed */
+    uint64_t                    notifications[NGX_HTTP_MITTE_NTYPES];
+    uint64_t                    sweeps;
+    uint64_t                    sweep_usec; /* CPU time of the last sweep */
+    uint64_t                    sweep_slice_usec; /* its longest slice */
+    uint64_t                    outbox_full[2];   /* by channel */
+    uint64_t                    sends[2][2];      /* channel, sent/failed */
+    uint64_t                    state_writes[2];  /* written, failed */
+    uint64_t                    state_usec;       /* the last write */
+    uint64_t                    state_lock_usec;  /* its records, locked */
+    uint64_t                    state_bytes;
+} ngx_http_mitte_counters_t;
+
+
+typedef struct {
+    ngx_uint_t                  version;
+    ngx_rbtree_t                ep_rbtree;
+    ngx_rbtree_node_t           ep_sentinel;
+    ngx_queue_t                 ep_lru;
+    ngx_rbtree_t                user_rbtree;
+    ngx_rbtree_node_t           user_sentinel;
+    ngx_queue_t                 user_lru;
+    uint32_t                    seq;        /* of the last notification */
+    ngx_http_mitte_counters_t   counters;
+
+    ngx_http_mitte_event_t     *events;     /* the replay ring */
+    ngx_uint_t                  nevents;
+    uint64_t                    event_seq;  /* of the newest event */
+    ngx_http_mitte_worker_t     workers[NGX_HTTP_MITTE_MAX_WORKERS];
+
+    ngx_queue_t                 pending[2]; /* by channel, oldest first */
+    ngx_uint_t                  npending[2];
+    ngx_queue_t                 done;       /* newest first */
+    ngx_uint_t                  ndone;
+} ngx_http_mitte_sh_t;
+
+
+typedef struct {
+    ngx_http_mitte_sh_t        *sh;
+    ngx_slab_pool_t            *shpool;
+    ngx_uint_t                  nevents;    /* mitte_sse_replay */
+    ngx_str_t                   state_file; /* NUL-terminated; "": none */
+    ngx_str_t                   state_tmp;  /* "<path>.tmp" */
+    ngx_str_t                   state_bad;  /* "<path>.bad" */
+    ngx_str_t                   state_dir;
+    ngx_msec_t                  state_interval;
+    time_t                      state_warned;
+} ngx_http_mitte_zone_ctx_t;
+
+
+typedef void (*ngx_http_mitte_key_pt)(ngx_rbtree_node_t *node,
+    ngx_str_t *name);
+
+
+/* ngx_http_mitte_zone.c: with the zone locked */
+void ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+void ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+void *ngx_http_mitte_alloc(ngx_http_mitte_zone_ctx_t *ctx, size_t size,
+    void *keep);
+void ngx_http_mitte_endpoint_key(ngx_rbtree_node_t *node, ngx_str_t *name);
+void ngx_http_mitte_user_key(ngx_rbtree_node_t *node, ngx_str_t *name);
+ngx_rbtree_node_t *ngx_http_mitte_tree_after(ngx_rbtree_t *tree,
+    ngx_http_mitte_key_pt key, ngx_rbtree_key_t hash, u_char *name,
+    size_t len);
+ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_lookup(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
+ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_get(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
+void ngx_http_mitte_endpoint_delete(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en);
+ngx_int_t ngx_http_mitte_endpoint_set_user(ngx_http_mitte_endpoint_node_t *en,
+    ngx_str_t *user);
+void ngx_http_mitte_endpoint_set_name(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en, ngx_str_t *name);
+void ngx_http_mitte_endpoint_name(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en, ngx_str_t *name);
+void ngx_http_mitte_endpoint_copy(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en, ngx_http_mitte_endpoint_copy_t *copy);
+ngx_http_mitte_user_node_t *ngx_http_mitte_user_lookup(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len);
+ngx_http_mitte_user_node_t *ngx_http_mitte_user_get(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len, void *keep);
+void ngx_http_mitte_user_roll(ngx_http_mitte_user_t *u, int64_t now);
+
+/* ngx_http_mitte_zone_start.c: the zone's init, named in postconfiguration */
+ngx_int_t ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+
+
+#endif /* _NGX_HTTP_MITTE_ZONE_H_INCLUDED_ */
