@@ -8,6 +8,21 @@
 #include "ngx_http_mitte_module.h"
 
 
+typedef struct ngx_http_mitte_param_s  ngx_http_mitte_param_t;
+
+typedef ngx_int_t (*ngx_http_mitte_param_pt)(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p);
+
+/* a key=value parameter of a directive, and the field it sets */
+struct ngx_http_mitte_param_s {
+    ngx_str_t                   name;
+    ngx_http_mitte_param_pt     parse;
+    size_t                      offset;     /* in the main configuration */
+    ngx_int_t                   min;
+    ngx_int_t                   max;
+};
+
+
 static void *ngx_http_mitte_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_mitte_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_mitte_create_loc_conf(ngx_conf_t *cf);
@@ -45,6 +60,59 @@ static char *ngx_http_mitte_conf_value(ngx_conf_t *cf, ngx_command_t *cmd,
     char *rv);
 static ngx_int_t ngx_http_mitte_read_key(ngx_conf_t *cf,
     ngx_http_mitte_main_conf_t *mmcf);
+
+
+static char *ngx_http_mitte_conf_params(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf, ngx_http_mitte_param_t *params, const char *expected,
+    ngx_uint_t *off);
+static ngx_int_t ngx_http_mitte_param_msec(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p);
+static ngx_int_t ngx_http_mitte_param_sec(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p);
+static ngx_int_t ngx_http_mitte_param_hours(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p);
+static ngx_int_t ngx_http_mitte_param_uint(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p);
+static ngx_int_t ngx_http_mitte_param_uint32(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p);
+static ngx_int_t ngx_http_mitte_param_number(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p);
+static ngx_int_t ngx_http_mitte_param_percent(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p);
+
+
+#define ngx_http_mitte_mcf(field)                                            \
+    offsetof(ngx_http_mitte_main_conf_t, field)
+
+
+static ngx_http_mitte_param_t  ngx_http_mitte_down_params[] = {
+    { ngx_string("threshold"), ngx_http_mitte_param_uint,
+      ngx_http_mitte_mcf(down_threshold), 1, 1000000 },
+    { ngx_string("reset"), ngx_http_mitte_param_msec,
+      ngx_http_mitte_mcf(down_reset), 1, 0 },
+    { ngx_null_string, NULL, 0, 0, 0 }
+};
+
+
+static ngx_http_mitte_param_t  ngx_http_mitte_anomaly_params[] = {
+    { ngx_string("interval"), ngx_http_mitte_param_msec,
+      ngx_http_mitte_mcf(sweep_interval), 1000, 0 },
+    { ngx_string("window"), ngx_http_mitte_param_hours,
+      ngx_http_mitte_mcf(anomaly.window), 1, MITTE_RING_HISTORY },
+    { ngx_string("history"), ngx_http_mitte_param_hours,
+      ngx_http_mitte_mcf(anomaly.history), 1, MITTE_RING_HISTORY },
+    { ngx_string("zscore"), ngx_http_mitte_param_number,
+      ngx_http_mitte_mcf(anomaly.zscore), 0, 0 },
+    { ngx_string("zscore_min_requests"), ngx_http_mitte_param_uint32,
+      ngx_http_mitte_mcf(anomaly.zscore_min_requests), 1, 1000000000 },
+    { ngx_string("rate"), ngx_http_mitte_param_percent,
+      ngx_http_mitte_mcf(anomaly.rate), 0, 0 },
+    { ngx_string("rate_min_requests"), ngx_http_mitte_param_uint32,
+      ngx_http_mitte_mcf(anomaly.rate_min_requests), 1, 1000000000 },
+    { ngx_string("cooldown"), ngx_http_mitte_param_sec,
+      ngx_http_mitte_mcf(cooldown), 0, 0 },
+    { ngx_null_string, NULL, 0, 0, 0 }
+};
 
 
 static ngx_command_t  ngx_http_mitte_commands[] = {
@@ -985,10 +1053,8 @@ ngx_http_mitte_endpoint_down(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mitte_main_conf_t *mmcf = conf;
 
-    ngx_int_t    n;
-    ngx_str_t   *value, s;
-    ngx_msec_t   reset;
-    ngx_uint_t   i;
+    char        *rv;
+    ngx_uint_t   off;
 
     if (mmcf->down_threshold != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
@@ -998,57 +1064,17 @@ ngx_http_mitte_endpoint_down(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    value = cf->args->elts;
-
-    if (ngx_strcmp(value[1].data, "off") == 0) {
-        if (cf->args->nelts != 2) {
-            return "takes no parameters after \"off\"";
-        }
-
-        mmcf->down_threshold = 0;
-        return NGX_CONF_OK;
-    }
-
     mmcf->down_threshold = 5;
 
-    for (i = 1; i < cf->args->nelts; i++) {
+    rv = ngx_http_mitte_conf_params(cf, cmd, conf,
+                                    ngx_http_mitte_down_params,
+                                    "off, threshold=N or reset=time", &off);
 
-        if (ngx_strncmp(value[i].data, "threshold=", 10) == 0) {
-            n = ngx_atoi(value[i].data + 10, value[i].len - 10);
-
-            if (n < 1 || n > 1000000) {
-                goto invalid;
-            }
-
-            mmcf->down_threshold = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "reset=", 6) == 0) {
-            s.data = value[i].data + 6;
-            s.len = value[i].len - 6;
-
-            reset = ngx_parse_time(&s, 0);
-
-            if (reset == (ngx_msec_t) NGX_ERROR || reset == 0) {
-                goto invalid;
-            }
-
-            mmcf->down_reset = reset;
-            continue;
-        }
-
-        goto invalid;
+    if (off) {
+        mmcf->down_threshold = 0;
     }
 
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\" in \"mitte_endpoint_down\", "
-                       "expected off, threshold=N or reset=time", &value[i]);
-    return NGX_CONF_ERROR;
+    return rv;
 }
 
 
@@ -1057,11 +1083,8 @@ ngx_http_mitte_anomaly(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mitte_main_conf_t *mmcf = conf;
 
-    u_char      *eq;
-    ngx_int_t    n;
-    ngx_str_t   *value, name, v;
-    ngx_uint_t   i;
-    ngx_msec_t   ms;
+    char        *rv;
+    ngx_uint_t   off;
 
     if (mmcf->anomaly_on != NGX_CONF_UNSET) {
         return "is duplicate";
@@ -1071,18 +1094,57 @@ ngx_http_mitte_anomaly(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    rv = ngx_http_mitte_conf_params(cf, cmd, conf,
+                                    ngx_http_mitte_anomaly_params,
+                                    "off, interval=time (1s or more), "
+                                    "window=1h..48h, history=1h..48h, "
+                                    "zscore=number, zscore_min_requests=n, "
+                                    "rate=percent, rate_min_requests=n or "
+                                    "cooldown=time", &off);
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    mmcf->anomaly_on = !off;
+
+    if (mmcf->anomaly.history > mmcf->anomaly.window) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mitte_anomaly\" history=%uDh is longer than "
+                           "window=%uDh", mmcf->anomaly.history,
+                           mmcf->anomaly.window);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The "off | key=value ..." directives: each key of the table is parsed
+ * into its field of the main configuration, and a bad one is named.
+ */
+
+static char *
+ngx_http_mitte_conf_params(ngx_conf_t *cf, ngx_command_t *cmd, void *conf,
+    ngx_http_mitte_param_t *params, const char *expected, ngx_uint_t *off)
+{
+    u_char                  *eq;
+    ngx_str_t               *value, name, v;
+    ngx_uint_t               i;
+    ngx_http_mitte_param_t  *p;
+
     value = cf->args->elts;
+    *off = 0;
 
     if (ngx_strcmp(value[1].data, "off") == 0) {
         if (cf->args->nelts != 2) {
             return "takes no parameters after \"off\"";
         }
 
-        mmcf->anomaly_on = 0;
+        *off = 1;
         return NGX_CONF_OK;
     }
-
-    mmcf->anomaly_on = 1;
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -1100,90 +1162,19 @@ ngx_http_mitte_anomaly(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             goto invalid;
         }
 
-        if (name.len == 8 && ngx_strncmp(name.data, "interval", 8) == 0) {
-            ms = ngx_parse_time(&v, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms < 1000) {
-                goto invalid;
-            }
-
-            mmcf->sweep_interval = ms;
-
-        } else if ((name.len == 6 && ngx_strncmp(name.data, "window", 6) == 0)
-                   || (name.len == 7
-                       && ngx_strncmp(name.data, "history", 7) == 0))
-        {
-            n = ngx_parse_time(&v, 1);
-            if (n == NGX_ERROR || n % 3600 != 0 || n / 3600 < 1
-                || n / 3600 > MITTE_RING_HISTORY)
+        for (p = params; p->name.len; p++) {
+            if (p->name.len == name.len
+                && ngx_strncmp(p->name.data, name.data, name.len) == 0)
             {
-                goto invalid;
+                break;
             }
+        }
 
-            if (name.len == 6) {
-                mmcf->anomaly.window = (uint32_t) (n / 3600);
-
-            } else {
-                mmcf->anomaly.history = (uint32_t) (n / 3600);
-            }
-
-        } else if (name.len == 6 && ngx_strncmp(name.data, "zscore", 6) == 0) {
-            n = ngx_atofp(v.data, v.len, 3);
-            if (n == NGX_ERROR || n == 0) {
-                goto invalid;
-            }
-
-            mmcf->anomaly.zscore = (double) n / 1000;
-
-        } else if ((name.len == 19
-                    && ngx_strncmp(name.data, "zscore_min_requests", 19) == 0)
-                   || (name.len == 17
-                       && ngx_strncmp(name.data, "rate_min_requests", 17)
-                          == 0))
+        if (p->name.len == 0
+            || p->parse(&v, (char *) conf + p->offset, p) != NGX_OK)
         {
-            n = ngx_atoi(v.data, v.len);
-            if (n < 1 || n > 1000000000) {
-                goto invalid;
-            }
-
-            if (name.len == 19) {
-                mmcf->anomaly.zscore_min_requests = (uint32_t) n;
-
-            } else {
-                mmcf->anomaly.rate_min_requests = (uint32_t) n;
-            }
-
-        } else if (name.len == 4 && ngx_strncmp(name.data, "rate", 4) == 0) {
-            if (v.data[v.len - 1] != '%') {
-                goto invalid;
-            }
-
-            n = ngx_atofp(v.data, v.len - 1, 2);
-            if (n == NGX_ERROR || n > 10000) {
-                goto invalid;
-            }
-
-            mmcf->anomaly.rate = (double) n / 10000;
-
-        } else if (name.len == 8 && ngx_strncmp(name.data, "cooldown", 8) == 0)
-        {
-            n = ngx_parse_time(&v, 1);
-            if (n == NGX_ERROR) {
-                goto invalid;
-            }
-
-            mmcf->cooldown = (time_t) n;
-
-        } else {
             goto invalid;
         }
-    }
-
-    if (mmcf->anomaly.history > mmcf->anomaly.window) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"mitte_anomaly\" history=%uDh is longer than "
-                           "window=%uDh", mmcf->anomaly.history,
-                           mmcf->anomaly.window);
-        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -1191,12 +1182,153 @@ ngx_http_mitte_anomaly(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\" in \"mitte_anomaly\", "
-                       "expected off, interval=time (1s or more), "
-                       "window=1h..48h, history=1h..48h, zscore=number, "
-                       "zscore_min_requests=n, rate=percent, "
-                       "rate_min_requests=n or cooldown=time", &value[i]);
+                       "invalid parameter \"%V\" in \"%V\", expected %s",
+                       &value[i], &cmd->name, expected);
     return NGX_CONF_ERROR;
+}
+
+
+/* a time in ms, at least p->min */
+
+static ngx_int_t
+ngx_http_mitte_param_msec(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p)
+{
+    ngx_msec_t  ms;
+
+    ms = ngx_parse_time(v, 0);
+
+    if (ms == (ngx_msec_t) NGX_ERROR || ms < (ngx_msec_t) p->min) {
+        return NGX_ERROR;
+    }
+
+    *(ngx_msec_t *) field = ms;
+
+    return NGX_OK;
+}
+
+
+/* a time in seconds */
+
+static ngx_int_t
+ngx_http_mitte_param_sec(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p)
+{
+    ngx_int_t  n;
+
+    n = ngx_parse_time(v, 1);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *(time_t *) field = (time_t) n;
+
+    return NGX_OK;
+}
+
+
+/* whole hours, p->min..p->max */
+
+static ngx_int_t
+ngx_http_mitte_param_hours(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p)
+{
+    ngx_int_t  n;
+
+    n = ngx_parse_time(v, 1);
+
+    if (n == NGX_ERROR || n % 3600 != 0 || n / 3600 < p->min
+        || n / 3600 > p->max)
+    {
+        return NGX_ERROR;
+    }
+
+    *(uint32_t *) field = (uint32_t) (n / 3600);
+
+    return NGX_OK;
+}
+
+
+/* a whole number, p->min..p->max, into an ngx_uint_t or a uint32_t */
+
+static ngx_int_t
+ngx_http_mitte_param_uint(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p)
+{
+    ngx_int_t  n;
+
+    n = ngx_atoi(v->data, v->len);
+
+    if (n < p->min || n > p->max) {
+        return NGX_ERROR;
+    }
+
+    *(ngx_uint_t *) field = (ngx_uint_t) n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_param_uint32(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p)
+{
+    ngx_int_t  n;
+
+    n = ngx_atoi(v->data, v->len);
+
+    if (n < p->min || n > p->max) {
+        return NGX_ERROR;
+    }
+
+    *(uint32_t *) field = (uint32_t) n;
+
+    return NGX_OK;
+}
+
+
+/* a number other than 0, to three decimals */
+
+static ngx_int_t
+ngx_http_mitte_param_number(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p)
+{
+    ngx_int_t  n;
+
+    n = ngx_atofp(v->data, v->len, 3);
+
+    if (n == NGX_ERROR || n == 0) {
+        return NGX_ERROR;
+    }
+
+    *(double *) field = (double) n / 1000;
+
+    return NGX_OK;
+}
+
+
+/* a percentage, 0%..100% to two decimals, as a fraction */
+
+static ngx_int_t
+ngx_http_mitte_param_percent(ngx_str_t *v, char *field,
+    ngx_http_mitte_param_t *p)
+{
+    ngx_int_t  n;
+
+    if (v->data[v->len - 1] != '%') {
+        return NGX_ERROR;
+    }
+
+    n = ngx_atofp(v->data, v->len - 1, 2);
+
+    if (n == NGX_ERROR || n > 10000) {
+        return NGX_ERROR;
+    }
+
+    *(double *) field = (double) n / 10000;
+
+    return NGX_OK;
 }
 
 
