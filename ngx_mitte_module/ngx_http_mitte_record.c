@@ -270,6 +270,11 @@ ngx_http_mitte_log_handler(ngx_http_request_t *r)
 
     ngx_http_mitte_request_id(r, mmcf, ctx->rid, &d.rid);
 
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mitte record: endpoint \"%V\" user \"%V\" status %ui "
+                   "success %ui %Mms", &d.slug, &d.user, d.status,
+                   d.success, d.duration);
+
     if (ngx_http_mitte_rules_deliver(mmcf, &d) != NGX_OK
         && ngx_http_mitte_may_warn(r))
     {

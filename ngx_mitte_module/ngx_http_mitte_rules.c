@@ -90,6 +90,10 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
 
         ngx_shmtx_unlock(&ctx->shpool->mutex);
 
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "mitte rules: user \"%V\" at the quota of %ui: "
+                       "refused", &v->user, *limit);
+
         if (notes) {
             ngx_http_mitte_sse_wake(ctx);
         }
@@ -230,6 +234,11 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "mitte rules: endpoint \"%V\" %s at status %ui",
+                   &d->slug, (ev == MITTE_STREAK_DOWN) ? "down" : "recovered",
+                   d->status);
 
     ngx_http_mitte_sse_wake(ctx);
 

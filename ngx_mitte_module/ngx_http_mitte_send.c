@@ -481,6 +481,12 @@ ngx_http_mitte_send_start(ngx_http_mitte_sender_t *sender,
     ngx_queue_insert_tail(&sender->jobs, &job->queue);
     sender->inflight++;
 
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, sender->log, 0,
+                   "mitte send: %s %s to \"%s\", attempt %ui",
+                   (s->channel == NGX_HTTP_MITTE_CHANNEL_EMAIL)
+                   ? "email" : "webhook", id, job->url,
+                   (ngx_uint_t) s->attempts + 1);
+
     return NGX_OK;
 
 failed:
@@ -734,6 +740,10 @@ ngx_http_mitte_send_done(ngx_http_mitte_sender_t *sender,
             state = NGX_HTTP_MITTE_SEND_FAILED;
         }
     }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, sender->log, 0,
+                   "mitte send: \"%s\": curl %d, HTTP %l, state %ui",
+                   job->url, (int) result, code, state);
 
     ngx_http_mitte_send_finish(sender, job->send, state, error, len,
                                job->retry_after);

@@ -369,6 +369,10 @@ ngx_http_mitte_sse_drain(void)
         w->last = head;
     }
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, w->drain.log, 0,
+                   "mitte sse: ring drained to event %uL for %ui streams",
+                   w->last, w->count);
+
     while (!ngx_queue_empty(&w->dirty)) {
         q = ngx_queue_head(&w->dirty);
         sub = ngx_queue_data(q, ngx_http_mitte_sub_t, dirty_queue);
@@ -932,6 +936,10 @@ ngx_http_mitte_sse_cleanup(void *data)
     }
 
     if (sub->listed) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, sub->connection->log, 0,
+                       "mitte sse: stream of \"%*s\" ends",
+                       sub->user_len, sub->user);
+
         ngx_queue_remove(&sub->queue);
         sub->listed = 0;
         w->count--;
@@ -1143,6 +1151,10 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
                                           % NGX_HTTP_MITTE_SSE_BUCKETS],
                               &sub->queue);
     }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mitte sse: stream of \"%*s\" starts after event %uL",
+                   sub->user_len, sub->user, sub->from);
 
     sub->listed = 1;
     w->count++;

@@ -255,6 +255,10 @@ ngx_http_mitte_sweep_slice(ngx_http_mitte_sweep_t *sw)
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "mitte sweep: slice done, phase %ui, %uLus, %ui "
+                   "notifications so far", sw->phase, spent, sw->notes);
+
     if (sw->notes) {
         ngx_http_mitte_sse_wake(ctx);
     }
