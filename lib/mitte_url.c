@@ -10,6 +10,9 @@
 
 
 static int mitte_url_fail(mitte_url_t *u, const char *error);
+static int mitte_url_chars(const char *s, size_t len, mitte_url_t *u);
+static int mitte_url_port(const char *s, size_t start, size_t end,
+    mitte_url_t *u);
 static int mitte_url_scheme(const char *s, size_t len, const char *scheme);
 static int mitte_url_name(const char *s, size_t len);
 
@@ -18,8 +21,6 @@ int
 mitte_url_parse(const char *s, size_t len, mitte_url_t *u)
 {
     size_t                   i, start, end, host, host_len, colon;
-    uint32_t                 port;
-    unsigned char            c;
     struct sockaddr_storage  sa;
 
     memset(u, 0, sizeof(mitte_url_t));
@@ -32,17 +33,8 @@ mitte_url_parse(const char *s, size_t len, mitte_url_t *u)
         return mitte_url_fail(u, "it is longer than 2048 bytes");
     }
 
-    for (i = 0; i < len; i++) {
-        c = (unsigned char) s[i];
-
-        if (c <= 0x20 || c == 0x7f) {
-            return mitte_url_fail(u, "it holds a space or a control "
-                                  "character");
-        }
-
-        if (c >= 0x80) {
-            return mitte_url_fail(u, "it holds a byte that is not ASCII");
-        }
+    if (mitte_url_chars(s, len, u) != 0) {
+        return -1;
     }
 
     if (mitte_url_scheme(s, len, "https://")) {
@@ -124,37 +116,74 @@ mitte_url_parse(const char *s, size_t len, mitte_url_t *u)
         }
     }
 
-    if (colon != end) {
-        /* a port */
-
-        if (colon + 1 == end) {
-            return mitte_url_fail(u, "its port is empty");
-        }
-
-        port = 0;
-
-        for (i = colon + 1; i < end; i++) {
-            if (s[i] < '0' || s[i] > '9') {
-                return mitte_url_fail(u, "its port is not a number");
-            }
-
-            port = port * 10 + (uint32_t) (s[i] - '0');
-
-            if (port > 65535) {
-                return mitte_url_fail(u, "its port is above 65535");
-            }
-        }
-
-        if (port == 0) {
-            return mitte_url_fail(u, "its port is 0");
-        }
-
-        u->port = port;
-        u->has_port = 1;
+    if (colon != end && mitte_url_port(s, colon + 1, end, u) != 0) {
+        return -1;
     }
 
     u->host = (uint32_t) host;
     u->host_len = (uint32_t) host_len;
+
+    return 0;
+}
+
+
+/* printable ASCII only: no space, no control character */
+
+static int
+mitte_url_chars(const char *s, size_t len, mitte_url_t *u)
+{
+    size_t         i;
+    unsigned char  c;
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if (c <= 0x20 || c == 0x7f) {
+            return mitte_url_fail(u, "it holds a space or a control "
+                                  "character");
+        }
+
+        if (c >= 0x80) {
+            return mitte_url_fail(u, "it holds a byte that is not ASCII");
+        }
+    }
+
+    return 0;
+}
+
+
+/* the port, s[start..end) after the ':' */
+
+static int
+mitte_url_port(const char *s, size_t start, size_t end, mitte_url_t *u)
+{
+    size_t    i;
+    uint32_t  port;
+
+    if (start == end) {
+        return mitte_url_fail(u, "its port is empty");
+    }
+
+    port = 0;
+
+    for (i = start; i < end; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return mitte_url_fail(u, "its port is not a number");
+        }
+
+        port = port * 10 + (uint32_t) (s[i] - '0');
+
+        if (port > 65535) {
+            return mitte_url_fail(u, "its port is above 65535");
+        }
+    }
+
+    if (port == 0) {
+        return mitte_url_fail(u, "its port is 0");
+    }
+
+    u->port = port;
+    u->has_port = 1;
 
     return 0;
 }
