@@ -44,6 +44,9 @@ static ngx_int_t ngx_http_mitte_write_user(ngx_http_request_t *r,
     ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_user_t *u,
     ngx_chain_t **last);
 static ngx_int_t ngx_http_mitte_admin_metrics(ngx_http_request_t *r);
+static u_char *ngx_http_mitte_metrics_work(u_char *p,
+    ngx_http_mitte_counters_t *c, ngx_uint_t *pending,
+    ngx_uint_t subscribers);
 static ngx_int_t ngx_http_mitte_admin_outbox(ngx_http_request_t *r);
 static u_char *ngx_http_mitte_write_send(u_char *p,
     ngx_http_mitte_send_t *s);
@@ -669,7 +672,33 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
         "mitte_notifications_total{type=\"QUOTA_EXCEEDED\"} %uL\n"
         "mitte_notifications_total{type=\"ENDPOINT_DOWN\"} %uL\n"
         "mitte_notifications_total{type=\"ENDPOINT_RECOVERED\"} %uL\n"
-        "mitte_notifications_total{type=\"TRIAL_ENDING\"} %uL\n"
+        "mitte_notifications_total{type=\"TRIAL_ENDING\"} %uL\n",
+        c.success, c.failure, c.quota_rejections, c.evicted_endpoints,
+        c.evicted_users, c.nomem, c.endpoints, c.users, size, size - free,
+        free, c.notifications[0], c.notifications[1], c.notifications[2],
+        c.notifications[3], c.notifications[4], c.notifications[5]);
+
+    b->last = ngx_http_mitte_metrics_work(b->last, &c, pending, subscribers);
+
+    out = ngx_alloc_chain_link(r->pool);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    out->buf = b;
+    out->next = NULL;
+
+    return ngx_http_mitte_reply(r, NGX_HTTP_OK, &type, out);
+}
+
+
+/* the metrics of the work done: sweeps, outbox, sends, streams, state */
+
+static u_char *
+ngx_http_mitte_metrics_work(u_char *p, ngx_http_mitte_counters_t *c,
+    ngx_uint_t *pending, ngx_uint_t subscribers)
+{
+    p = ngx_sprintf(p,
         "# HELP mitte_sweeps_total Sweeps completed.\n"
         "# TYPE mitte_sweeps_total counter\n"
         "mitte_sweeps_total %uL\n"
@@ -704,17 +733,13 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
         "# HELP mitte_sse_subscribers Event stream subscribers.\n"
         "# TYPE mitte_sse_subscribers gauge\n"
         "mitte_sse_subscribers %ui\n",
-        c.success, c.failure, c.quota_rejections, c.evicted_endpoints,
-        c.evicted_users, c.nomem, c.endpoints, c.users, size, size - free,
-        free, c.notifications[0], c.notifications[1], c.notifications[2],
-        c.notifications[3], c.notifications[4], c.notifications[5],
-        c.sweeps, c.sweep_usec / 1000000, c.sweep_usec % 1000000,
-        c.sweep_slice_usec / 1000000, c.sweep_slice_usec % 1000000,
-        pending[0], pending[1], c.outbox_full[0], c.outbox_full[1],
-        c.sends[0][0], c.sends[0][1], c.sends[1][0], c.sends[1][1],
+        c->sweeps, c->sweep_usec / 1000000, c->sweep_usec % 1000000,
+        c->sweep_slice_usec / 1000000, c->sweep_slice_usec % 1000000,
+        pending[0], pending[1], c->outbox_full[0], c->outbox_full[1],
+        c->sends[0][0], c->sends[0][1], c->sends[1][0], c->sends[1][1],
         subscribers);
 
-    b->last = ngx_sprintf(b->last,
+    return ngx_sprintf(p,
         "# HELP mitte_state_writes_total State file writes, by result.\n"
         "# TYPE mitte_state_writes_total counter\n"
         "mitte_state_writes_total{result=\"written\"} %uL\n"
@@ -730,20 +755,10 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
         "# HELP mitte_state_file_bytes Size of the last state file.\n"
         "# TYPE mitte_state_file_bytes gauge\n"
         "mitte_state_file_bytes %uL\n",
-        c.state_writes[0], c.state_writes[1],
-        c.state_usec / 1000000, c.state_usec % 1000000,
-        c.state_lock_usec / 1000000, c.state_lock_usec % 1000000,
-        c.state_bytes);
-
-    out = ngx_alloc_chain_link(r->pool);
-    if (out == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    out->buf = b;
-    out->next = NULL;
-
-    return ngx_http_mitte_reply(r, NGX_HTTP_OK, &type, out);
+        c->state_writes[0], c->state_writes[1],
+        c->state_usec / 1000000, c->state_usec % 1000000,
+        c->state_lock_usec / 1000000, c->state_lock_usec % 1000000,
+        c->state_bytes);
 }
 
 
