@@ -20,6 +20,9 @@
 
 static ngx_int_t ngx_http_mitte_notes_list(ngx_http_request_t *r,
     ngx_str_t *user);
+static ngx_int_t ngx_http_mitte_notes_args(ngx_http_request_t *r,
+    ngx_uint_t *unread_only, ngx_int_t *limit, uint32_t *before,
+    ngx_int_t *rc);
 static void ngx_http_mitte_notes_read_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mitte_notes_read(ngx_http_request_t *r,
     ngx_str_t *user, ngx_str_t *body);
@@ -76,8 +79,7 @@ ngx_http_mitte_notes_list(ngx_http_request_t *r, ngx_str_t *user)
 {
     u_char                      *p;
     uint32_t                     before;
-    ngx_int_t                    limit;
-    ngx_str_t                    arg;
+    ngx_int_t                    limit, rc;
     ngx_uint_t                   unread_only, n, unread;
     ngx_queue_t                 *q;
     ngx_chain_t                 *out, *last, *cl;
@@ -86,42 +88,10 @@ ngx_http_mitte_notes_list(ngx_http_request_t *r, ngx_str_t *user)
     ngx_http_mitte_user_node_t  *un;
     ngx_http_mitte_note_node_t  *nn;
 
-    unread_only = 0;
-    limit = 50;
-    before = 0;
-
-    if (ngx_http_mitte_arg(r, "unread", &arg) == NGX_OK) {
-        if ((arg.len == 1 && arg.data[0] == '1')
-            || (arg.len == 4 && ngx_strncmp(arg.data, "true", 4) == 0))
-        {
-            unread_only = 1;
-
-        } else if (!(arg.len == 1 && arg.data[0] == '0')
-                   && !(arg.len == 5 && ngx_strncmp(arg.data, "false", 5) == 0))
-        {
-            return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
-                                              "invalid_field",
-                                              "unread must be 1 or 0.");
-        }
-    }
-
-    if (ngx_http_mitte_arg(r, "limit", &arg) == NGX_OK) {
-        limit = ngx_atoi(arg.data, arg.len);
-
-        if (limit < 1 || limit > 100) {
-            return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
-                                              "invalid_field",
-                                              "limit must be a number from 1 "
-                                              "to 100.");
-        }
-    }
-
-    if (ngx_http_mitte_arg(r, "before", &arg) == NGX_OK
-        && ngx_http_mitte_note_seq(arg.data, arg.len, &before) != NGX_OK)
+    if (ngx_http_mitte_notes_args(r, &unread_only, &limit, &before, &rc)
+        != NGX_OK)
     {
-        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
-                                          "invalid_field",
-                                          "before is not a notification id.");
+        return rc;
     }
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
@@ -195,6 +165,62 @@ ngx_http_mitte_notes_list(ngx_http_request_t *r, ngx_str_t *user)
     }
 
     return ngx_http_mitte_reply_json(r, NGX_HTTP_OK, out);
+}
+
+
+/*
+ * The list's arguments; NGX_ERROR: one is bad, and the error was replied
+ * with *rc.
+ */
+
+static ngx_int_t
+ngx_http_mitte_notes_args(ngx_http_request_t *r, ngx_uint_t *unread_only,
+    ngx_int_t *limit, uint32_t *before, ngx_int_t *rc)
+{
+    ngx_str_t  arg;
+
+    *unread_only = 0;
+    *limit = 50;
+    *before = 0;
+
+    if (ngx_http_mitte_arg(r, "unread", &arg) == NGX_OK) {
+        if ((arg.len == 1 && arg.data[0] == '1')
+            || (arg.len == 4 && ngx_strncmp(arg.data, "true", 4) == 0))
+        {
+            *unread_only = 1;
+
+        } else if (!(arg.len == 1 && arg.data[0] == '0')
+                   && !(arg.len == 5 && ngx_strncmp(arg.data, "false", 5) == 0))
+        {
+            *rc = ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_field",
+                                             "unread must be 1 or 0.");
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_mitte_arg(r, "limit", &arg) == NGX_OK) {
+        *limit = ngx_atoi(arg.data, arg.len);
+
+        if (*limit < 1 || *limit > 100) {
+            *rc = ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "invalid_field",
+                                             "limit must be a number from 1 "
+                                             "to 100.");
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_mitte_arg(r, "before", &arg) == NGX_OK
+        && ngx_http_mitte_note_seq(arg.data, arg.len, before) != NGX_OK)
+    {
+        *rc = ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_field",
+                                         "before is not a notification id.");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
