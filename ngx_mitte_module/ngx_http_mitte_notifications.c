@@ -26,6 +26,8 @@ static ngx_int_t ngx_http_mitte_notes_args(ngx_http_request_t *r,
 static void ngx_http_mitte_notes_read_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mitte_notes_read(ngx_http_request_t *r,
     ngx_str_t *user, ngx_str_t *body);
+static ngx_uint_t ngx_http_mitte_notes_mark(ngx_http_mitte_user_node_t *un,
+    cJSON *ids, ngx_uint_t mark_all);
 static u_char *ngx_http_mitte_note_id(u_char *p,
     ngx_http_mitte_notification_t *n);
 static ngx_int_t ngx_http_mitte_note_seq(u_char *p, size_t len,
@@ -244,16 +246,12 @@ static ngx_int_t
 ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *body)
 {
-    u_char                      *p;
     cJSON                       *doc, *item, *ids, *all, *id;
-    uint32_t                     seq;
     ngx_buf_t                   *b;
     ngx_uint_t                   unread, mark_all;
-    ngx_queue_t                 *q;
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_main_conf_t  *mmcf;
     ngx_http_mitte_user_node_t  *un;
-    ngx_http_mitte_note_node_t  *nn;
 
     doc = cJSON_ParseWithLength((char *) body->data, body->len);
 
@@ -317,41 +315,7 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
     un = ngx_http_mitte_user_lookup(ctx, user->data, user->len);
 
     if (un) {
-        for (q = ngx_queue_head(&un->notes);
-             q != ngx_queue_sentinel(&un->notes);
-             q = ngx_queue_next(q))
-        {
-            nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
-
-            if (nn->n.read) {
-                continue;
-            }
-
-            if (!mark_all) {
-                if (ids == NULL) {
-                    break;
-                }
-
-                cJSON_ArrayForEach(id, ids) {
-                    p = (u_char *) id->valuestring;
-
-                    if (ngx_http_mitte_note_seq(p, ngx_strlen(p), &seq)
-                        == NGX_OK && seq == nn->n.seq)
-                    {
-                        break;
-                    }
-                }
-
-                if (id == NULL) {
-                    continue;
-                }
-            }
-
-            nn->n.read = 1;
-            un->unread--;
-        }
-
-        unread = un->unread;
+        unread = ngx_http_mitte_notes_mark(un, ids, mark_all);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -366,6 +330,56 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
     b->last = ngx_sprintf(b->last, "{\"unread\":%ui}\n", unread);
 
     return ngx_http_mitte_reply_buf(r, NGX_HTTP_OK, b);
+}
+
+
+/* marks the user's notifications read, with the zone locked; the unread */
+
+static ngx_uint_t
+ngx_http_mitte_notes_mark(ngx_http_mitte_user_node_t *un, cJSON *ids,
+    ngx_uint_t mark_all)
+{
+    u_char                      *p;
+    cJSON                       *id;
+    uint32_t                     seq;
+    ngx_queue_t                 *q;
+    ngx_http_mitte_note_node_t  *nn;
+
+    for (q = ngx_queue_head(&un->notes);
+         q != ngx_queue_sentinel(&un->notes);
+         q = ngx_queue_next(q))
+    {
+        nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
+
+        if (nn->n.read) {
+            continue;
+        }
+
+        if (!mark_all) {
+            if (ids == NULL) {
+                break;
+            }
+
+            cJSON_ArrayForEach(id, ids) {
+                p = (u_char *) id->valuestring;
+
+                if (ngx_http_mitte_note_seq(p, ngx_strlen(p), &seq)
+                    == NGX_OK && seq == nn->n.seq)
+                {
+                    break;
+                }
+            }
+
+            if (id == NULL) {
+                continue;
+            }
+        }
+
+        nn->n.read = 1;
+        un->unread--;
+    }
+
+    return un->unread;
 }
 
 
