@@ -126,6 +126,9 @@ static int ngx_libc_cdecl ngx_http_mitte_state_newer(const void *one,
     const void *two);
 static ngx_int_t ngx_http_mitte_state_send_ok(ngx_http_mitte_rec_send_t *rs,
     size_t len);
+static void ngx_http_mitte_state_put_send(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_rec_t *rec, ngx_uint_t restart,
+    ngx_http_mitte_loaded_t *ld);
 static void ngx_http_mitte_state_put(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_rec_t *rec, ngx_http_mitte_user_node_t **un,
     ngx_uint_t restart, ngx_http_mitte_loaded_t *ld);
@@ -799,14 +802,10 @@ ngx_http_mitte_state_put(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_uint_t restart, ngx_http_mitte_loaded_t *ld)
 {
     u_char                          *p;
-    size_t                           size;
     ngx_str_t                        name;
-    ngx_queue_t                     *queue;
     ngx_http_mitte_sh_t             *sh;
-    ngx_http_mitte_send_t           *s;
     ngx_http_mitte_event_t          *e;
     ngx_http_mitte_user_t           *u;
-    ngx_http_mitte_rec_send_t       *rsend;
     ngx_http_mitte_user_node_t      *un;
     ngx_http_mitte_note_node_t      *nn;
     ngx_http_mitte_rec_endpoint_t   *rep;
@@ -894,43 +893,7 @@ ngx_http_mitte_state_put(ngx_http_mitte_zone_ctx_t *ctx,
         return;
 
     case NGX_HTTP_MITTE_REC_SEND:
-        rsend = (ngx_http_mitte_rec_send_t *) (rec + 1);
-        size = rec->len - offsetof(ngx_http_mitte_rec_send_t, send);
-
-        if (rsend->queue != NGX_HTTP_MITTE_QUEUE_DONE
-            && sh->npending[rsend->queue] >= NGX_HTTP_MITTE_OUTBOX_PENDING)
-        {
-            ld->lost++;
-            return;
-        }
-
-        s = ngx_http_mitte_alloc(ctx, size, NULL);
-        if (s == NULL) {
-            ld->lost++;
-            return;
-        }
-
-        ngx_memcpy(s, &rsend->send, size);
-
-        if (restart && s->state == NGX_HTTP_MITTE_SEND_SENDING) {
-            s->state = NGX_HTTP_MITTE_SEND_PENDING;
-            s->owner = 0;
-        }
-
-        if (rsend->queue == NGX_HTTP_MITTE_QUEUE_DONE) {
-            /* oldest first, each in front: newest first again */
-            queue = &sh->done;
-            ngx_queue_insert_head(queue, &s->queue);
-            sh->ndone++;
-
-        } else {
-            queue = &sh->pending[rsend->queue];
-            ngx_queue_insert_tail(queue, &s->queue);
-            sh->npending[rsend->queue]++;
-        }
-
-        ld->sends++;
-
+        ngx_http_mitte_state_put_send(ctx, rec, restart, ld);
         return;
 
     case NGX_HTTP_MITTE_REC_EVENT:
@@ -951,6 +914,60 @@ ngx_http_mitte_state_put(ngx_http_mitte_zone_ctx_t *ctx,
 
         return;
     }
+}
+
+
+/* a send, into its queue: one under way before a restart is pending */
+
+static void
+ngx_http_mitte_state_put_send(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_rec_t *rec, ngx_uint_t restart,
+    ngx_http_mitte_loaded_t *ld)
+{
+    size_t                      size;
+    ngx_queue_t                *queue;
+    ngx_http_mitte_sh_t        *sh;
+    ngx_http_mitte_send_t      *s;
+    ngx_http_mitte_rec_send_t  *rsend;
+
+    sh = ctx->sh;
+
+    rsend = (ngx_http_mitte_rec_send_t *) (rec + 1);
+    size = rec->len - offsetof(ngx_http_mitte_rec_send_t, send);
+
+    if (rsend->queue != NGX_HTTP_MITTE_QUEUE_DONE
+        && sh->npending[rsend->queue] >= NGX_HTTP_MITTE_OUTBOX_PENDING)
+    {
+        ld->lost++;
+        return;
+    }
+
+    s = ngx_http_mitte_alloc(ctx, size, NULL);
+    if (s == NULL) {
+        ld->lost++;
+        return;
+    }
+
+    ngx_memcpy(s, &rsend->send, size);
+
+    if (restart && s->state == NGX_HTTP_MITTE_SEND_SENDING) {
+        s->state = NGX_HTTP_MITTE_SEND_PENDING;
+        s->owner = 0;
+    }
+
+    if (rsend->queue == NGX_HTTP_MITTE_QUEUE_DONE) {
+        /* oldest first, each in front: newest first again */
+        queue = &sh->done;
+        ngx_queue_insert_head(queue, &s->queue);
+        sh->ndone++;
+
+    } else {
+        queue = &sh->pending[rsend->queue];
+        ngx_queue_insert_tail(queue, &s->queue);
+        sh->npending[rsend->queue]++;
+    }
+
+    ld->sends++;
 }
 
 
