@@ -124,6 +124,14 @@ static void ngx_http_mitte_state_sort(ngx_queue_t *lru, ngx_uint_t users,
     ngx_log_t *log);
 static int ngx_libc_cdecl ngx_http_mitte_state_newer(const void *one,
     const void *two);
+static ngx_int_t ngx_http_mitte_state_endpoint_ok(
+    ngx_http_mitte_rec_endpoint_t *rep, size_t len);
+static ngx_int_t ngx_http_mitte_state_user_ok(ngx_http_mitte_user_t *u,
+    size_t len);
+static ngx_int_t ngx_http_mitte_state_note_ok(
+    ngx_http_mitte_notification_t *n, size_t len);
+static ngx_int_t ngx_http_mitte_state_event_ok(ngx_http_mitte_event_t *e,
+    size_t len);
 static ngx_int_t ngx_http_mitte_state_send_ok(ngx_http_mitte_rec_send_t *rs,
     size_t len);
 static void ngx_http_mitte_state_put_send(ngx_http_mitte_zone_ctx_t *ctx,
@@ -141,6 +149,8 @@ static ngx_int_t ngx_http_mitte_state_finish(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_uint_t quiet);
 static void ngx_http_mitte_state_timer(ngx_event_t *ev);
 static void ngx_http_mitte_state_slice(ngx_event_t *ev);
+static const char *ngx_http_mitte_state_head_check(
+    ngx_http_mitte_state_head_t *head, size_t size);
 static void ngx_http_mitte_state_aside(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_log_t *log);
 static void ngx_http_mitte_state_count(ngx_http_mitte_zone_ctx_t *ctx,
@@ -623,10 +633,6 @@ ngx_http_mitte_state_check(u_char *p, size_t len)
     ngx_uint_t                      user, ended;
     mitte_prefs_t                   prefs;
     ngx_http_mitte_rec_t           *rec;
-    ngx_http_mitte_user_t          *u;
-    ngx_http_mitte_event_t         *e;
-    ngx_http_mitte_notification_t  *n;
-    ngx_http_mitte_rec_endpoint_t  *rep;
 
     end = p + len;
     user = 0;
@@ -654,26 +660,18 @@ ngx_http_mitte_state_check(u_char *p, size_t len)
             break;
 
         case NGX_HTTP_MITTE_REC_ENDPOINT:
-            rep = (ngx_http_mitte_rec_endpoint_t *) (rec + 1);
-
-            if (rec->len < offsetof(ngx_http_mitte_rec_endpoint_t, name)
-                || rec->len != offsetof(ngx_http_mitte_rec_endpoint_t, name)
-                               + rep->name_len
-                || !mitte_slug_valid(rep->ep.slug, rep->slug_len)
-                || rep->user_len > MITTE_USER_MAX
-                || rep->name_len > MITTE_NAME_MAX)
+            if (ngx_http_mitte_state_endpoint_ok(
+                    (ngx_http_mitte_rec_endpoint_t *) (rec + 1), rec->len)
+                != NGX_OK)
             {
                 return NGX_ERROR;
             }
             break;
 
         case NGX_HTTP_MITTE_REC_USER:
-            u = (ngx_http_mitte_user_t *) (rec + 1);
-
-            if (rec->len != sizeof(ngx_http_mitte_user_t)
-                || u->id_len == 0 || u->id_len > MITTE_USER_MAX
-                || u->email_len > MITTE_EMAIL_MAX
-                || u->plan >= MITTE_PLAN_N)
+            if (ngx_http_mitte_state_user_ok(
+                    (ngx_http_mitte_user_t *) (rec + 1), rec->len)
+                != NGX_OK)
             {
                 return NGX_ERROR;
             }
@@ -694,12 +692,10 @@ ngx_http_mitte_state_check(u_char *p, size_t len)
             break;
 
         case NGX_HTTP_MITTE_REC_NOTE:
-            n = (ngx_http_mitte_notification_t *) (rec + 1);
-
-            if (rec->len != sizeof(ngx_http_mitte_notification_t) || !user
-                || n->type >= NGX_HTTP_MITTE_NTYPES
-                || n->slug_len > MITTE_SLUG_MAX
-                || n->message_len > NGX_HTTP_MITTE_MESSAGE_MAX)
+            if (!user
+                || ngx_http_mitte_state_note_ok(
+                       (ngx_http_mitte_notification_t *) (rec + 1), rec->len)
+                   != NGX_OK)
             {
                 return NGX_ERROR;
             }
@@ -715,21 +711,9 @@ ngx_http_mitte_state_check(u_char *p, size_t len)
             break;
 
         case NGX_HTTP_MITTE_REC_EVENT:
-            e = (ngx_http_mitte_event_t *) (rec + 1);
-
-            if (rec->len != sizeof(ngx_http_mitte_event_t)
-                || e->seq == 0
-                || e->user_len > MITTE_USER_MAX
-                || e->slug_len > MITTE_SLUG_MAX
-                || (e->kind == NGX_HTTP_MITTE_EVENT_DELIVERED
-                    && (e->name_len > MITTE_NAME_MAX
-                        || e->method_len > NGX_HTTP_MITTE_METHOD_MAX
-                        || e->rid_len > NGX_HTTP_MITTE_RID_MAX))
-                || (e->kind == NGX_HTTP_MITTE_EVENT_NOTIFICATION
-                    && (e->message_len > NGX_HTTP_MITTE_MESSAGE_MAX
-                        || e->flag >= NGX_HTTP_MITTE_NTYPES))
-                || (e->kind != NGX_HTTP_MITTE_EVENT_DELIVERED
-                    && e->kind != NGX_HTTP_MITTE_EVENT_NOTIFICATION))
+            if (ngx_http_mitte_state_event_ok(
+                    (ngx_http_mitte_event_t *) (rec + 1), rec->len)
+                != NGX_OK)
             {
                 return NGX_ERROR;
             }
@@ -757,6 +741,78 @@ ngx_http_mitte_state_check(u_char *p, size_t len)
     /* no end record: cut short */
 
     return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_state_endpoint_ok(ngx_http_mitte_rec_endpoint_t *rep,
+    size_t len)
+{
+    if (len < offsetof(ngx_http_mitte_rec_endpoint_t, name)
+        || len != offsetof(ngx_http_mitte_rec_endpoint_t, name)
+                  + rep->name_len
+        || !mitte_slug_valid(rep->ep.slug, rep->slug_len)
+        || rep->user_len > MITTE_USER_MAX
+        || rep->name_len > MITTE_NAME_MAX)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_state_user_ok(ngx_http_mitte_user_t *u, size_t len)
+{
+    if (len != sizeof(ngx_http_mitte_user_t)
+        || u->id_len == 0 || u->id_len > MITTE_USER_MAX
+        || u->email_len > MITTE_EMAIL_MAX
+        || u->plan >= MITTE_PLAN_N)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_state_note_ok(ngx_http_mitte_notification_t *n, size_t len)
+{
+    if (len != sizeof(ngx_http_mitte_notification_t)
+        || n->type >= NGX_HTTP_MITTE_NTYPES
+        || n->slug_len > MITTE_SLUG_MAX
+        || n->message_len > NGX_HTTP_MITTE_MESSAGE_MAX)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_state_event_ok(ngx_http_mitte_event_t *e, size_t len)
+{
+    if (len != sizeof(ngx_http_mitte_event_t)
+        || e->seq == 0
+        || e->user_len > MITTE_USER_MAX
+        || e->slug_len > MITTE_SLUG_MAX
+        || (e->kind == NGX_HTTP_MITTE_EVENT_DELIVERED
+            && (e->name_len > MITTE_NAME_MAX
+                || e->method_len > NGX_HTTP_MITTE_METHOD_MAX
+                || e->rid_len > NGX_HTTP_MITTE_RID_MAX))
+        || (e->kind == NGX_HTTP_MITTE_EVENT_NOTIFICATION
+            && (e->message_len > NGX_HTTP_MITTE_MESSAGE_MAX
+                || e->flag >= NGX_HTTP_MITTE_NTYPES))
+        || (e->kind != NGX_HTTP_MITTE_EVENT_DELIVERED
+            && e->kind != NGX_HTTP_MITTE_EVENT_NOTIFICATION))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1241,7 +1297,6 @@ ngx_http_mitte_state_restore(ngx_shm_zone_t *shm_zone,
     ngx_http_mitte_loaded_t       ld;
     ngx_uint_t                    level;
     ngx_http_mitte_state_head_t   head;
-    uint32_t                      sizes[8];
 
     log = shm_zone->shm.log;
     data = NULL;
@@ -1285,23 +1340,8 @@ ngx_http_mitte_state_restore(ngx_shm_zone_t *shm_zone,
         goto bad;
     }
 
-    ngx_http_mitte_state_sizes(sizes);
-
-    if (ngx_memcmp(head.magic, NGX_HTTP_MITTE_STATE_MAGIC, 8) != 0) {
-        why = "it is not a state file of this module";
-        goto bad;
-    }
-
-    if (head.format != NGX_HTTP_MITTE_STATE_FORMAT
-        || head.version != NGX_HTTP_MITTE_ZONE_VERSION
-        || ngx_memcmp(head.sizes, sizes, sizeof(sizes)) != 0)
-    {
-        why = "it was written by another version of the module";
-        goto bad;
-    }
-
-    if (head.length != size - sizeof(head)) {
-        why = "its length is wrong (cut short, or grown)";
+    why = ngx_http_mitte_state_head_check(&head, size);
+    if (why) {
         goto bad;
     }
 
@@ -1361,6 +1401,35 @@ bad:
                   ctx->state_file.data, why);
 
     ngx_http_mitte_state_aside(ctx, log);
+}
+
+
+/* NULL: the header is of this module's file of "size" bytes, else why not */
+
+static const char *
+ngx_http_mitte_state_head_check(ngx_http_mitte_state_head_t *head,
+    size_t size)
+{
+    uint32_t  sizes[8];
+
+    ngx_http_mitte_state_sizes(sizes);
+
+    if (ngx_memcmp(head->magic, NGX_HTTP_MITTE_STATE_MAGIC, 8) != 0) {
+        return "it is not a state file of this module";
+    }
+
+    if (head->format != NGX_HTTP_MITTE_STATE_FORMAT
+        || head->version != NGX_HTTP_MITTE_ZONE_VERSION
+        || ngx_memcmp(head->sizes, sizes, sizeof(sizes)) != 0)
+    {
+        return "it was written by another version of the module";
+    }
+
+    if (head->length != size - sizeof(ngx_http_mitte_state_head_t)) {
+        return "its length is wrong (cut short, or grown)";
+    }
+
+    return NULL;
 }
 
 
