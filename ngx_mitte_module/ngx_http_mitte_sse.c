@@ -87,6 +87,14 @@ static void ngx_http_mitte_sse_finish(ngx_http_mitte_sub_t *sub);
 static void ngx_http_mitte_sse_detach(ngx_event_t *ev);
 static void ngx_http_mitte_sse_raw_read(ngx_event_t *rev);
 static void ngx_http_mitte_sse_raw_write(ngx_event_t *wev);
+static ngx_http_mitte_sub_t *ngx_http_mitte_sse_sub(ngx_http_request_t *r,
+    ngx_http_mitte_loc_conf_t *mlcf, ngx_str_t *user);
+static void ngx_http_mitte_sse_listen(ngx_http_request_t *r,
+    ngx_http_mitte_sub_t *sub, uint64_t head);
+static ngx_int_t ngx_http_mitte_sse_header(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mitte_sse_opening(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mitte_sse_replay(ngx_http_request_t *r,
+    ngx_http_mitte_sub_t *sub, uint64_t *head);
 static void ngx_http_mitte_sse_write(ngx_http_request_t *r);
 static void ngx_http_mitte_sse_heartbeat(ngx_event_t *ev);
 static void ngx_http_mitte_sse_cleanup(void *data);
@@ -952,23 +960,14 @@ ngx_http_mitte_sse_cleanup(void *data)
 ngx_int_t
 ngx_http_mitte_sse_handler(ngx_http_request_t *r)
 {
-    u_char                       *end;
-    uint64_t                      after, head;
+    uint64_t                      head;
     ngx_int_t                     rc;
     ngx_str_t                     user;
-    ngx_uint_t                    i, n;
-    ngx_buf_t                    *b;
-    ngx_chain_t                  *cl;
-    ngx_table_elt_t              *h;
     ngx_http_cleanup_t           *cln;
     ngx_http_mitte_sub_t         *sub;
     ngx_http_mitte_ctx_t         *ctx;
-    ngx_http_mitte_event_t       *e;
-    ngx_http_core_loc_conf_t     *clcf;
     ngx_http_mitte_loc_conf_t    *mlcf;
     ngx_http_mitte_sse_worker_t  *w;
-
-    static u_char  opening[] = "retry: 3000\n\n";
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_http_mitte_reply_not_allowed(r, "GET, HEAD");
@@ -996,51 +995,12 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
                                           "this worker.");
     }
 
-    /* in the connection's pool: the stream may outlive the request */
-
-    sub = ngx_pcalloc(r->connection->pool, sizeof(ngx_http_mitte_sub_t));
+    sub = ngx_http_mitte_sse_sub(r, mlcf, &user);
     if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    sub->request = r;
-    sub->connection = r->connection;
-    sub->pool = r->pool;
-    sub->send_timeout = clcf->send_timeout;
-    sub->all = mlcf->sse_all;
-    sub->user_len = user.len;
-    if (user.len) {
-        ngx_memcpy(sub->user, user.data, user.len);
-    }
-    sub->interval = mlcf->heartbeat;
-
-    r->headers_out.status = NGX_HTTP_OK;
-    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = -1;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-cache");
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "X-Accel-Buffering");
-    ngx_str_set(&h->value, "no");
-
-    rc = ngx_http_send_header(r);
+    rc = ngx_http_mitte_sse_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
@@ -1070,7 +1030,160 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
     sub->detach.data = sub;
     sub->detach.log = r->connection->log;
 
-    /* the opening from a static buffer: an idle stream holds no buffer */
+    if (ngx_http_mitte_sse_opening(r) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_exiting || !w->ready) {
+        /* this worker is going: the client reconnects to one that stays */
+        return ngx_http_send_special(r, NGX_HTTP_LAST);
+    }
+
+    /* replay what the caller missed, then go live from there */
+
+    if (ngx_http_mitte_sse_replay(r, sub, &head) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_mitte_sse_listen(r, sub, head);
+
+    sub->heartbeat.handler = ngx_http_mitte_sse_heartbeat;
+    sub->heartbeat.data = sub;
+    sub->heartbeat.log = r->connection->log;
+    sub->heartbeat.cancelable = 1;
+
+    ngx_add_timer(&sub->heartbeat, sub->interval);
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_mitte_sse_write;
+
+    /* graceful shutdown closes the stream: the client reconnects */
+    r->connection->idle = 1;
+
+    r->main->count++;
+
+    if (ngx_http_mitte_sse_flush(sub) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+    }
+
+    return NGX_DONE;
+}
+
+
+/* the stream goes live after event "head": listed, and counted */
+
+static void
+ngx_http_mitte_sse_listen(ngx_http_request_t *r, ngx_http_mitte_sub_t *sub,
+    uint64_t head)
+{
+    ngx_http_mitte_sse_worker_t  *w;
+
+    w = &ngx_http_mitte_sse_worker;
+
+    sub->from = head;
+
+    if (sub->all) {
+        ngx_queue_insert_tail(&w->all, &sub->queue);
+
+    } else {
+        sub->hash = ngx_crc32_short(sub->user, sub->user_len);
+        ngx_queue_insert_tail(&w->buckets[sub->hash
+                                          % NGX_HTTP_MITTE_SSE_BUCKETS],
+                              &sub->queue);
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mitte sse: stream of \"%*s\" starts after event %uL",
+                   sub->user_len, sub->user, sub->from);
+
+    sub->listed = 1;
+    w->count++;
+
+    ngx_http_mitte_sse_count(w, 1);
+
+    if (w->last < head) {
+        /* events recorded meanwhile that this worker has not fanned out */
+        ngx_http_mitte_sse_drain();
+    }
+}
+
+
+/*
+ * A subscriber's record, in the connection's pool: the stream may outlive
+ * the request.
+ */
+
+static ngx_http_mitte_sub_t *
+ngx_http_mitte_sse_sub(ngx_http_request_t *r, ngx_http_mitte_loc_conf_t *mlcf,
+    ngx_str_t *user)
+{
+    ngx_http_mitte_sub_t      *sub;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    sub = ngx_pcalloc(r->connection->pool, sizeof(ngx_http_mitte_sub_t));
+    if (sub == NULL) {
+        return NULL;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    sub->request = r;
+    sub->connection = r->connection;
+    sub->pool = r->pool;
+    sub->send_timeout = clcf->send_timeout;
+    sub->all = mlcf->sse_all;
+    sub->user_len = user->len;
+    if (user->len) {
+        ngx_memcpy(sub->user, user->data, user->len);
+    }
+    sub->interval = mlcf->heartbeat;
+
+    return sub;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_sse_header(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = -1;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-cache");
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Accel-Buffering");
+    ngx_str_set(&h->value, "no");
+
+    return ngx_http_send_header(r);
+}
+
+
+/* the opening from a static buffer: an idle stream holds no buffer */
+
+static ngx_int_t
+ngx_http_mitte_sse_opening(ngx_http_request_t *r)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    static u_char  opening[] = "retry: 3000\n\n";
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
@@ -1094,22 +1207,36 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    if (ngx_exiting || !w->ready) {
-        /* this worker is going: the client reconnects to one that stays */
-        return ngx_http_send_special(r, NGX_HTTP_LAST);
-    }
+    return NGX_OK;
+}
 
-    /* replay what the caller missed, then go live from there */
 
-    (void) ngx_http_mitte_events_copy(w->zone, 0, NULL, 0, &head);
+/*
+ * The events after the caller's Last-Event-ID, queued; *head: the newest
+ * event of the ring, where the stream goes live.
+ */
+
+static ngx_int_t
+ngx_http_mitte_sse_replay(ngx_http_request_t *r, ngx_http_mitte_sub_t *sub,
+    uint64_t *head)
+{
+    u_char                       *end;
+    uint64_t                      after;
+    ngx_uint_t                    i, n;
+    ngx_http_mitte_event_t       *e;
+    ngx_http_mitte_sse_worker_t  *w;
+
+    w = &ngx_http_mitte_sse_worker;
+
+    (void) ngx_http_mitte_events_copy(w->zone, 0, NULL, 0, head);
 
     /* ids start at 1: "0" asks for every event still buffered */
 
-    if (ngx_http_mitte_sse_last_id(r, &after) == NGX_OK && after < head) {
+    if (ngx_http_mitte_sse_last_id(r, &after) == NGX_OK && after < *head) {
 
         do {
             n = ngx_http_mitte_events_copy(w->zone, after, w->batch,
-                                           NGX_HTTP_MITTE_SSE_BATCH, &head);
+                                           NGX_HTTP_MITTE_SSE_BATCH, head);
 
             for (i = 0; i < n; i++) {
                 e = &w->batch[i];
@@ -1140,52 +1267,7 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
         } while (n == NGX_HTTP_MITTE_SSE_BATCH);
     }
 
-    sub->from = head;
-
-    if (sub->all) {
-        ngx_queue_insert_tail(&w->all, &sub->queue);
-
-    } else {
-        sub->hash = ngx_crc32_short(sub->user, sub->user_len);
-        ngx_queue_insert_tail(&w->buckets[sub->hash
-                                          % NGX_HTTP_MITTE_SSE_BUCKETS],
-                              &sub->queue);
-    }
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "mitte sse: stream of \"%*s\" starts after event %uL",
-                   sub->user_len, sub->user, sub->from);
-
-    sub->listed = 1;
-    w->count++;
-
-    ngx_http_mitte_sse_count(w, 1);
-
-    if (w->last < head) {
-        /* events recorded meanwhile that this worker has not fanned out */
-        ngx_http_mitte_sse_drain();
-    }
-
-    sub->heartbeat.handler = ngx_http_mitte_sse_heartbeat;
-    sub->heartbeat.data = sub;
-    sub->heartbeat.log = r->connection->log;
-    sub->heartbeat.cancelable = 1;
-
-    ngx_add_timer(&sub->heartbeat, sub->interval);
-
-    r->read_event_handler = ngx_http_test_reading;
-    r->write_event_handler = ngx_http_mitte_sse_write;
-
-    /* graceful shutdown closes the stream: the client reconnects */
-    r->connection->idle = 1;
-
-    r->main->count++;
-
-    if (ngx_http_mitte_sse_flush(sub) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_ERROR);
-    }
-
-    return NGX_DONE;
+    return NGX_OK;
 }
 
 
