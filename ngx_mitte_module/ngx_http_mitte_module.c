@@ -1274,11 +1274,9 @@ static ngx_int_t
 ngx_http_mitte_param_uint32(ngx_str_t *v, char *field,
     ngx_http_mitte_param_t *p)
 {
-    ngx_int_t  n;
+    ngx_uint_t  n;
 
-    n = ngx_atoi(v->data, v->len);
-
-    if (n < p->min || n > p->max) {
+    if (ngx_http_mitte_param_uint(v, (char *) &n, p) != NGX_OK) {
         return NGX_ERROR;
     }
 
