@@ -1,8 +1,9 @@
 /*
  * Copyright (C) ngx_mitte_module authors
  *
- * The ground floor: the configuration, the value of a configured variable,
- * and the names that the module definition and the command table need.
+ * The configuration, just above the zone: the module's configuration, the
+ * value of a configured variable, and the names that the module
+ * definition and the command table need.
  */
 
 
@@ -15,10 +16,6 @@
 #include <ngx_http.h>
 
 #include "ngx_http_mitte_zone.h"
-#include "mitte_ring.h"
-#include "mitte_streak.h"
-#include "mitte_time.h"
-#include "mitte_util.h"
 #include "mitte_anomaly.h"
 #include "mitte_addr.h"
 #include "mitte_prefs.h"
