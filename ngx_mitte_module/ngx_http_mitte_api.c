@@ -1,8 +1,9 @@
 /*
  * Copyright (C) ngx_mitte_module authors
  *
- * Answers of the module's own locations: JSON bodies, errors, request
- * bodies.
+ * What the HTTP API handlers share (stats, preferences, notifications,
+ * operator API, event stream): query arguments, the caller, request
+ * bodies, the JSON writer, and the replies, JSON errors among them.
  */
 
 
