@@ -20,6 +20,7 @@ use warnings;
 
 use Test::More;
 use File::Temp qw(tempdir);
+use POSIX ();
 use Mitte::Test qw(:all);
 
 my $root = repo_root();
