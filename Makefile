@@ -3,6 +3,7 @@
 #   make          build build/ngx_http_mitte_module.so against Debian's nginx-dev
 #   make run      install what is missing, build, run the demo in the foreground
 #   make test     install what is missing, build, run every test
+#   make deb      build/libnginx-mod-http-mitte_<version>_<arch>.deb
 #   make bench    the benchmarks
 
 NGINX_SRC   ?= /usr/share/nginx/src
@@ -19,10 +20,26 @@ LD_OPT      := -Wl,-z,relro -Wl,-z,now -fPIC
 PACKAGES    := nginx nginx-dev curl libhiredis-dev libcurl4-openssl-dev \
                libcjson-dev libcmocka-dev libssl-dev perl make gcc
 BENCH_PACKAGES := wrk libnginx-mod-nchan libnginx-mod-http-lua valgrind
+DEB_PACKAGES := debhelper dpkg-dev fakeroot lintian
 
 SOURCES     := config $(wildcard ngx_mitte_module/*.[ch] lib/*.[ch])
 
-.PHONY: all deps bench-deps run test unit integration bench clean
+# the Debian package: version from debian/changelog, built by
+# dpkg-buildpackage in a copy of the tree under build/deb, so that the
+# checkout stays clean and "make" keeps working beside it
+DEB_NAME    := libnginx-mod-http-mitte
+DEB_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
+DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null || echo unknown)
+DEB         := $(BUILD)/$(DEB_NAME)_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_UPSTREAM := $(firstword $(subst -, ,$(DEB_VERSION)))
+DEB_TREE    := $(BUILD)/deb/$(DEB_NAME)-$(DEB_UPSTREAM)
+DEB_FILES   := config LICENSE README.md debian docs examples lib \
+               ngx_mitte_module
+DEB_SOURCES := $(SOURCES) LICENSE README.md $(wildcard debian/* \
+               debian/source/* docs/*.md examples/* examples/*/*)
+
+.PHONY: all deps bench-deps deb-deps deb run test unit integration bench \
+        clean
 
 all: $(MODULE)
 
@@ -31,6 +48,9 @@ deps:
 
 bench-deps:
 	@PKGS="$(PACKAGES) $(BENCH_PACKAGES)" sh $(CURDIR)/.ci/deps
+
+deb-deps:
+	@PKGS="$(PACKAGES) $(DEB_PACKAGES)" sh $(CURDIR)/.ci/deps
 
 $(NGX_BUILD)/objs/Makefile: config
 	@test -d $(NGINX_SRC)/auto || { echo "$(NGINX_SRC) is missing:" \
@@ -49,6 +69,18 @@ $(MODULE): $(NGX_BUILD)/objs/Makefile $(SOURCES)
 	cp $(NGX_BUILD)/objs/ngx_http_mitte_module.so $(MODULE).tmp
 	mv -f $(MODULE).tmp $(MODULE)
 
+deb: deb-deps $(DEB)
+
+$(DEB): $(DEB_SOURCES)
+	rm -rf $(BUILD)/deb
+	mkdir -p $(DEB_TREE)
+	cp -r $(DEB_FILES) $(DEB_TREE)/
+	cd $(DEB_TREE) && dpkg-buildpackage -us -uc -b \
+	    > $(BUILD)/deb.log 2>&1 || { tail -30 $(BUILD)/deb.log; exit 1; }
+	cd $(BUILD)/deb && mv *.deb *.buildinfo *.changes $(BUILD)/
+	rm -rf $(BUILD)/deb
+	@echo "built $(DEB)"
+
 run: deps all
 	@mkdir -p $(BUILD)/run/state
 	@# the workers (nobody, when started as root) write the state file
@@ -64,13 +96,13 @@ run: deps all
 	$(NGINX) -p $(CURDIR)/ -c examples/nginx.conf -e stderr \
 	    -g 'daemon off; master_process on;'
 
-test: deps all unit integration
+test: deb-deps all deb unit integration
 
 unit:
 	$(MAKE) -C t/unit check BUILD=$(BUILD)/unit
 
 integration: all
-	MITTE_MODULE=$(MODULE) prove -I t/lib t/
+	MITTE_MODULE=$(MODULE) MITTE_DEB=$(DEB) prove -I t/lib t/
 
 bench: bench-deps all
 	MITTE_MODULE=$(MODULE) perl bench/proxy.pl
