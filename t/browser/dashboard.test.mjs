@@ -357,6 +357,17 @@ describe("dashboard", () => {
     });
   });
 
+  it("serves the icon without a login, and no 404 for /favicon.ico", async () => {
+    const svg = await fetch(demo.url + "/favicon.svg");
+    assert.equal(svg.status, 200);
+    assert.match(svg.headers.get("content-type"), /^image\/svg\+xml/);
+    assert.match(await svg.text(), /^<svg /);
+    const ico = await fetch(demo.url + "/favicon.ico");
+    assert.equal(ico.status, 204);
+    const icon = await alice.locator('link[rel="icon"]').getAttribute("href");
+    assert.equal(new URL(icon, demo.url + "/").pathname, "/favicon.svg");
+  });
+
   it("logged no console error", () => {
     assert.deepEqual(consoleErrors, []);
   });
