@@ -309,7 +309,7 @@ describe("dashboard", () => {
 
   it("after an answer that is not a stream, reopens it from the last event", async () => {
     const urls = [];
-    alice.on("request", (r) => { if (r.url().includes("/mitte/events")) urls.push(r.url()); });
+    alice.on("request", (r) => { if (r.url().includes("/mitte/")) urls.push(r.url()); });
     await step(alice, "non-200-reconnect", () => provoking(async () => {
       const lastId = await alice.locator("#feed li").first().getAttribute("data-event-id");
       assert.ok(Number(lastId) > 0, `the newest feed item has an id: ${lastId}`);
@@ -322,8 +322,16 @@ describe("dashboard", () => {
       await demo.deliver("alice", "after-503", 200);
       await alice.locator("#feed li", { hasText: "after-503" }).waitFor({ timeout: 40000 });
       await live(alice);
-      const own = urls.filter((u) => u.includes(`lastEventId=${lastId}`));
-      assert.ok(own.length >= 1, `reopened with lastEventId=${lastId}: ${urls.join(" ")}`);
+      const own = urls.findIndex((u) => u.includes(`/mitte/events?lastEventId=${lastId}`));
+      assert.ok(own >= 0, `reopened with lastEventId=${lastId}: ${urls.join(" ")}`);
+      // and fetched what it may have missed
+      await alice.waitForFunction(() => !document.querySelector("#banner").hidden
+        || document.querySelector("#live-text").textContent === "live");
+      await sleep(500);
+      const after = urls.slice(own);
+      assert.ok(after.some((u) => u.endsWith("/mitte/stats")), `stats again: ${after.join(" ")}`);
+      assert.ok(after.some((u) => u.includes("/mitte/notifications?")),
+                `notifications again: ${after.join(" ")}`);
       assert.equal(await alice.evaluate(() => window.notReloaded), true, "no reload");
     }));
   });
