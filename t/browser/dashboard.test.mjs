@@ -39,8 +39,9 @@ async function provoking(fn) {
   }
 }
 
-async function open(user, width = 1440, height = 900) {
+async function open(user, width = 1440, height = 900, extra = {}) {
   const ctx = await browser.newContext({
+    ...extra,
     viewport: { width, height },
     httpCredentials: { username: user, password: user },
   });
@@ -157,14 +158,20 @@ describe("dashboard", () => {
   it("marks a single notification read from the keyboard", async () => {
     await step(alice, "mark-read", async () => {
       await alice.locator("#bell").focus();
+      const fetched = alice.waitForResponse((r) => r.url().includes("/mitte/notifications?"));
       await alice.keyboard.press("Enter");
+      await fetched;
       const note = alice.locator("#notes li.unread button.note", { hasText: "Endpoint down" });
       await note.waitFor({ timeout: WAIT });
       // Tab from the bell: "Mark all read", then the notification
       await alice.keyboard.press("Tab");
       await alice.keyboard.press("Tab");
-      assert.ok(await note.evaluate((el) => el === document.activeElement),
-                "the notification is reachable with Tab");
+      const focused = await alice.evaluate(() => {
+        const a = document.activeElement;
+        return a === document.querySelector("#notes li.unread button.note")
+          ? "note" : (a ? a.outerHTML.slice(0, 120) : "none");
+      });
+      assert.equal(focused, "note", "the notification is reachable with Tab");
       await alice.keyboard.press("Enter");
       await alice.waitForFunction(() => document.title === "mitte dashboard", null,
                                   { timeout: WAIT });
@@ -363,6 +370,32 @@ describe("dashboard", () => {
       assert.ok(renders < N / 4, `${renders} renders of the endpoint list for ${N} deliveries`);
       assert.equal(await alice.locator("#feed li").count(), 100);
     });
+  });
+
+  it("shows every time in the browser's zone, and no streak when healthy", async () => {
+    const page = await open("alice", 1440, 900, { timezoneId: "Asia/Kolkata" });
+    await step(page, "time-zone", async () => {
+      await page.locator("#feed li").first().waitFor({ timeout: WAIT });
+      assert.match(await page.locator("#tz").innerText(), /UTC\+05:30/);
+      // the feed: the local clock of the event's UTC timestamp
+      const li = page.locator("#feed li time").first();
+      const iso = await li.getAttribute("datetime");
+      const local = new Date(Date.parse(iso) + 5.5 * 3600000).toISOString().slice(11, 19);
+      assert.equal(await li.innerText(), local);
+      assert.match(await li.getAttribute("title"), /UTC\+05:30$/);
+      // the chart: the current hour, local too (xx:30 in this zone)
+      const ep = page.locator('#endpoints article[data-slug="after-503"]');
+      const hour = await ep.locator("svg rect.hit title").last().textContent();
+      const from = new Date(Math.floor(Date.now() / 3600000) * 3600000 + 5.5 * 3600000);
+      const hm = from.toISOString().slice(11, 16);
+      assert.ok(hour.includes(hm + "–") && hour.includes("UTC+05:30") && /1 deliveries|1 delivery/.test(hour),
+                `the current hour's tooltip: ${hour}`);
+      // a healthy endpoint: no streak shown
+      assert.doesNotMatch(await ep.innerText(), /in a row|\b0 failures/);
+      assert.match(await page.locator('#endpoints article[data-slug="flaky"]').innerText(),
+                   /5 failures in a row/);
+    });
+    await page.context().close();
   });
 
   it("serves the icon without a login, and no 404 for /favicon.ico", async () => {
