@@ -16,7 +16,9 @@ const N = Number(process.argv[2] || 5000);
 const SLUGS = ["stripe-prod", "github", "shopify", "twilio", "slack"];
 
 const demo = await Demo.start();
-const args = process.getuid && process.getuid() === 0 ? ["--no-sandbox"] : [];
+// root: no sandbox; small /dev/shm in containers: shared memory files elsewhere
+const args = ["--disable-dev-shm-usage"]
+  .concat(process.getuid && process.getuid() === 0 ? ["--no-sandbox"] : []);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args });
 try {

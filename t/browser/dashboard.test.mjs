@@ -95,7 +95,9 @@ before(async () => {
   demo = await Demo.start();
   shots = path.join(demo.dir, "screenshots");
   fs.mkdirSync(shots);
-  const args = process.getuid && process.getuid() === 0 ? ["--no-sandbox"] : [];
+  // root: no sandbox; a small /dev/shm in containers: shared memory files elsewhere
+  const args = ["--disable-dev-shm-usage"]
+    .concat(process.getuid && process.getuid() === 0 ? ["--no-sandbox"] : []);
   browser = await chromium.launch({ executablePath: CHROMIUM, args });
 });
 
