@@ -4,6 +4,7 @@
 #   make run      install what is missing, build, run the demo in the foreground
 #   make test     install what is missing, build, run every test
 #   make deb      build/libnginx-mod-http-mitte_<version>_<arch>.deb
+#   make browser  the dashboard's browser tests (part of make test)
 #   make bench    the benchmarks
 
 NGINX_SRC   ?= /usr/share/nginx/src
@@ -21,6 +22,9 @@ PACKAGES    := nginx nginx-dev curl libhiredis-dev libcurl4-openssl-dev \
                libcjson-dev libcmocka-dev libssl-dev perl make gcc
 BENCH_PACKAGES := wrk libnginx-mod-nchan libnginx-mod-http-lua valgrind
 DEB_PACKAGES := debhelper dpkg-dev fakeroot lintian
+# the browser tests: Debian's chromium, driven by playwright-core from npm
+BROWSER_PACKAGES := chromium nodejs
+BROWSER_DIR := $(CURDIR)/t/browser
 
 SOURCES     := config $(wildcard ngx_mitte_module/*.[ch] lib/*.[ch])
 
@@ -38,8 +42,8 @@ DEB_FILES   := config LICENSE README.md debian docs examples lib \
 DEB_SOURCES := $(SOURCES) LICENSE README.md $(wildcard debian/* \
                debian/source/* docs/*.md examples/* examples/*/*)
 
-.PHONY: all deps bench-deps deb-deps deb run test unit integration bench \
-        clean
+.PHONY: all deps bench-deps deb-deps deb browser-deps run test unit \
+        integration browser bench clean
 
 all: $(MODULE)
 
@@ -51,6 +55,17 @@ bench-deps:
 
 deb-deps:
 	@PKGS="$(PACKAGES) $(DEB_PACKAGES)" sh $(CURDIR)/.ci/deps
+
+# npm comes with Debian's nodejs package as its own package, and inside
+# the nodejs of other sources
+browser-deps: $(BROWSER_DIR)/node_modules/.package-lock.json
+
+$(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package-lock.json
+	@PKGS="$(PACKAGES) $(BROWSER_PACKAGES)" sh $(CURDIR)/.ci/deps
+	@command -v npm >/dev/null || PKGS=npm sh $(CURDIR)/.ci/deps
+	cd $(BROWSER_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci \
+	    --no-audit --no-fund
+	@touch $@
 
 $(NGX_BUILD)/objs/Makefile: config
 	@test -d $(NGINX_SRC)/auto || { echo "$(NGINX_SRC) is missing:" \
@@ -96,13 +111,17 @@ run: deps all
 	$(NGINX) -p $(CURDIR)/ -c examples/nginx.conf -e stderr \
 	    -g 'daemon off; master_process on;'
 
-test: deb-deps all deb unit integration
+test: deb-deps all deb unit integration browser
 
 unit:
 	$(MAKE) -C t/unit check BUILD=$(BUILD)/unit
 
 integration: all
 	MITTE_MODULE=$(MODULE) MITTE_DEB=$(DEB) prove -I t/lib t/
+
+browser: browser-deps all
+	cd $(BROWSER_DIR) && MITTE_MODULE=$(MODULE) node --test \
+	    --test-reporter=spec dashboard.test.mjs
 
 bench: bench-deps all
 	MITTE_MODULE=$(MODULE) perl bench/proxy.pl
