@@ -19,6 +19,7 @@ CC_OPT      := -g -O2 -fstack-protector-strong -Wformat \
 LD_OPT      := -Wl,-z,relro -Wl,-z,now -fPIC
 
 PACKAGES    := nginx nginx-dev curl libhiredis-dev libcurl4-openssl-dev \
+               redis-server \
                libcjson-dev libcmocka-dev libssl-dev perl make gcc
 BENCH_PACKAGES := wrk libnginx-mod-nchan libnginx-mod-http-lua valgrind
 DEB_PACKAGES := debhelper dpkg-dev fakeroot lintian

@@ -9,6 +9,7 @@
 #include "ngx_http_mitte_module.h"
 #include "ngx_http_mitte_rules.h"
 #include "ngx_http_mitte_api.h"
+#include "ngx_http_mitte_redis.h"
 #include "mitte_doc.h"
 
 
@@ -627,7 +628,7 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    b = ngx_create_temp_buf(r->pool, 8192);
+    b = ngx_create_temp_buf(r->pool, 8192 + NGX_HTTP_MITTE_REDIS_METRICS_LEN);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -679,6 +680,7 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
         c.notifications[3], c.notifications[4], c.notifications[5]);
 
     b->last = ngx_http_mitte_metrics_work(b->last, &c, pending, subscribers);
+    b->last = ngx_http_mitte_redis_metrics(b->last, mmcf->redis);
 
     out = ngx_alloc_chain_link(r->pool);
     if (out == NULL) {

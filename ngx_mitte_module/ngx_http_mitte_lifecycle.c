@@ -13,6 +13,7 @@
 #include "ngx_http_mitte_stream.h"
 #include "ngx_http_mitte_rules.h"
 #include "ngx_http_mitte_send.h"
+#include "ngx_http_mitte_redis.h"
 
 
 ngx_int_t
@@ -89,13 +90,18 @@ ngx_http_mitte_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_mitte_sse_init_process(cycle);
+    if (ngx_http_mitte_sse_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mitte_redis_init_process(cycle);
 }
 
 
 void
 ngx_http_mitte_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_mitte_redis_exit_process(cycle);
     ngx_http_mitte_send_exit_process(cycle);
     ngx_http_mitte_sse_exit_process(cycle);
 }

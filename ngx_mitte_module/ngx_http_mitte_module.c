@@ -299,6 +299,13 @@ static ngx_command_t  ngx_http_mitte_commands[] = {
       offsetof(ngx_http_mitte_main_conf_t, sse_replay),
       NULL },
 
+    { ngx_string("mitte_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_mitte_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("mitte_stats"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_mitte_handler,

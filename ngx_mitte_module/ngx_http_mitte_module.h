@@ -66,7 +66,7 @@ typedef struct {
     ngx_str_t                   email_from;
     ngx_msec_t                  webhook_timeout;
     ngx_uint_t                  delivery_retries;
-
+    struct ngx_http_mitte_redis_conf_s  *redis; /* mitte_redis; NULL: off */
 } ngx_http_mitte_main_conf_t;
 
 
@@ -122,6 +122,9 @@ ngx_int_t ngx_http_mitte_stats_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_mitte_notifications_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_mitte_prefs_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_mitte_sse_handler(ngx_http_request_t *r);
+
+/* the "mitte_redis" directive (ngx_http_mitte_redis.c), named by the table */
+char *ngx_http_mitte_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_mitte_module.c */
 ngx_int_t ngx_http_mitte_value(ngx_http_request_t *r,

@@ -1,0 +1,1478 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * Cluster mode's connection to Redis. Every worker holds one connection,
+ * made with hiredis's async API and driven by nginx's event loop: the
+ * socket is wrapped in an ngx_connection_t whose level-triggered read and
+ * write events hiredis switches on and off through its ev hooks. hiredis
+ * 0.14 has no timers, so the handshake and every command are timed by an
+ * nginx timer on the oldest command waiting for its reply; a command that
+ * times out fails, and the connection is dropped and made again with
+ * backoff (250ms, x2, at most 30s, +-25% jitter). Nothing here blocks, no
+ * timer holds up a graceful shutdown, and the connection is closed when a
+ * shutdown begins.
+ *
+ * On each connection: AUTH (with a password file), SELECT, then the
+ * instance heartbeat every 20s. The status the metrics show is kept in a
+ * small shared memory zone of its own, written with atomics.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_redis.h"
+
+#include <hiredis/async.h>
+
+
+#define NGX_HTTP_MITTE_REDIS_BACKOFF_MIN    250
+#define NGX_HTTP_MITTE_REDIS_BACKOFF_MAX    30000
+#define NGX_HTTP_MITTE_REDIS_HEARTBEAT      20000
+#define NGX_HTTP_MITTE_REDIS_INSTANCE_TTL   60
+#define NGX_HTTP_MITTE_REDIS_SET_TTL        120
+#define NGX_HTTP_MITTE_REDIS_NREADY      8
+#define NGX_HTTP_MITTE_REDIS_PASSWORD_MAX   512
+#define NGX_HTTP_MITTE_REDIS_PREFIX_MAX     64
+
+/* errors_total's kinds */
+#define NGX_HTTP_MITTE_REDIS_ERR_TIMEOUT    0
+#define NGX_HTTP_MITTE_REDIS_ERR_REPLY      1
+#define NGX_HTTP_MITTE_REDIS_ERR_CONNECTION 2
+
+
+/* one worker's connection state, as the metrics see it */
+typedef struct {
+    ngx_atomic_t                pid;
+    ngx_atomic_t                up;
+} ngx_http_mitte_redis_slot_t;
+
+
+/* the instance's status, shared by its workers; atomics only */
+typedef struct {
+    ngx_atomic_t                reconnects;
+    ngx_atomic_t                errors[3];
+    ngx_atomic_t                instances;  /* at the last heartbeat */
+    ngx_http_mitte_redis_slot_t slots[NGX_HTTP_MITTE_MAX_WORKERS];
+} ngx_http_mitte_redis_sh_t;
+
+
+typedef struct {
+    ngx_http_mitte_redis_sh_t  *sh;
+} ngx_http_mitte_redis_zone_t;
+
+
+/* a command waiting for its reply */
+typedef struct {
+    ngx_queue_t                         queue;
+    ngx_http_mitte_redis_handler_pt     handler;
+    void                               *data;
+    ngx_msec_t                          deadline;
+    ngx_uint_t                          timedout;
+} ngx_http_mitte_redis_cmd_t;
+
+
+typedef struct {
+    ngx_http_mitte_redis_ready_pt       handler;
+    void                               *data;
+} ngx_http_mitte_redis_ready_t;
+
+
+typedef struct {
+    ngx_http_mitte_redis_conf_t        *conf;
+    ngx_http_mitte_redis_sh_t          *sh;
+    ngx_log_t                          *log;
+    redisAsyncContext                  *ac;
+    ngx_queue_t                         commands;   /* oldest first */
+    ngx_event_t                         timer;      /* the oldest's */
+    ngx_event_t                         retry;
+    ngx_event_t                         heartbeat;
+    ngx_msec_t                          backoff;
+    ngx_uint_t                          attempts;   /* since the last up */
+    time_t                              logged;
+    ngx_uint_t                          nready;
+    ngx_http_mitte_redis_ready_t        on_ready[NGX_HTTP_MITTE_REDIS_NREADY];
+    u_char                              instance[NGX_MAXHOSTNAMELEN + 24];
+    size_t                              instance_len;
+    unsigned                            active:1;
+    unsigned                            ready:1;
+    unsigned                            was_up:1;
+} ngx_http_mitte_redis_worker_t;
+
+
+static char *ngx_http_mitte_redis_param(ngx_conf_t *cf,
+    ngx_http_mitte_redis_conf_t *rcf, ngx_str_t *v);
+static char *ngx_http_mitte_redis_address(ngx_conf_t *cf,
+    ngx_http_mitte_redis_conf_t *rcf, ngx_str_t *v);
+static char *ngx_http_mitte_redis_password(ngx_conf_t *cf,
+    ngx_http_mitte_redis_conf_t *rcf, ngx_str_t *path);
+static ngx_int_t ngx_http_mitte_redis_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_http_mitte_redis_connect(ngx_http_mitte_redis_worker_t *w);
+static ngx_int_t ngx_http_mitte_redis_attach(ngx_http_mitte_redis_worker_t *w,
+    redisAsyncContext *ac);
+static void ngx_http_mitte_redis_add_read(void *privdata);
+static void ngx_http_mitte_redis_del_read(void *privdata);
+static void ngx_http_mitte_redis_add_write(void *privdata);
+static void ngx_http_mitte_redis_del_write(void *privdata);
+static void ngx_http_mitte_redis_cleanup(void *privdata);
+static void ngx_http_mitte_redis_read_handler(ngx_event_t *rev);
+static void ngx_http_mitte_redis_write_handler(ngx_event_t *wev);
+static void ngx_http_mitte_redis_handshake(redisReply *reply, void *data,
+    ngx_uint_t rc);
+static void ngx_http_mitte_redis_up(ngx_http_mitte_redis_worker_t *w);
+static void ngx_http_mitte_redis_drop(ngx_http_mitte_redis_worker_t *w,
+    const char *why, redisReply *reply);
+static void ngx_http_mitte_redis_lost(ngx_http_mitte_redis_worker_t *w,
+    const char *why, const char *detail);
+static void ngx_http_mitte_redis_retry(ngx_event_t *ev);
+static ngx_http_mitte_redis_cmd_t *ngx_http_mitte_redis_cmd(
+    ngx_http_mitte_redis_worker_t *w, ngx_http_mitte_redis_handler_pt handler,
+    void *data);
+static ngx_int_t ngx_http_mitte_redis_queued(ngx_http_mitte_redis_worker_t *w,
+    ngx_http_mitte_redis_cmd_t *cmd, int rc);
+static ngx_int_t ngx_http_mitte_redis_argv(ngx_http_mitte_redis_worker_t *w,
+    ngx_http_mitte_redis_handler_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen);
+static void ngx_http_mitte_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_mitte_redis_arm(ngx_http_mitte_redis_worker_t *w);
+static void ngx_http_mitte_redis_timeout(ngx_event_t *ev);
+static void ngx_http_mitte_redis_beat(ngx_event_t *ev);
+static void ngx_http_mitte_redis_beat_reply(redisReply *reply, void *data,
+    ngx_uint_t rc);
+static void ngx_http_mitte_redis_count(ngx_http_mitte_redis_worker_t *w,
+    ngx_uint_t kind);
+static void ngx_http_mitte_redis_slot(ngx_http_mitte_redis_worker_t *w,
+    ngx_uint_t up);
+
+
+static ngx_http_mitte_redis_worker_t  ngx_http_mitte_redis_worker;
+
+static ngx_str_t  ngx_http_mitte_redis_zone_name =
+    ngx_string("mitte_redis_status");
+
+
+/*
+ * mitte_redis host:port | unix:/path [db=n] [password_file=path]
+ *     [prefix=mitte:] [timeout=1s];
+ *
+ * A host name is resolved here, once (hiredis would resolve it with a
+ * blocking getaddrinfo() in the worker): the workers connect to the first
+ * address. The password file is read here too, with the master's rights.
+ */
+
+char *
+ngx_http_mitte_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mitte_main_conf_t *mmcf = conf;
+
+    char                         *rv;
+    ngx_str_t                    *value;
+    ngx_uint_t                    i;
+    ngx_http_mitte_redis_conf_t  *rcf;
+    ngx_http_mitte_redis_zone_t  *zone;
+
+    if (mmcf->redis) {
+        return "is duplicate";
+    }
+
+    if (mmcf->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mitte_redis\" requires \"mitte_zone\" to be "
+                           "set before it in the http block");
+        return NGX_CONF_ERROR;
+    }
+
+    rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mitte_redis_conf_t));
+    if (rcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&rcf->prefix, "mitte:");
+    ngx_str_set(&rcf->db_text, "0");
+    rcf->timeout = 1000;
+
+    value = cf->args->elts;
+
+    rv = ngx_http_mitte_redis_address(cf, rcf, &value[1]);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        rv = ngx_http_mitte_redis_param(cf, rcf, &value[i]);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_mitte_redis_zone_t));
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->shm_zone = ngx_shared_memory_add(cf, &ngx_http_mitte_redis_zone_name,
+                                          8 * ngx_pagesize,
+                                          &ngx_http_mitte_module);
+    if (rcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rcf->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used: give "
+                           "\"mitte_zone\" another name",
+                           &ngx_http_mitte_redis_zone_name);
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->shm_zone->init = ngx_http_mitte_redis_init_zone;
+    rcf->shm_zone->data = zone;
+
+    mmcf->redis = rcf;
+
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "mitte_redis: cluster mode is not complete yet: "
+                       "this instance connects to \"%V\" and registers "
+                       "itself there, but still keeps its statistics, "
+                       "quota, notifications and events to itself",
+                       &rcf->name);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mitte_redis_address(ngx_conf_t *cf, ngx_http_mitte_redis_conf_t *rcf,
+    ngx_str_t *v)
+{
+    u_char     *p;
+    ngx_url_t   u;
+
+    rcf->name = *v;
+
+    if (v->len >= 5 && ngx_strncmp(v->data, "unix:", 5) == 0) {
+
+        if (v->len == 5 || v->len - 5 >= 108) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid address \"%V\" in \"mitte_redis\", "
+                               "expected unix:/path/to/socket", v);
+            return NGX_CONF_ERROR;
+        }
+
+        rcf->host.len = v->len - 5;
+        rcf->host.data = ngx_pnalloc(cf->pool, rcf->host.len + 1);
+        if (rcf->host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        p = ngx_cpymem(rcf->host.data, v->data + 5, rcf->host.len);
+        *p = '\0';
+
+        return NGX_CONF_OK;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = *v;
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"mitte_redis\": %s",
+                           v, u.err ? u.err : "no address");
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.family == AF_UNIX || u.uri.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"mitte_redis\", "
+                           "expected host:port or unix:/path", v);
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+
+    if (rcf->port == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"mitte_redis\": "
+                           "port 0", v);
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (rcf->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                                  rcf->host.data, NGX_SOCKADDR_STRLEN, 0);
+    rcf->host.data[rcf->host.len] = '\0';
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mitte_redis_param(ngx_conf_t *cf, ngx_http_mitte_redis_conf_t *rcf,
+    ngx_str_t *v)
+{
+    u_char     *p;
+    ngx_int_t   n;
+    ngx_str_t   s;
+
+    if (v->len > 3 && ngx_strncmp(v->data, "db=", 3) == 0) {
+        s.data = v->data + 3;
+        s.len = v->len - 3;
+
+        n = ngx_atoi(s.data, s.len);
+
+        if (n == NGX_ERROR || n > 1000000) {
+            goto invalid;
+        }
+
+        rcf->db = n;
+        rcf->db_text = s;
+
+        return NGX_CONF_OK;
+    }
+
+    if (v->len > 14 && ngx_strncmp(v->data, "password_file=", 14) == 0) {
+        s.data = v->data + 14;
+        s.len = v->len - 14;
+
+        return ngx_http_mitte_redis_password(cf, rcf, &s);
+    }
+
+    if (v->len >= 7 && ngx_strncmp(v->data, "prefix=", 7) == 0) {
+        s.data = v->data + 7;
+        s.len = v->len - 7;
+
+        if (s.len == 0 || s.len > NGX_HTTP_MITTE_REDIS_PREFIX_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid prefix \"%V\" in \"mitte_redis\", "
+                               "expected 1 to %d bytes", &s,
+                               NGX_HTTP_MITTE_REDIS_PREFIX_MAX);
+            return NGX_CONF_ERROR;
+        }
+
+        for (p = s.data; p < s.data + s.len; p++) {
+            if (*p <= ' ' || *p == 0x7f || *p == '{' || *p == '}') {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid prefix \"%V\" in "
+                                   "\"mitte_redis\": no spaces, control "
+                                   "characters or braces", &s);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        rcf->prefix = s;
+
+        return NGX_CONF_OK;
+    }
+
+    if (v->len > 8 && ngx_strncmp(v->data, "timeout=", 8) == 0) {
+        s.data = v->data + 8;
+        s.len = v->len - 8;
+
+        rcf->timeout = ngx_parse_time(&s, 0);
+
+        if (rcf->timeout == (ngx_msec_t) NGX_ERROR
+            || rcf->timeout < 100 || rcf->timeout > 60000)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid timeout \"%V\" in \"mitte_redis\", "
+                               "expected 100ms to 60s", &s);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"mitte_redis\", "
+                       "expected db=n, password_file=path, prefix=text or "
+                       "timeout=time", v);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* the password: the first line of the file, without trailing blanks */
+
+static char *
+ngx_http_mitte_redis_password(ngx_conf_t *cf,
+    ngx_http_mitte_redis_conf_t *rcf, ngx_str_t *path)
+{
+    u_char      *p, *last, buf[NGX_HTTP_MITTE_REDIS_PASSWORD_MAX + 1];
+    ssize_t      n;
+    ngx_fd_t     fd;
+    ngx_str_t    name;
+    ngx_file_t   file;
+
+    name = *path;
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "password file \"%V\" of \"mitte_redis\" cannot "
+                           "be opened", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.fd = fd;
+    file.name = name;
+    file.log = cf->log;
+
+    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed", &name);
+    }
+
+    if (n == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "password file \"%V\" of \"mitte_redis\" cannot "
+                           "be read", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    last = buf + n;
+
+    for (p = buf; p < last && *p != CR && *p != LF; p++) {
+        /* void */
+    }
+
+    if (p == last && n == (ssize_t) sizeof(buf)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "password file \"%V\" of \"mitte_redis\": the "
+                           "first line is longer than %d bytes", &name,
+                           NGX_HTTP_MITTE_REDIS_PASSWORD_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    while (p > buf && (p[-1] == ' ' || p[-1] == '\t')) {
+        p--;
+    }
+
+    if (p == buf) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "password file \"%V\" of \"mitte_redis\" holds "
+                           "no password on its first line", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->password.len = p - buf;
+    rcf->password.data = ngx_pnalloc(cf->pool, rcf->password.len);
+    if (rcf->password.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(rcf->password.data, buf, rcf->password.len);
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_redis_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_mitte_redis_zone_t  *ozone = data;
+
+    ngx_slab_pool_t              *shpool;
+    ngx_http_mitte_redis_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    if (ozone) {
+        zone->sh = ozone->sh;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        zone->sh = shpool->data;
+        return NGX_OK;
+    }
+
+    zone->sh = ngx_slab_calloc(shpool, sizeof(ngx_http_mitte_redis_sh_t));
+    if (zone->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = zone->sh;
+
+    return NGX_OK;
+}
+
+
+/* every worker connects: each will flush its own deltas */
+
+ngx_int_t
+ngx_http_mitte_redis_init_process(ngx_cycle_t *cycle)
+{
+    u_char                          *p;
+    ngx_pid_t                        master;
+    ngx_http_mitte_redis_zone_t     *zone;
+    ngx_http_mitte_main_conf_t      *mmcf;
+    ngx_http_mitte_redis_worker_t   *w;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
+
+    if (mmcf == NULL || mmcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    w = &ngx_http_mitte_redis_worker;
+
+    zone = mmcf->redis->shm_zone->data;
+
+    w->conf = mmcf->redis;
+    w->sh = zone->sh;
+    w->log = cycle->log;
+    w->backoff = NGX_HTTP_MITTE_REDIS_BACKOFF_MIN;
+
+    ngx_queue_init(&w->commands);
+
+    w->timer.handler = ngx_http_mitte_redis_timeout;
+    w->timer.data = w;
+    w->timer.log = cycle->log;
+    w->timer.cancelable = 1;
+
+    w->retry.handler = ngx_http_mitte_redis_retry;
+    w->retry.data = w;
+    w->retry.log = cycle->log;
+    w->retry.cancelable = 1;
+
+    w->heartbeat.handler = ngx_http_mitte_redis_beat;
+    w->heartbeat.data = w;
+    w->heartbeat.log = cycle->log;
+    w->heartbeat.cancelable = 1;
+
+    /* the instance: this host and the master, which a reload keeps */
+
+    master = (ngx_process == NGX_PROCESS_WORKER) ? getppid() : ngx_pid;
+
+    p = ngx_snprintf(w->instance, sizeof(w->instance), "%V:%P",
+                     &cycle->hostname, master);
+    w->instance_len = p - w->instance;
+
+    if (ngx_worker < NGX_HTTP_MITTE_MAX_WORKERS) {
+        /* the slot is this worker's now, not its predecessor's */
+        w->sh->slots[ngx_worker].pid = (ngx_atomic_uint_t) ngx_pid;
+        w->sh->slots[ngx_worker].up = 0;
+    }
+
+    w->active = 1;
+
+    ngx_http_mitte_redis_connect(w);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_mitte_redis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    if (!w->active) {
+        return;
+    }
+
+    /* no reconnection from here on */
+    w->active = 0;
+
+    ngx_http_mitte_redis_drop(w, NULL, NULL);
+
+    if (w->retry.timer_set) {
+        ngx_del_timer(&w->retry);
+    }
+}
+
+
+ngx_int_t
+ngx_http_mitte_redis_ready(void)
+{
+    return ngx_http_mitte_redis_worker.ready ? NGX_OK : NGX_DECLINED;
+}
+
+
+static void
+ngx_http_mitte_redis_connect(ngx_http_mitte_redis_worker_t *w)
+{
+    const char                   *argv[2];
+    size_t                        argvlen[2];
+    redisAsyncContext            *ac;
+    ngx_http_mitte_redis_conf_t  *rcf;
+
+    rcf = w->conf;
+    w->attempts++;
+
+    /* an address or a path: hiredis resolves nothing, connect() is async */
+
+    if (rcf->port) {
+        ac = redisAsyncConnect((char *) rcf->host.data, (int) rcf->port);
+
+    } else {
+        ac = redisAsyncConnectUnix((char *) rcf->host.data);
+    }
+
+    if (ac == NULL) {
+        ngx_http_mitte_redis_lost(w, "cannot allocate a connection", NULL);
+        return;
+    }
+
+    if (ac->err) {
+        ngx_http_mitte_redis_count(w, NGX_HTTP_MITTE_REDIS_ERR_CONNECTION);
+        ngx_http_mitte_redis_lost(w, "connect() failed", ac->errstr);
+        redisAsyncFree(ac);
+        return;
+    }
+
+    if (ngx_http_mitte_redis_attach(w, ac) != NGX_OK) {
+        ngx_http_mitte_redis_lost(w, "cannot register the connection",
+                                  NULL);
+        redisAsyncFree(ac);
+        return;
+    }
+
+    w->ac = ac;
+
+    /* the handshake, sent once connect() ends; timed as commands are */
+
+    if (rcf->password.len) {
+        argv[0] = "AUTH";
+        argvlen[0] = 4;
+        argv[1] = (const char *) rcf->password.data;
+        argvlen[1] = rcf->password.len;
+
+        if (ngx_http_mitte_redis_argv(w, ngx_http_mitte_redis_handshake,
+                                      "AUTH failed", 2, argv, argvlen)
+            != NGX_OK)
+        {
+            ngx_http_mitte_redis_drop(w, "cannot send AUTH", NULL);
+            return;
+        }
+    }
+
+    argv[0] = "SELECT";
+    argvlen[0] = 6;
+    argv[1] = (const char *) rcf->db_text.data;
+    argvlen[1] = rcf->db_text.len;
+
+    if (ngx_http_mitte_redis_argv(w, ngx_http_mitte_redis_handshake,
+                                  "SELECT failed", 2, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_http_mitte_redis_drop(w, "cannot send SELECT", NULL);
+    }
+}
+
+
+/* the socket as an nginx connection, and hiredis's hooks onto its events */
+
+static ngx_int_t
+ngx_http_mitte_redis_attach(ngx_http_mitte_redis_worker_t *w,
+    redisAsyncContext *ac)
+{
+    ngx_connection_t  *c;
+
+    c = ngx_get_connection(ac->c.fd, w->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = ac;
+    c->read->handler = ngx_http_mitte_redis_read_handler;
+    c->write->handler = ngx_http_mitte_redis_write_handler;
+    c->read->log = w->log;
+    c->write->log = w->log;
+
+    /*
+     * "idle": when a graceful shutdown (quit, reload) begins, nginx calls
+     * the read handler with c->close set, and the connection is closed
+     * then, not when the worker's last request ends
+     */
+    c->idle = 1;
+
+    ac->ev.data = c;
+    ac->ev.addRead = ngx_http_mitte_redis_add_read;
+    ac->ev.delRead = ngx_http_mitte_redis_del_read;
+    ac->ev.addWrite = ngx_http_mitte_redis_add_write;
+    ac->ev.delWrite = ngx_http_mitte_redis_del_write;
+    ac->ev.cleanup = ngx_http_mitte_redis_cleanup;
+
+    /* connect() in progress: writable when it ends, either way */
+    ngx_http_mitte_redis_add_write(c);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Level-triggered events: hiredis reads at most 16 KB a call, and nginx
+ * calls the handler again while bytes remain, so nothing is left unread
+ * (edge-triggered events would need a read loop until EAGAIN).
+ */
+
+static void
+ngx_http_mitte_redis_add_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (!c->read->active
+        && ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "mitte: redis: cannot add a read event");
+    }
+}
+
+
+static void
+ngx_http_mitte_redis_del_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_mitte_redis_add_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (!c->write->active
+        && ngx_add_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "mitte: redis: cannot add a write event");
+    }
+}
+
+
+static void
+ngx_http_mitte_redis_del_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/*
+ * hiredis frees the context: on our drop, or on its own when the server
+ * closed the connection, a read or write failed, or connect() did. The
+ * socket is closed by hiredis right after this.
+ */
+
+static void
+ngx_http_mitte_redis_cleanup(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    redisAsyncContext              *ac;
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+    ac = c->data;
+
+    ngx_http_mitte_redis_del_read(c);
+    ngx_http_mitte_redis_del_write(c);
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+
+    ac->ev.data = NULL;
+    ac->ev.addRead = NULL;
+    ac->ev.delRead = NULL;
+    ac->ev.addWrite = NULL;
+    ac->ev.delWrite = NULL;
+
+    if (w->ac == ac) {
+        /* not ours: hiredis gave up on it */
+        w->ac = NULL;
+        ngx_http_mitte_redis_count(w, NGX_HTTP_MITTE_REDIS_ERR_CONNECTION);
+        ngx_http_mitte_redis_lost(w, w->ready ? "connection lost"
+                                              : "cannot connect",
+                                  ac->err ? ac->errstr : NULL);
+    }
+}
+
+
+static void
+ngx_http_mitte_redis_read_handler(ngx_event_t *rev)
+{
+    ngx_connection_t  *c = rev->data;
+
+    if (c->close) {
+        /* a graceful shutdown begins: no need to wait for it to end */
+        ngx_http_mitte_redis_drop(&ngx_http_mitte_redis_worker, NULL, NULL);
+        return;
+    }
+
+    /* may free the context and the connection */
+    redisAsyncHandleRead(c->data);
+}
+
+
+static void
+ngx_http_mitte_redis_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t  *c = wev->data;
+
+    redisAsyncHandleWrite(c->data);
+}
+
+
+/* AUTH and SELECT: an error reply drops the connection, retried later */
+
+static void
+ngx_http_mitte_redis_handshake(redisReply *reply, void *data, ngx_uint_t rc)
+{
+    char                           *cmd = data;
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    if (rc != NGX_HTTP_MITTE_REDIS_REPLY) {
+        /* the connection is already being dropped */
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_mitte_redis_drop(w, cmd, reply);
+        return;
+    }
+
+    if (cmd[0] == 'S') {
+        ngx_http_mitte_redis_up(w);
+    }
+}
+
+
+static void
+ngx_http_mitte_redis_up(ngx_http_mitte_redis_worker_t *w)
+{
+    ngx_uint_t  i;
+
+    w->ready = 1;
+    w->backoff = NGX_HTTP_MITTE_REDIS_BACKOFF_MIN;
+
+    ngx_http_mitte_redis_slot(w, 1);
+
+    if (w->was_up) {
+        (void) ngx_atomic_fetch_add(&w->sh->reconnects, 1);
+
+        ngx_log_error(NGX_LOG_NOTICE, w->log, 0,
+                      "mitte: redis \"%V\": connected again (attempt %ui)",
+                      &w->conf->name, w->attempts);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, w->log, 0,
+                      "mitte: redis \"%V\": connected, db %ui",
+                      &w->conf->name, w->conf->db);
+    }
+
+    w->was_up = 1;
+    w->attempts = 0;
+
+    for (i = 0; i < w->nready && w->ready; i++) {
+        w->on_ready[i].handler(w->on_ready[i].data);
+    }
+
+    if (w->ready) {
+        ngx_http_mitte_redis_beat(&w->heartbeat);
+    }
+}
+
+
+/* we close the connection: every command waiting fails at once */
+
+static void
+ngx_http_mitte_redis_drop(ngx_http_mitte_redis_worker_t *w, const char *why,
+    redisReply *reply)
+{
+    redisAsyncContext  *ac;
+
+    ac = w->ac;
+
+    if (ac == NULL) {
+        return;
+    }
+
+    w->ac = NULL;
+
+    if (why) {
+        ngx_http_mitte_redis_lost(w, why,
+                                  (reply && reply->type == REDIS_REPLY_ERROR)
+                                  ? reply->str : NULL);
+
+    } else {
+        /* shutdown: quietly */
+        w->ready = 0;
+        ngx_http_mitte_redis_slot(w, 0);
+
+        if (w->heartbeat.timer_set) {
+            ngx_del_timer(&w->heartbeat);
+        }
+    }
+
+    /* deferred by hiredis when called from one of its callbacks */
+    redisAsyncFree(ac);
+
+    if (w->timer.timer_set) {
+        ngx_del_timer(&w->timer);
+    }
+}
+
+
+/*
+ * The connection is gone or never came: marked down, logged at most once
+ * a minute, and tried again after the backoff.
+ */
+
+static void
+ngx_http_mitte_redis_lost(ngx_http_mitte_redis_worker_t *w, const char *why,
+    const char *detail)
+{
+    ngx_msec_t  delay;
+
+    w->ready = 0;
+    ngx_http_mitte_redis_slot(w, 0);
+
+    if (w->heartbeat.timer_set) {
+        ngx_del_timer(&w->heartbeat);
+    }
+
+    if (!w->active || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    delay = w->backoff * (75 + (ngx_msec_t) ngx_random() % 51) / 100;
+
+    w->backoff *= 2;
+
+    if (w->backoff > NGX_HTTP_MITTE_REDIS_BACKOFF_MAX) {
+        w->backoff = NGX_HTTP_MITTE_REDIS_BACKOFF_MAX;
+    }
+
+    if (ngx_time() - w->logged >= 60) {
+        w->logged = ngx_time();
+
+        ngx_log_error(NGX_LOG_ERR, w->log, 0,
+                      "mitte: redis \"%V\": %s%s%s, trying again in %Mms "
+                      "(logged at most once a minute)",
+                      &w->conf->name, why, detail ? ": " : "",
+                      detail ? detail : "", delay);
+    }
+
+    if (w->retry.timer_set) {
+        ngx_del_timer(&w->retry);
+    }
+
+    ngx_add_timer(&w->retry, delay);
+}
+
+
+static void
+ngx_http_mitte_redis_retry(ngx_event_t *ev)
+{
+    ngx_http_mitte_redis_worker_t  *w = ev->data;
+
+    if (!w->active || w->ac || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_http_mitte_redis_connect(w);
+}
+
+
+ngx_int_t
+ngx_http_mitte_redis_command(ngx_http_mitte_redis_handler_pt handler,
+    void *data, const char *fmt, ...)
+{
+    int                             rc;
+    va_list                         args;
+    ngx_http_mitte_redis_cmd_t     *cmd;
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    if (!w->ready) {
+        return NGX_DECLINED;
+    }
+
+    cmd = ngx_http_mitte_redis_cmd(w, handler, data);
+    if (cmd == NULL) {
+        return NGX_DECLINED;
+    }
+
+    va_start(args, fmt);
+    rc = redisvAsyncCommand(w->ac, ngx_http_mitte_redis_reply, cmd, fmt,
+                            args);
+    va_end(args);
+
+    return ngx_http_mitte_redis_queued(w, cmd, rc);
+}
+
+
+ngx_int_t
+ngx_http_mitte_redis_command_argv(ngx_http_mitte_redis_handler_pt handler,
+    void *data, int argc, const char **argv, const size_t *argvlen)
+{
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    if (!w->ready) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_mitte_redis_argv(w, handler, data, argc, argv, argvlen);
+}
+
+
+ngx_int_t
+ngx_http_mitte_redis_on_ready(ngx_http_mitte_redis_ready_pt handler,
+    void *data)
+{
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    if (w->nready == NGX_HTTP_MITTE_REDIS_NREADY) {
+        return NGX_ERROR;
+    }
+
+    w->on_ready[w->nready].handler = handler;
+    w->on_ready[w->nready].data = data;
+    w->nready++;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A command: a record for our queue, which times it, then the command
+ * into hiredis's buffer (it goes out when the socket is writable).
+ */
+
+static ngx_http_mitte_redis_cmd_t *
+ngx_http_mitte_redis_cmd(ngx_http_mitte_redis_worker_t *w,
+    ngx_http_mitte_redis_handler_pt handler, void *data)
+{
+    ngx_http_mitte_redis_cmd_t  *cmd;
+
+    if (w->ac == NULL) {
+        return NULL;
+    }
+
+    cmd = ngx_alloc(sizeof(ngx_http_mitte_redis_cmd_t), w->log);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->deadline = ngx_current_msec + w->conf->timeout;
+    cmd->timedout = 0;
+
+    return cmd;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_redis_queued(ngx_http_mitte_redis_worker_t *w,
+    ngx_http_mitte_redis_cmd_t *cmd, int rc)
+{
+    if (rc != REDIS_OK) {
+        /* a bad format, or a connection hiredis is closing */
+        ngx_free(cmd);
+        return NGX_DECLINED;
+    }
+
+    ngx_queue_insert_tail(&w->commands, &cmd->queue);
+
+    if (!w->timer.timer_set) {
+        ngx_http_mitte_redis_arm(w);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_redis_argv(ngx_http_mitte_redis_worker_t *w,
+    ngx_http_mitte_redis_handler_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    int                          rc;
+    ngx_http_mitte_redis_cmd_t  *cmd;
+
+    cmd = ngx_http_mitte_redis_cmd(w, handler, data);
+    if (cmd == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rc = redisAsyncCommandArgv(w->ac, ngx_http_mitte_redis_reply, cmd,
+                               argc, argv, argvlen);
+
+    return ngx_http_mitte_redis_queued(w, cmd, rc);
+}
+
+
+/*
+ * hiredis's callback: a reply, or NULL when the context is freed with the
+ * command still waiting. Replies come in the order the commands went.
+ */
+
+static void
+ngx_http_mitte_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ngx_http_mitte_redis_cmd_t *cmd = privdata;
+
+    redisReply                     *reply = r;
+    ngx_uint_t                      rc;
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    ngx_queue_remove(&cmd->queue);
+
+    if (reply) {
+        rc = NGX_HTTP_MITTE_REDIS_REPLY;
+
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_http_mitte_redis_count(w, NGX_HTTP_MITTE_REDIS_ERR_REPLY);
+        }
+
+    } else {
+        rc = cmd->timedout ? NGX_HTTP_MITTE_REDIS_TIMEOUT
+                           : NGX_HTTP_MITTE_REDIS_LOST;
+    }
+
+    if (w->ac == ac && w->timer.timer_set && ngx_queue_empty(&w->commands))
+    {
+        ngx_del_timer(&w->timer);
+    }
+
+    cmd->handler(reply, cmd->data, rc);
+
+    ngx_free(cmd);
+}
+
+
+static void
+ngx_http_mitte_redis_arm(ngx_http_mitte_redis_worker_t *w)
+{
+    ngx_msec_int_t               left;
+    ngx_http_mitte_redis_cmd_t  *cmd;
+
+    if (ngx_queue_empty(&w->commands)) {
+        return;
+    }
+
+    cmd = ngx_queue_data(ngx_queue_head(&w->commands),
+                         ngx_http_mitte_redis_cmd_t, queue);
+
+    left = (ngx_msec_int_t) (cmd->deadline - ngx_current_msec);
+
+    ngx_add_timer(&w->timer, left > 0 ? (ngx_msec_t) left : 1);
+}
+
+
+/* the oldest command's deadline: Redis is hung or too slow, drop it */
+
+static void
+ngx_http_mitte_redis_timeout(ngx_event_t *ev)
+{
+    ngx_http_mitte_redis_worker_t *w = ev->data;
+
+    ngx_http_mitte_redis_cmd_t  *cmd;
+
+    if (w->ac == NULL || ngx_queue_empty(&w->commands)) {
+        return;
+    }
+
+    cmd = ngx_queue_data(ngx_queue_head(&w->commands),
+                         ngx_http_mitte_redis_cmd_t, queue);
+
+    if ((ngx_msec_int_t) (cmd->deadline - ngx_current_msec) > 0) {
+        /* the oldest answered; this one has time left */
+        ngx_http_mitte_redis_arm(w);
+        return;
+    }
+
+    cmd->timedout = 1;
+
+    ngx_http_mitte_redis_count(w, NGX_HTTP_MITTE_REDIS_ERR_TIMEOUT);
+    ngx_http_mitte_redis_drop(w, w->ready ? "command timed out"
+                                          : "connection timed out", NULL);
+}
+
+
+/*
+ * The instance heartbeat: "<prefix>instance:<host>:<pid>" with a TTL, and
+ * the instance in the "<prefix>instances" sorted set scored by time, where
+ * instances silent for a minute are removed before counting.
+ */
+
+static void
+ngx_http_mitte_redis_beat(ngx_event_t *ev)
+{
+    ngx_http_mitte_redis_worker_t *w = ev->data;
+
+    u_char                           key[NGX_HTTP_MITTE_REDIS_KEY_MAX];
+    u_char                           set[NGX_HTTP_MITTE_REDIS_KEY_MAX];
+    u_char                           info[NGX_MAXHOSTNAMELEN + 128];
+    size_t                           key_len, set_len, info_len;
+    time_t                           now, old;
+    ngx_int_t                        rc;
+    ngx_uint_t                       workers;
+    ngx_core_conf_t                 *ccf;
+    ngx_http_mitte_redis_handler_pt  h;
+
+    if (!w->ready || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    now = ngx_time();
+    old = now - NGX_HTTP_MITTE_REDIS_INSTANCE_TTL;
+    h = ngx_http_mitte_redis_beat_reply;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                           ngx_core_module);
+    workers = (ngx_process == NGX_PROCESS_WORKER) ? ccf->worker_processes
+                                                  : 1;
+
+    key_len = ngx_http_mitte_redis_key(key, sizeof(key), "instance:%*s",
+                                       w->instance_len, w->instance);
+    set_len = ngx_http_mitte_redis_key(set, sizeof(set), "instances");
+
+    info_len = ngx_snprintf(info, sizeof(info),
+                            "{\"instance\":\"%*s\",\"workers\":%ui,"
+                            "\"nginx\":\"" NGINX_VERSION "\",\"seen\":%T}",
+                            w->instance_len, w->instance, workers, now)
+               - info;
+
+    /* pipelined: hiredis sends them in one write */
+
+    rc = ngx_http_mitte_redis_command(h, "SET", "SET %b %b EX %d",
+                                      key, key_len, info, info_len,
+                                      NGX_HTTP_MITTE_REDIS_INSTANCE_TTL);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_mitte_redis_command(h, "ZADD", "ZADD %b %lld %b",
+                                          set, set_len, (long long) now,
+                                          w->instance, w->instance_len);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_mitte_redis_command(h, "ZREMRANGEBYSCORE",
+                                          "ZREMRANGEBYSCORE %b -inf %lld",
+                                          set, set_len, (long long) old);
+    }
+
+    if (rc == NGX_OK) {
+        /* the set itself goes when every instance has gone */
+        rc = ngx_http_mitte_redis_command(h, "EXPIRE", "EXPIRE %b %d",
+                                          set, set_len,
+                                          NGX_HTTP_MITTE_REDIS_SET_TTL);
+    }
+
+    if (rc == NGX_OK) {
+        (void) ngx_http_mitte_redis_command(h, "ZCARD", "ZCARD %b",
+                                            set, set_len);
+    }
+
+    if (w->ready && !w->heartbeat.timer_set) {
+        ngx_add_timer(&w->heartbeat, NGX_HTTP_MITTE_REDIS_HEARTBEAT);
+    }
+}
+
+
+static void
+ngx_http_mitte_redis_beat_reply(redisReply *reply, void *data, ngx_uint_t rc)
+{
+    char                           *cmd = data;
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    if (rc != NGX_HTTP_MITTE_REDIS_REPLY) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (ngx_time() - w->logged >= 60) {
+            w->logged = ngx_time();
+
+            ngx_log_error(NGX_LOG_ERR, w->log, 0,
+                          "mitte: redis \"%V\": heartbeat %s failed: %s "
+                          "(logged at most once a minute)",
+                          &w->conf->name, cmd, reply->str);
+        }
+
+        return;
+    }
+
+    if (cmd[0] == 'Z' && cmd[1] == 'C' && reply->type == REDIS_REPLY_INTEGER
+        && reply->integer >= 0)
+    {
+        w->sh->instances = (ngx_atomic_uint_t) reply->integer;
+    }
+}
+
+
+size_t
+ngx_http_mitte_redis_key(u_char *buf, size_t size, const char *fmt, ...)
+{
+    u_char                       *p, *last;
+    va_list                       args;
+    ngx_http_mitte_redis_conf_t  *rcf;
+
+    rcf = ngx_http_mitte_redis_worker.conf;
+
+    if (rcf == NULL || size <= rcf->prefix.len) {
+        return 0;
+    }
+
+    last = buf + size;
+    p = ngx_cpymem(buf, rcf->prefix.data, rcf->prefix.len);
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(p, last, fmt, args);
+    va_end(args);
+
+    if (p == last) {
+        /* it may not have fit */
+        return 0;
+    }
+
+    return p - buf;
+}
+
+
+static void
+ngx_http_mitte_redis_count(ngx_http_mitte_redis_worker_t *w, ngx_uint_t kind)
+{
+    (void) ngx_atomic_fetch_add(&w->sh->errors[kind], 1);
+}
+
+
+static void
+ngx_http_mitte_redis_slot(ngx_http_mitte_redis_worker_t *w, ngx_uint_t up)
+{
+    ngx_http_mitte_redis_slot_t  *slot;
+
+    if (ngx_worker >= NGX_HTTP_MITTE_MAX_WORKERS) {
+        return;
+    }
+
+    slot = &w->sh->slots[ngx_worker];
+
+    /* a worker shutting down after a reload no longer owns its slot */
+
+    if (slot->pid == (ngx_atomic_uint_t) ngx_pid) {
+        slot->up = up;
+    }
+}
+
+
+/*
+ * The metrics, for the instance: "up" when every worker has a ready
+ * connection (each will flush its own share of the state).
+ */
+
+u_char *
+ngx_http_mitte_redis_metrics(u_char *p, ngx_http_mitte_redis_conf_t *rcf)
+{
+    ngx_uint_t                    i, workers, up;
+    ngx_core_conf_t              *ccf;
+    ngx_http_mitte_redis_sh_t    *sh;
+    ngx_http_mitte_redis_zone_t  *zone;
+
+    if (rcf == NULL) {
+        return p;
+    }
+
+    zone = rcf->shm_zone->data;
+    sh = zone->sh;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                           ngx_core_module);
+
+    workers = (ngx_process == NGX_PROCESS_WORKER) ? ccf->worker_processes
+                                                  : 1;
+    workers = ngx_min(workers, NGX_HTTP_MITTE_MAX_WORKERS);
+
+    up = 0;
+
+    for (i = 0; i < workers; i++) {
+        if (sh->slots[i].pid && sh->slots[i].up) {
+            up++;
+        }
+    }
+
+    return ngx_sprintf(p,
+        "# HELP mitte_redis_up 1 when every worker of this instance has a "
+        "ready connection to Redis.\n"
+        "# TYPE mitte_redis_up gauge\n"
+        "mitte_redis_up %d\n"
+        "# HELP mitte_redis_workers_up Workers of this instance with a "
+        "ready connection to Redis.\n"
+        "# TYPE mitte_redis_workers_up gauge\n"
+        "mitte_redis_workers_up %ui\n"
+        "# HELP mitte_redis_reconnects_total Connections to Redis made "
+        "again after a loss.\n"
+        "# TYPE mitte_redis_reconnects_total counter\n"
+        "mitte_redis_reconnects_total %uA\n"
+        "# HELP mitte_redis_errors_total Redis commands that timed out or "
+        "got an error reply, and connections that failed or were lost.\n"
+        "# TYPE mitte_redis_errors_total counter\n"
+        "mitte_redis_errors_total{kind=\"timeout\"} %uA\n"
+        "mitte_redis_errors_total{kind=\"reply\"} %uA\n"
+        "mitte_redis_errors_total{kind=\"connection\"} %uA\n"
+        "# HELP mitte_redis_instances nginx instances registered in Redis, "
+        "as of this instance's last heartbeat.\n"
+        "# TYPE mitte_redis_instances gauge\n"
+        "mitte_redis_instances %uA\n",
+        (up == workers) ? 1 : 0, up, sh->reconnects,
+        sh->errors[NGX_HTTP_MITTE_REDIS_ERR_TIMEOUT],
+        sh->errors[NGX_HTTP_MITTE_REDIS_ERR_REPLY],
+        sh->errors[NGX_HTTP_MITTE_REDIS_ERR_CONNECTION],
+        sh->instances);
+}

@@ -1,0 +1,90 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * Cluster mode's connection to Redis: hiredis's async API on nginx's event
+ * loop, one connection per worker, and a small command API for the layers
+ * that share state through it.
+ */
+
+
+#ifndef _NGX_HTTP_MITTE_REDIS_H_INCLUDED_
+#define _NGX_HTTP_MITTE_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
+
+
+/* how a command ended, for its handler */
+#define NGX_HTTP_MITTE_REDIS_REPLY      0   /* a reply: may be an error reply */
+#define NGX_HTTP_MITTE_REDIS_LOST       1   /* the connection went first */
+#define NGX_HTTP_MITTE_REDIS_TIMEOUT    2   /* no reply within the timeout */
+
+#define NGX_HTTP_MITTE_REDIS_KEY_MAX    512
+
+
+/*
+ * A command's handler: reply is NULL unless rc is NGX_HTTP_MITTE_REDIS_REPLY,
+ * and belongs to hiredis (it is freed after the handler returns). After
+ * NGX_HTTP_MITTE_REDIS_LOST or _TIMEOUT the command may or may not have run
+ * on the server.
+ */
+typedef void (*ngx_http_mitte_redis_handler_pt)(redisReply *reply, void *data,
+    ngx_uint_t rc);
+
+/* called each time this worker's connection becomes ready */
+typedef void (*ngx_http_mitte_redis_ready_pt)(void *data);
+
+
+/* mitte_redis: what the configuration says, resolved */
+typedef struct ngx_http_mitte_redis_conf_s {
+    ngx_str_t                   name;       /* as written */
+    ngx_str_t                   host;       /* address text, NUL-terminated;
+                                               for unix: the path */
+    ngx_uint_t                  port;       /* 0: a unix socket */
+    ngx_uint_t                  db;
+    ngx_str_t                   db_text;
+    ngx_str_t                   password;   /* empty: no AUTH */
+    ngx_str_t                   prefix;
+    ngx_msec_t                  timeout;
+    ngx_shm_zone_t             *shm_zone;   /* the workers' shared status */
+} ngx_http_mitte_redis_conf_t;
+
+
+/* the directive's handler is in ngx_http_mitte_module.h, for the table */
+
+ngx_int_t ngx_http_mitte_redis_init_process(ngx_cycle_t *cycle);
+void ngx_http_mitte_redis_exit_process(ngx_cycle_t *cycle);
+
+/* NGX_OK when this worker's connection is ready for commands */
+ngx_int_t ngx_http_mitte_redis_ready(void);
+
+/*
+ * A command, in hiredis's format (%s, %b) or as argv: NGX_OK when queued
+ * (the handler is then called exactly once, possibly with an error), or
+ * NGX_DECLINED at once when the connection is not ready: nothing waits.
+ */
+ngx_int_t ngx_http_mitte_redis_command(ngx_http_mitte_redis_handler_pt handler,
+    void *data, const char *fmt, ...);
+ngx_int_t ngx_http_mitte_redis_command_argv(
+    ngx_http_mitte_redis_handler_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen);
+
+/* a handler for each connection that becomes ready (at most 8) */
+ngx_int_t ngx_http_mitte_redis_on_ready(ngx_http_mitte_redis_ready_pt handler,
+    void *data);
+
+/* "<prefix>" followed by fmt (ngx_sprintf's format): the key's length */
+size_t ngx_http_mitte_redis_key(u_char *buf, size_t size,
+    const char *fmt, ...);
+
+/* the metrics' lines: at most NGX_HTTP_MITTE_REDIS_METRICS_LEN bytes */
+#define NGX_HTTP_MITTE_REDIS_METRICS_LEN  1536
+u_char *ngx_http_mitte_redis_metrics(u_char *p,
+    ngx_http_mitte_redis_conf_t *rcf);
+
+
+#endif /* _NGX_HTTP_MITTE_REDIS_H_INCLUDED_ */
