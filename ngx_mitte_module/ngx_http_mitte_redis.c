@@ -48,6 +48,7 @@ typedef struct {
 
 /* the instance's status, shared by its workers; atomics only */
 typedef struct {
+    ngx_atomic_t                size;       /* of this struct: the layout */
     ngx_atomic_t                reconnects;
     ngx_atomic_t                errors[3];
     ngx_atomic_t                instances;  /* at the last heartbeat */
@@ -492,16 +493,22 @@ ngx_http_mitte_redis_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_mitte_redis_zone_t  *zone;
 
     zone = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     if (ozone) {
         zone->sh = ozone->sh;
-        return NGX_OK;
+
+    } else if (shm_zone->shm.exists) {
+        zone->sh = shpool->data;
     }
 
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    /*
+     * A reload keeps the counters; a module of another layout (a reload
+     * after an upgrade) starts a struct of its own in the same zone, and
+     * the old workers keep theirs.
+     */
 
-    if (shm_zone->shm.exists) {
-        zone->sh = shpool->data;
+    if (zone->sh && zone->sh->size == sizeof(ngx_http_mitte_redis_sh_t)) {
         return NGX_OK;
     }
 
@@ -510,6 +517,7 @@ ngx_http_mitte_redis_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
+    zone->sh->size = sizeof(ngx_http_mitte_redis_sh_t);
     shpool->data = zone->sh;
 
     return NGX_OK;

@@ -430,9 +430,16 @@ metric_ok($ia, 'mitte_redis_instances', 2,
 
     # Redis asleep with commands waiting: new workers' handshakes (a
     # reload during the sleep), then a quit
+    my (undef, $m0) = $ia->metrics;
     my $sleeper = $redis->cli_bg('DEBUG', 'SLEEP', 30);
     sleep 0.3;
     $ia->reload;
+    my (undef, $m1) = $ia->metrics;
+    ok($m0->{mitte_redis_reconnects_total} >= 2
+       && $m1->{mitte_redis_reconnects_total}
+          == $m0->{mitte_redis_reconnects_total},
+       'a reload keeps the Redis counters '
+       . "($m1->{mitte_redis_reconnects_total} reconnects)");
     $start = time();
     is($ia->quit, 0, 'Redis asleep: nginx quits cleanly');
     $took = time() - $start;
