@@ -1370,9 +1370,14 @@ ngx_http_mitte_redis_key(u_char *buf, size_t size, const char *fmt, ...)
 {
     u_char                       *p, *last;
     va_list                       args;
+    ngx_http_mitte_main_conf_t   *mmcf;
     ngx_http_mitte_redis_conf_t  *rcf;
 
-    rcf = ngx_http_mitte_redis_worker.conf;
+    /* the cycle's, so that it works before this worker's init_process */
+
+    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_mitte_module);
+    rcf = mmcf ? mmcf->redis : NULL;
 
     if (rcf == NULL || size <= rcf->prefix.len) {
         return 0;

@@ -73,11 +73,18 @@ ngx_int_t ngx_http_mitte_redis_command_argv(
     ngx_http_mitte_redis_handler_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen);
 
-/* a handler for each connection that becomes ready (at most 8) */
+/*
+ * A handler for each connection that becomes ready (at most 8): register
+ * it in init_process, in any order; it runs on the event loop, after
+ * SELECT, and may issue commands.
+ */
 ngx_int_t ngx_http_mitte_redis_on_ready(ngx_http_mitte_redis_ready_pt handler,
     void *data);
 
-/* "<prefix>" followed by fmt (ngx_sprintf's format): the key's length */
+/*
+ * "<prefix>" followed by fmt (ngx_sprintf's format): the key's length, or
+ * 0 when it does not fit or mitte_redis is not configured
+ */
 size_t ngx_http_mitte_redis_key(u_char *buf, size_t size,
     const char *fmt, ...);
 
