@@ -23,9 +23,9 @@
 
 #include <hiredis/async.h>
 
+#include "mitte_backoff.h"
 
-#define NGX_HTTP_MITTE_REDIS_BACKOFF_MIN    250
-#define NGX_HTTP_MITTE_REDIS_BACKOFF_MAX    30000
+
 #define NGX_HTTP_MITTE_REDIS_HEARTBEAT      20000
 #define NGX_HTTP_MITTE_REDIS_INSTANCE_TTL   60
 #define NGX_HTTP_MITTE_REDIS_SET_TTL        120
@@ -86,7 +86,7 @@ typedef struct {
     ngx_event_t                         timer;      /* the oldest's */
     ngx_event_t                         retry;
     ngx_event_t                         heartbeat;
-    ngx_msec_t                          backoff;
+    mitte_backoff_t                     backoff;
     ngx_uint_t                          attempts;   /* since the last up */
     time_t                              logged;
     ngx_uint_t                          nready;
@@ -554,7 +554,7 @@ ngx_http_mitte_redis_init_process(ngx_cycle_t *cycle)
     w->conf = mmcf->redis;
     w->sh = zone->sh;
     w->log = cycle->log;
-    w->backoff = NGX_HTTP_MITTE_REDIS_BACKOFF_MIN;
+    mitte_backoff_reset(&w->backoff);
 
     ngx_queue_init(&w->commands);
 
@@ -897,7 +897,7 @@ ngx_http_mitte_redis_up(ngx_http_mitte_redis_worker_t *w)
     ngx_uint_t  i;
 
     w->ready = 1;
-    w->backoff = NGX_HTTP_MITTE_REDIS_BACKOFF_MIN;
+    mitte_backoff_reset(&w->backoff);
 
     ngx_http_mitte_redis_slot(w, 1);
 
@@ -989,13 +989,7 @@ ngx_http_mitte_redis_lost(ngx_http_mitte_redis_worker_t *w, const char *why,
         return;
     }
 
-    delay = w->backoff * (75 + (ngx_msec_t) ngx_random() % 51) / 100;
-
-    w->backoff *= 2;
-
-    if (w->backoff > NGX_HTTP_MITTE_REDIS_BACKOFF_MAX) {
-        w->backoff = NGX_HTTP_MITTE_REDIS_BACKOFF_MAX;
-    }
+    delay = mitte_backoff_next(&w->backoff, (uint32_t) ngx_random());
 
     if (ngx_time() - w->logged >= 60) {
         w->logged = ngx_time();
