@@ -5,8 +5,9 @@
 #   make test     install what is missing, build, run every test: unit,
 #                 integration, the integration suite again against an nginx
 #                 and a module built with ASan and UBSan (test-sanitize), and
-#                 each fuzz target for $(FUZZ_SECONDS) s (test-fuzz, 30)
+#                 each fuzz target for 30 s (test-fuzz)
 #   make fuzz     each fuzz target for FUZZ_SECONDS (default 300) seconds
+#   make test-sanitize, make test-fuzz: those parts of make test alone
 #   make bench    the benchmarks
 
 NGINX_SRC   ?= /usr/share/nginx/src
@@ -21,7 +22,8 @@ CC_OPT      := -g -O2 -fstack-protector-strong -Wformat \
 LD_OPT      := -Wl,-z,relro -Wl,-z,now -fPIC
 
 PACKAGES    := nginx nginx-dev curl libhiredis-dev libcurl4-openssl-dev \
-               libcjson-dev libcmocka-dev libssl-dev perl make gcc
+               libcjson-dev libcmocka-dev libssl-dev perl make gcc \
+               clang libclang-rt-14-dev
 BENCH_PACKAGES := wrk libnginx-mod-nchan libnginx-mod-http-lua valgrind
 
 SOURCES     := config $(wildcard ngx_mitte_module/*.[ch] lib/*.[ch])
@@ -52,8 +54,12 @@ PROVE_JOBS  ?= 2
 SAN_ENV     := ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=0:detect_odr_violation=0:disable_coredump=1 \
                UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:disable_coredump=1:suppressions=$(CURDIR)/.ci/ubsan.supp
 
+# libFuzzer targets (t/fuzz): FUZZ_SECONDS each in make fuzz, 30 in make test
+FUZZ_SECONDS ?= 300
+FUZZ_CI_SECONDS ?= 30
+
 .PHONY: all deps bench-deps run test unit integration bench clean \
-        asan test-sanitize
+        asan test-sanitize fuzz test-fuzz
 
 all: $(MODULE)
 
@@ -95,7 +101,7 @@ run: deps all
 	$(NGINX) -p $(CURDIR)/ -c examples/nginx.conf -e stderr \
 	    -g 'daemon off; master_process on;'
 
-test: deps all unit integration test-sanitize
+test: deps all unit integration test-sanitize test-fuzz
 
 unit:
 	$(MAKE) -C t/unit check BUILD=$(BUILD)/unit
@@ -128,6 +134,14 @@ test-sanitize: deps asan
 	MITTE_NGINX=$(ASAN_NGINX) NGINX=$(ASAN_NGINX) MITTE_SANITIZED=1 \
 	    MITTE_MODULE=$(ASAN_MODULE) $(SAN_ENV) \
 	    prove -j$(PROVE_JOBS) -I t/lib t/
+
+test-fuzz: deps
+	$(MAKE) -j$(JOBS) -C t/fuzz run BUILD=$(BUILD)/fuzz \
+	    FUZZ_SECONDS=$(FUZZ_CI_SECONDS)
+
+fuzz: deps
+	$(MAKE) -j$(JOBS) -C t/fuzz run BUILD=$(BUILD)/fuzz \
+	    FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 bench: bench-deps all
 	MITTE_MODULE=$(MODULE) perl bench/proxy.pl
