@@ -51,8 +51,11 @@ PROVE_JOBS  ?= 2
 # nginx's dynamic modules define ngx_modules and ngx_module_names as the
 # binary does (dlsym() finds them), which ASan takes for a violation.
 # .ci/ubsan.supp names the two checks nginx's own code does not pass.
-SAN_ENV     := ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=0:detect_odr_violation=0:disable_coredump=1 \
-               UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:disable_coredump=1:suppressions=$(CURDIR)/.ci/ubsan.supp
+ASAN_OPTS   := halt_on_error=1:abort_on_error=1:detect_leaks=0:$\
+               detect_odr_violation=0:disable_coredump=1
+UBSAN_OPTS  := halt_on_error=1:abort_on_error=1:print_stacktrace=1:$\
+               disable_coredump=1:suppressions=$(CURDIR)/.ci/ubsan.supp
+SAN_ENV     := ASAN_OPTIONS=$(ASAN_OPTS) UBSAN_OPTIONS=$(UBSAN_OPTS)
 
 # libFuzzer targets (t/fuzz): FUZZ_SECONDS each in make fuzz, 30 in make test
 FUZZ_SECONDS ?= 300

@@ -110,7 +110,8 @@ sub nginx_binary {
 }
 
 # a report of ASan or UBSan (a module or nginx built with -fsanitize)
-my $SANITIZER = qr/: runtime error: |==\d+==\s*ERROR: \w+Sanitizer|\bSUMMARY: \w+Sanitizer\b/;
+my $SANITIZER = qr/:\ runtime\ error:\ |==\d+==\s*ERROR:\ \w+Sanitizer
+                   |\bSUMMARY:\ \w+Sanitizer\b/x;
 
 # skip_all when there is nothing to test
 sub require_module {
