@@ -2,9 +2,14 @@
 #
 #   make          build build/ngx_http_mitte_module.so against Debian's nginx-dev
 #   make run      install what is missing, build, run the demo in the foreground
-#   make test     install what is missing, build, run every test
+#   make test     install what is missing, build, run every test: unit,
+#                 integration, the integration suite again against an nginx
+#                 and a module built with ASan and UBSan (test-sanitize), and
+#                 each fuzz target for 30 s (test-fuzz)
 #   make deb      build/libnginx-mod-http-mitte_<version>_<arch>.deb
 #   make browser  the dashboard's browser tests (part of make test)
+#   make fuzz     each fuzz target for FUZZ_SECONDS (default 300) seconds
+#   make test-sanitize, make test-fuzz: those parts of make test alone
 #   make bench    the benchmarks
 
 NGINX_SRC   ?= /usr/share/nginx/src
@@ -20,7 +25,8 @@ LD_OPT      := -Wl,-z,relro -Wl,-z,now -fPIC
 
 PACKAGES    := nginx nginx-dev curl libhiredis-dev libcurl4-openssl-dev \
                redis-server \
-               libcjson-dev libcmocka-dev libssl-dev perl make gcc
+               libcjson-dev libcmocka-dev libssl-dev perl make gcc \
+               clang libclang-rt-14-dev
 BENCH_PACKAGES := wrk libnginx-mod-nchan libnginx-mod-http-lua valgrind
 DEB_PACKAGES := debhelper dpkg-dev fakeroot lintian
 # the browser tests: Debian's chromium, driven by playwright-core from npm
@@ -44,7 +50,41 @@ DEB_SOURCES := $(SOURCES) LICENSE README.md $(wildcard debian/* \
                debian/source/* docs/*.md examples/* examples/*/*)
 
 .PHONY: all deps bench-deps deb-deps deb browser-deps run test unit \
-        integration browser bench clean
+        integration browser bench clean asan test-sanitize fuzz test-fuzz
+
+# the sanitized build: Debian's nginx source (the upstream tarball of the
+# package), Debian's configure flags, ASan + UBSan and nginx's pool debugging
+# (NGX_DEBUG_PALLOC: each pool allocation is a malloc() of its own, so that
+# ASan sees an overflow of a pool allocation), with the module, in build/asan
+NGINX_VERSION := 1.22.1
+ASAN_DIR    := $(BUILD)/asan
+ASAN_TARBALL := $(BUILD)/nginx_$(NGINX_VERSION).orig.tar.gz
+ASAN_SRC    := $(ASAN_DIR)/nginx-$(NGINX_VERSION)
+ASAN_NGINX  := $(ASAN_SRC)/objs/nginx
+ASAN_MODULE := $(ASAN_SRC)/objs/ngx_http_mitte_module.so
+ASAN_CC_OPT := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+               -DNGX_DEBUG_PALLOC=1 -Wformat -Werror=format-security -fPIC
+ASAN_LD_OPT := -fsanitize=address,undefined -Wl,-z,relro -Wl,-z,now -fPIC
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+PROVE_JOBS  ?= 2
+
+# any report stops the process (nginx's master then logs an [alert]) and is
+# written to stderr, which nginx sends to its error log: the harness fails a
+# test on either. No leak detection: nginx does not free its pools and
+# cycle at exit, by design, so every exit would be a report. No ODR check:
+# nginx's dynamic modules define ngx_modules and ngx_module_names as the
+# binary does (dlsym() finds them), which ASan takes for a violation.
+# .ci/ubsan.supp names the two checks nginx's own code does not pass.
+ASAN_OPTS   := halt_on_error=1:abort_on_error=1:detect_leaks=0:$\
+               detect_odr_violation=0:disable_coredump=1
+UBSAN_OPTS  := halt_on_error=1:abort_on_error=1:print_stacktrace=1:$\
+               disable_coredump=1:suppressions=$(CURDIR)/.ci/ubsan.supp
+SAN_ENV     := ASAN_OPTIONS=$(ASAN_OPTS) UBSAN_OPTIONS=$(UBSAN_OPTS)
+
+# libFuzzer targets (t/fuzz): FUZZ_SECONDS each in make fuzz, 30 in make test
+FUZZ_SECONDS ?= 300
+FUZZ_CI_SECONDS ?= 30
+
 
 all: $(MODULE)
 
@@ -112,7 +152,7 @@ run: deps all
 	$(NGINX) -p $(CURDIR)/ -c examples/nginx.conf -e stderr \
 	    -g 'daemon off; master_process on;'
 
-test: deb-deps all deb unit integration browser
+test: deb-deps all deb unit integration browser test-sanitize test-fuzz
 
 unit:
 	$(MAKE) -C t/unit check BUILD=$(BUILD)/unit
@@ -123,6 +163,40 @@ integration: all
 browser: browser-deps all
 	cd $(BROWSER_DIR) && MITTE_MODULE=$(MODULE) node --test \
 	    --test-reporter=spec dashboard.test.mjs
+
+$(ASAN_TARBALL):
+	sh $(CURDIR)/.ci/nginx-source $(BUILD)
+
+$(ASAN_SRC)/configure: $(ASAN_TARBALL)
+	mkdir -p $(ASAN_DIR)
+	tar -xzf $(ASAN_TARBALL) -C $(ASAN_DIR)
+	touch $@
+
+$(ASAN_SRC)/objs/Makefile: $(ASAN_SRC)/configure config
+	@test -f $(NGINX_SRC)/conf_flags || { echo "$(NGINX_SRC)/conf_flags" \
+	    "is missing: run 'make deps' (as root) or install nginx-dev"; exit 1; }
+	cd $(ASAN_SRC) && bash -c '. $(NGINX_SRC)/conf_flags && ./configure \
+	    "$${NGX_CONF_FLAGS[@]}" --with-cc-opt="$(ASAN_CC_OPT)" \
+	    --with-ld-opt="$(ASAN_LD_OPT)" --add-dynamic-module=$(CURDIR)' \
+	    > $(ASAN_DIR)/configure.log 2>&1 || { tail -20 \
+	    $(ASAN_DIR)/configure.log; rm -f $(ASAN_SRC)/objs/Makefile; exit 1; }
+
+# nginx's own Makefile knows what changed: a second run rebuilds nothing
+asan: $(ASAN_SRC)/objs/Makefile $(SOURCES)
+	$(MAKE) -s -j$(JOBS) -C $(ASAN_SRC) -f objs/Makefile binary modules
+
+test-sanitize: deps asan
+	MITTE_NGINX=$(ASAN_NGINX) NGINX=$(ASAN_NGINX) MITTE_SANITIZED=1 \
+	    MITTE_MODULE=$(ASAN_MODULE) $(SAN_ENV) \
+	    prove -j$(PROVE_JOBS) -I t/lib t/
+
+test-fuzz: deps
+	$(MAKE) -j$(JOBS) -C t/fuzz run BUILD=$(BUILD)/fuzz \
+	    FUZZ_SECONDS=$(FUZZ_CI_SECONDS)
+
+fuzz: deps
+	$(MAKE) -j$(JOBS) -C t/fuzz run BUILD=$(BUILD)/fuzz \
+	    FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 bench: bench-deps all
 	MITTE_MODULE=$(MODULE) perl bench/proxy.pl

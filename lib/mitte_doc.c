@@ -494,3 +494,45 @@ mitte_doc_hours(const cJSON *arr, mitte_endpoint_doc_t *doc,
 
     return 0;
 }
+
+
+size_t
+mitte_reply_message(const char *body, size_t len, char *buf, size_t size)
+{
+    size_t   n;
+    cJSON   *doc, *msg;
+
+    if (size == 0) {
+        return 0;
+    }
+
+    buf[0] = '\0';
+
+    if (len == 0) {
+        return 0;
+    }
+
+    doc = cJSON_ParseWithLength(body, len);
+    if (doc == NULL) {
+        return 0;
+    }
+
+    n = 0;
+    msg = cJSON_GetObjectItemCaseSensitive(doc, "message");
+
+    if (cJSON_IsObject(doc) && cJSON_IsString(msg)) {
+        /* a "\u0000" ends the text, as it would end it in C */
+        n = strlen(msg->valuestring);
+
+        if (n > size - 1) {
+            n = size - 1;
+        }
+
+        memcpy(buf, msg->valuestring, n);
+        buf[n] = '\0';
+    }
+
+    cJSON_Delete(doc);
+
+    return n;
+}

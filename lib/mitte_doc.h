@@ -82,6 +82,16 @@ struct cJSON;
 struct cJSON *mitte_doc_parse(const char *body, size_t len,
     mitte_doc_error_t *err);
 
+/*
+ * The "message" string of a JSON answer (Resend's errors are
+ * {"statusCode", "name", "message"}): copied into buf, cut to size - 1
+ * bytes, NUL-terminated; returns its length. 0 (buf "") when the body is
+ * not a JSON object with a "message" string, or the string is empty.
+ * The body need not be NUL-terminated.
+ */
+size_t mitte_reply_message(const char *body, size_t len, char *buf,
+    size_t size);
+
 /* fills "err" with the code and a printf-formatted message; returns -1 */
 int mitte_doc_fail(mitte_doc_error_t *err, const char *code,
     const char *fmt, ...)

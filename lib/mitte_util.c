@@ -196,6 +196,39 @@ mitte_slug_valid(const unsigned char *p, size_t len)
 }
 
 
+int
+mitte_event_id_parse(const char *s, size_t len, uint64_t *id)
+{
+    size_t    i;
+    unsigned  d;
+    uint64_t  v;
+
+    if (len == 0) {
+        return -1;
+    }
+
+    v = 0;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+
+        d = (unsigned) (s[i] - '0');
+
+        if (v > ((uint64_t) INT64_MAX - d) / 10) {
+            return -1;
+        }
+
+        v = v * 10 + d;
+    }
+
+    *id = v;
+
+    return 0;
+}
+
+
 void
 mitte_status_set_clear(mitte_status_set_t *set)
 {

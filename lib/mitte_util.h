@@ -43,6 +43,13 @@ int mitte_email_valid(const char *s, size_t len);
 int mitte_slug_valid(const unsigned char *p, size_t len);
 
 
+/*
+ * A Last-Event-ID (the header, or ?lastEventId=): one or more decimal
+ * digits, nothing else, at most 2^63 - 1. Returns 0 with *id set, or -1.
+ */
+int mitte_event_id_parse(const char *s, size_t len, uint64_t *id);
+
+
 /* a set of HTTP statuses 100..599 */
 typedef struct {
     uint8_t         bits[64];

@@ -18,7 +18,6 @@
 #include "mitte_url.h"
 
 #include <curl/curl.h>
-#include <cjson/cJSON.h>
 
 
 #define NGX_HTTP_MITTE_SEND_INFLIGHT    128
@@ -759,7 +758,8 @@ static u_char *
 ngx_http_mitte_response_message(ngx_http_mitte_job_t *job, u_char *p,
     u_char *last)
 {
-    cJSON  *doc, *msg;
+    size_t  n;
+    u_char  msg[NGX_HTTP_MITTE_ERROR_MAX];
 
     if (job->response_len == 0
         || job->response_len == NGX_HTTP_MITTE_RESPONSE_MAX)
@@ -768,18 +768,12 @@ ngx_http_mitte_response_message(ngx_http_mitte_job_t *job, u_char *p,
         return p;
     }
 
-    doc = cJSON_ParseWithLength((char *) job->response, job->response_len);
-    if (doc == NULL) {
-        return p;
+    n = mitte_reply_message((char *) job->response, job->response_len,
+                            (char *) msg, sizeof(msg));
+
+    if (n) {
+        p = ngx_slprintf(p, last, ": %*s", n, msg);
     }
-
-    msg = cJSON_GetObjectItemCaseSensitive(doc, "message");
-
-    if (cJSON_IsString(msg) && msg->valuestring[0] != '\0') {
-        p = ngx_slprintf(p, last, ": %s", msg->valuestring);
-    }
-
-    cJSON_Delete(doc);
 
     return p;
 }

@@ -1276,7 +1276,6 @@ ngx_http_mitte_sse_replay(ngx_http_request_t *r, ngx_http_mitte_sub_t *sub,
 static ngx_int_t
 ngx_http_mitte_sse_last_id(ngx_http_request_t *r, uint64_t *id)
 {
-    off_t             n;
     ngx_str_t         value;
     ngx_table_elt_t  *h;
 
@@ -1302,13 +1301,9 @@ ngx_http_mitte_sse_last_id(ngx_http_request_t *r, uint64_t *id)
         return NGX_DECLINED;
     }
 
-    n = ngx_atoof(value.data, value.len);
-
-    if (n == NGX_ERROR) {
+    if (mitte_event_id_parse((char *) value.data, value.len, id) != 0) {
         return NGX_DECLINED;
     }
-
-    *id = (uint64_t) n;
 
     return NGX_OK;
 }

@@ -248,13 +248,15 @@ is(scalar @h2, 2, 'hang: a second attempt');
 is(scalar @l2, 2, 'slow: a second attempt');
 if (@h2 == 2) {
     my $gap = $h2[1]{t} - $h2[0]{t};
-    ok($gap >= 2.9 && $gap < 4.5,
+    # 3s from curl's start of the first attempt, which a loaded machine
+    # (or the sanitized build) may deliver here some time after that start
+    ok($gap >= 2.5 && $gap < 4.5,
        sprintf('hang: retried %.2fs after the first (timeout 2s + backoff 1s)', $gap));
     is($h2[1]{headers}{'webhook-id'}, $nh->{id}, 'hang: same webhook-id on the retry');
 }
 if (@l2 == 2) {
     my $gap = $l2[1]{t} - $l2[0]{t};
-    ok($gap >= 2.9 && $gap < 4.5,
+    ok($gap >= 2.5 && $gap < 4.5,
        sprintf('slow: retried %.2fs after the first (not after the 10s answer)', $gap));
 }
 my @closed = $hang->closed_times;

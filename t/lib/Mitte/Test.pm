@@ -48,9 +48,12 @@ package Mitte::Test;
 # has its answer: deliver() and wait_recorded() wait for the record, so that
 # tests do not race the module.
 #
-# Environment: MITTE_MODULE (the .so), NGINX (the binary, /usr/sbin/nginx),
-# MITTE_KEEP=1 keeps the temporary directories, MITTE_VERBOSE=1 prints the
-# generated configuration.
+# Environment: MITTE_MODULE (the .so), MITTE_NGINX or NGINX (the binary,
+# /usr/sbin/nginx), MITTE_KEEP=1 keeps the temporary directories,
+# MITTE_VERBOSE=1 prints the generated configuration.
+#
+# A line of an ASan or UBSan report in the error log (nginx sends its
+# stderr there) fails the test as an [alert] does.
 
 use strict;
 use warnings;
@@ -101,9 +104,14 @@ sub module_path {
     return $so =~ m{^/} ? $so : (abs_path($so) // $so);
 }
 
+# MITTE_NGINX first: nginx itself reads NGINX (inherited sockets)
 sub nginx_binary {
-    return $ENV{NGINX} || '/usr/sbin/nginx';
+    return $ENV{MITTE_NGINX} || $ENV{NGINX} || '/usr/sbin/nginx';
 }
+
+# a report of ASan or UBSan (a module or nginx built with -fsanitize)
+my $SANITIZER = qr/:\ runtime\ error:\ |==\d+==\s*ERROR:\ \w+Sanitizer
+                   |\bSUMMARY:\ \w+Sanitizer\b/x;
 
 # skip_all when there is nothing to test
 sub require_module {
@@ -538,7 +546,10 @@ sub start {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', "$dir/stderr.log";
         open STDERR, '>>', "$dir/stderr.log";
-        exec nginx_binary(), '-p', "$dir/", '-c', "$dir/nginx.conf",
+        my $nginx = nginx_binary();
+        # nginx takes NGINX for inherited sockets: a path there is an error
+        delete $ENV{NGINX};
+        exec $nginx, '-p', "$dir/", '-c', "$dir/nginx.conf",
             '-e', "$dir/error.log"
             or POSIX::_exit(127);
     }
@@ -854,8 +865,7 @@ sub _bad_lines {
     my ($self) = @_;
     my @bad;
     for my $l ($self->error_log_lines) {
-        if ($l =~ /\[(alert|crit|emerg)\]/ || $l =~ /: runtime error: /) {
-            # the latter: UBSan, with a module built with -fsanitize
+        if ($l =~ /\[(alert|crit|emerg)\]/ || $l =~ $SANITIZER) {
             push @bad, $l;
         } elsif ($l =~ /\[error\]/) {
             push @bad, $l unless grep { $l =~ $_ } @{ $self->{allow} };
@@ -1125,7 +1135,9 @@ sub nginx_t {
     die "fork: $!" unless defined $pid;
     if ($pid == 0) {
         open STDERR, '>&', \*STDOUT;
-        exec nginx_binary(), '-t', '-p', "$dir/", '-c', $conf,
+        my $nginx = nginx_binary();
+        delete $ENV{NGINX};
+        exec $nginx, '-t', '-p', "$dir/", '-c', $conf,
             '-e', 'stderr'
             or POSIX::_exit(127);
     }
@@ -1137,6 +1149,12 @@ sub nginx_t {
     if (open my $lf, '<', "$dir/error.log") {
         $out .= do { local $/; <$lf> } // '';
         close $lf;
+    }
+
+    # a sanitizer stops nginx -t with a signal, which ">> 8" would hide
+    if ($? & 127 || $out =~ $SANITIZER) {
+        fail('nginx -t: no crash or sanitizer report');
+        diag($out);
     }
     return ($rc, $out);
 }

@@ -1,0 +1,62 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * PUT/PATCH /mitte/preferences bodies (mitte_prefs_patch): a refused body
+ * changes nothing; an accepted one leaves preferences that pass the check
+ * made on records read back, whose GET document is JSON, and applying the
+ * same body again changes nothing more.
+ */
+
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "fuzz.h"
+#include "mitte_prefs.h"
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int                rc;
+    char               json[8192];
+    size_t             n;
+    cJSON             *doc;
+    mitte_cidr_t       allow[1];
+    mitte_prefs_t      p, before, again;
+    mitte_doc_error_t  err;
+
+    FUZZ_CHECK(mitte_cidr_parse("10.0.0.0/8", 10, &allow[0]) == 0);
+    FUZZ_CHECK(mitte_prefs_default(&p, "a@example.com", 13) == 0);
+    memcpy(&before, &p, sizeof(mitte_prefs_t));
+
+    memset(&err, 0, sizeof(err));
+    rc = mitte_prefs_patch(&p, (const char *) data, size, allow, 1, &err);
+
+    if (rc != 0) {
+        FUZZ_CHECK(rc == -1);
+        FUZZ_CHECK(memcmp(&p, &before, sizeof(mitte_prefs_t)) == 0);
+        FUZZ_CHECK(err.code != NULL);
+        FUZZ_CHECK(memchr(err.message, '\0', sizeof(err.message)) != NULL);
+        return 0;
+    }
+
+    FUZZ_CHECK(mitte_prefs_check(&p) == 0);
+
+    n = mitte_prefs_json(&p, json, sizeof(json));
+    FUZZ_CHECK(n < sizeof(json));
+    FUZZ_CHECK(strlen(json) == n);
+
+    doc = cJSON_Parse(json);
+    FUZZ_CHECK(cJSON_IsObject(doc));
+    cJSON_Delete(doc);
+
+    /* a document of values, not of changes: the same body again is a no-op */
+    memcpy(&again, &p, sizeof(mitte_prefs_t));
+    FUZZ_CHECK(mitte_prefs_patch(&again, (const char *) data, size, allow, 1,
+                                 &err)
+               == 0);
+    FUZZ_CHECK(memcmp(&again, &p, sizeof(mitte_prefs_t)) == 0);
+
+    return 0;
+}
