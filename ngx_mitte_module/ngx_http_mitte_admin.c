@@ -67,9 +67,15 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
 
     route = ngx_http_mitte_admin_route(r, &arg);
 
-    /* only PUT reads a body */
+    /*
+     * only PUT of an endpoint or a user reads a body: every other answer,
+     * 404 included, discards it first, or it would be read as the next
+     * request of the connection
+     */
 
-    if (!(r->method & NGX_HTTP_PUT)
+    if (!((r->method & NGX_HTTP_PUT)
+          && (route == NGX_HTTP_MITTE_ROUTE_ENDPOINT
+              || route == NGX_HTTP_MITTE_ROUTE_USER))
         && ngx_http_discard_request_body(r) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
