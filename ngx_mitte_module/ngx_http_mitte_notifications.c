@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "mitte_notify.h"
+#include "mitte_doc.h"
 
 
 #define NGX_HTTP_MITTE_NOTE_JSON        3072
@@ -249,17 +250,18 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
     cJSON                       *doc, *item, *ids, *all, *id;
     ngx_buf_t                   *b;
     ngx_uint_t                   unread, mark_all;
+    mitte_doc_error_t            err;
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_main_conf_t  *mmcf;
     ngx_http_mitte_user_node_t  *un;
 
-    doc = cJSON_ParseWithLength((char *) body->data, body->len);
+    /* one JSON object and nothing after it, as every other body */
 
-    if (doc == NULL || !cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
-        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
-                                          "invalid_json",
-                                          "The body is not a JSON object.");
+    doc = mitte_doc_parse((char *) body->data, body->len, &err);
+
+    if (doc == NULL) {
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST, err.code,
+                                          err.message);
     }
 
     ids = NULL;
