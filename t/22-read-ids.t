@@ -169,8 +169,13 @@ sub attackers {
 # the worst bodies: 21,000 empty ids (refused now), and 1,000 distinct ids
 # that could name a notification but name none (the most work the lock may
 # see: every unread notification looked up, none marked)
-my $none1k = json_encode({ ids => [map { sprintf '%012x%08x', 0, 0x80000000 + $_ }
-                                   1 .. 1000] });
+# an id that cannot name a notification here: sequence 2^31 + N
+sub fake_id {
+    my ($n) = @_;
+    return sprintf '%012x%08x', 0, 0x80000000 + $n;
+}
+
+my $none1k = json_encode({ ids => [map { fake_id($_) } 1 .. 1000] });
 ok(length($none1k) < 65536, 'the 1,000 ids are under 64 KiB');
 
 my $alone = p99(2000);
@@ -222,13 +227,13 @@ error_ok($r, $doc, 400, 'invalid_field', '21,000 empty ids');
 like($doc->{message} // '', qr/1000/, '21,000 ids: the message names the cap');
 
 # 1,001 ids, the first of them a real one
-my @over = ($ids[0], map { sprintf '%012x%08x', 0, 0x80000000 + $_ } 1 .. 1000);
+my @over = ($ids[0], map { fake_id($_) } 1 .. 1000);
 ($r, $doc) = mark('alice', json_encode({ ids => \@over }));
 error_ok($r, $doc, 400, 'invalid_field', '1,001 ids');
 is(notes('alice')->{unread}, 200, '1,001 ids: nothing marked read');
 
 # 1,000 ids: two real ones, repeated, and 996 that name nothing
-my @at = (@ids[0, 1], @ids[0, 1], map { sprintf '%012x%08x', 0, 0x80000000 + $_ } 1 .. 996);
+my @at = (@ids[0, 1], @ids[0, 1], map { fake_id($_) } 1 .. 996);
 ($r, $doc) = mark('alice', json_encode({ ids => \@at }));
 json_answer_ok($r, $doc, 200, '1,000 ids');
 is($doc->{unread}, 198, '1,000 ids: the two real ones marked read');

@@ -7,8 +7,8 @@
 # off; then GET: all six must be off. Before the fix, a PATCH that copied
 # the document, patched it unlocked and wrote the whole document back
 # reverted another that landed in between. The bodies are padded with
-# white space (a longer parse outside the lock: a wider window). A second part does the same
-# with email.address and webhook fields, patched apart.
+# white space (a longer parse outside the lock: a wider window). A second
+# part does the same with email.address and webhook fields, patched apart.
 
 use strict;
 use warnings;
