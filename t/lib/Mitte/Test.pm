@@ -48,7 +48,10 @@ package Mitte::Test;
 # has its answer: deliver() and wait_recorded() wait for the record, so that
 # tests do not race the module.
 #
-# Environment: MITTE_MODULE (the .so), NGINX (the binary, /usr/sbin/nginx),
+# Environment: MITTE_MODULE (the .so), MITTE_NGINX (the binary,
+# /usr/sbin/nginx; NGINX is read too, but nginx reads NGINX itself, as the
+# sockets of a binary upgrade: the harness takes it out of nginx's
+# environment),
 # MITTE_KEEP=1 keeps the temporary directories, MITTE_VERBOSE=1 prints the
 # generated configuration.
 
@@ -102,7 +105,7 @@ sub module_path {
 }
 
 sub nginx_binary {
-    return $ENV{NGINX} || '/usr/sbin/nginx';
+    return $ENV{MITTE_NGINX} || $ENV{NGINX} || '/usr/sbin/nginx';
 }
 
 # skip_all when there is nothing to test
@@ -110,7 +113,7 @@ sub require_module {
     my $so = module_path();
     my $nginx = nginx_binary();
 
-    plan skip_all => "nginx not found at $nginx (set NGINX)"
+    plan skip_all => "nginx not found at $nginx (set MITTE_NGINX)"
         unless -x $nginx;
     plan skip_all => "module not built: $so is missing"
         . " (run make, or set MITTE_MODULE)"
@@ -538,7 +541,9 @@ sub start {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', "$dir/stderr.log";
         open STDERR, '>>', "$dir/stderr.log";
-        exec nginx_binary(), '-p', "$dir/", '-c', "$dir/nginx.conf",
+        my $bin = nginx_binary();
+        delete $ENV{NGINX};    # nginx's own: inherited sockets
+        exec $bin, '-p', "$dir/", '-c', "$dir/nginx.conf",
             '-e', "$dir/error.log"
             or POSIX::_exit(127);
     }
@@ -1125,7 +1130,9 @@ sub nginx_t {
     die "fork: $!" unless defined $pid;
     if ($pid == 0) {
         open STDERR, '>&', \*STDOUT;
-        exec nginx_binary(), '-t', '-p', "$dir/", '-c', $conf,
+        my $bin = nginx_binary();
+        delete $ENV{NGINX};    # nginx's own: inherited sockets
+        exec $bin, '-t', '-p', "$dir/", '-c', $conf,
             '-e', 'stderr'
             or POSIX::_exit(127);
     }
