@@ -473,6 +473,7 @@ ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx, u_char *p,
     size_t len, ngx_uint_t restart, ngx_http_mitte_loaded_t *ld)
 {
     u_char                      *end;
+    ngx_queue_t                 *q;
     ngx_http_mitte_sh_t         *sh;
     ngx_http_mitte_rec_t        *rec;
     ngx_http_mitte_counters_t    now;
@@ -533,6 +534,23 @@ ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx, u_char *p,
                 + (ld->users - (ngx_uint_t) sh->counters.users);
     ld->endpoints_kept = (ngx_uint_t) sh->counters.endpoints;
     ld->users_kept = (ngx_uint_t) sh->counters.users;
+
+    /*
+     * what was kept, not what was read: a user evicted later in the same
+     * load took its notifications along
+     */
+
+    ld->notes = 0;
+
+    for (q = ngx_queue_head(&sh->user_lru);
+         q != ngx_queue_sentinel(&sh->user_lru);
+         q = ngx_queue_next(q))
+    {
+        un = ngx_queue_data(q, ngx_http_mitte_user_node_t, queue);
+        ld->notes += un->nnotes;
+    }
+
+    ld->sends = sh->npending[0] + sh->npending[1] + sh->ndone;
 
     return NGX_OK;
 }
