@@ -488,6 +488,7 @@ ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
     ngx_str_t *body)
 {
     ngx_int_t                    rc;
+    ngx_uint_t                   i;
     ngx_chain_t                 *out, *last;
     mitte_doc_error_t            err;
     mitte_user_doc_t             doc;
@@ -496,10 +497,19 @@ ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
     ngx_http_mitte_main_conf_t  *mmcf;
     ngx_http_mitte_user_node_t  *un;
 
-    if (id->len == 0 || id->len > MITTE_USER_MAX) {
+    for (i = 0; i < id->len; i++) {
+        if ((id->data[i] < 0x20 && id->data[i] != '\t')
+            || id->data[i] == 0x7f)
+        {
+            break;
+        }
+    }
+
+    if (id->len == 0 || id->len > MITTE_USER_MAX || i < id->len) {
         return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
                                           "invalid_field",
-                                          "The user id must be 1-64 bytes.");
+                                          "The user id must be 1-64 bytes "
+                                          "without control characters.");
     }
 
     if (mitte_user_doc_parse((char *) body->data, body->len, &doc, &err)
