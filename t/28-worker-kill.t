@@ -5,8 +5,9 @@
 # it, so deliveries, the API and the sweep go on; the counters stay
 # consistent (the deliveries in the metrics equal the requests in the
 # endpoints' hours; the users' quota use counts them too, and at most the
-# requests a kill cut short besides; nothing counted that was not sent); the error log has no [alert] but nginx's own "exited on signal
-# 9", and no [crit] or [emerg].
+# requests a kill cut short besides; nothing counted that was not sent);
+# the error log has no [alert] but nginx's own "exited on signal 9", and
+# no [crit] or [emerg].
 
 use strict;
 use warnings;
