@@ -30,8 +30,8 @@ static ngx_int_t ngx_http_mitte_notes_args(ngx_http_request_t *r,
 static void ngx_http_mitte_notes_read_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mitte_notes_read(ngx_http_request_t *r,
     ngx_str_t *user, ngx_str_t *body);
-static ngx_uint_t ngx_http_mitte_notes_mark(ngx_http_mitte_user_node_t *un,
-    uint32_t *seqs, ngx_uint_t nseqs, ngx_uint_t mark_all);
+static ngx_uint_t ngx_http_mitte_notes_mark(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_str_t *user, ngx_uint_t all, uint32_t *seqs, ngx_uint_t nseqs);
 static ngx_int_t ngx_http_mitte_read_ids(ngx_http_request_t *r,
     cJSON *ids, uint32_t **seqs, ngx_uint_t *n);
 static int ngx_libc_cdecl ngx_http_mitte_seq_cmp(const void *a,
@@ -264,7 +264,6 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
     mitte_doc_error_t            err;
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_main_conf_t  *mmcf;
-    ngx_http_mitte_user_node_t  *un;
 
     /* one JSON object and nothing after it, as every other body */
 
@@ -333,17 +332,7 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
     ctx = mmcf->shm_zone->data;
 
-    unread = 0;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    un = ngx_http_mitte_user_lookup(ctx, user->data, user->len);
-
-    if (un) {
-        unread = ngx_http_mitte_notes_mark(un, seqs, nseqs, mark_all);
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    unread = ngx_http_mitte_notes_mark(ctx, user, mark_all, seqs, nseqs);
 
     cJSON_Delete(doc);
 
@@ -359,42 +348,49 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
 
 
 /*
- * marks the user's notifications read, with the zone locked: every one, or
- * those whose sequence number is among the sorted "seqs"; the unread
+ * Marks read, under the lock, every unread notification of the user ("all")
+ * or those whose sequence number is among the sorted "seqs": one binary
+ * search a notification. Returns the user's unread count.
  */
 
 static ngx_uint_t
-ngx_http_mitte_notes_mark(ngx_http_mitte_user_node_t *un, uint32_t *seqs,
-    ngx_uint_t nseqs, ngx_uint_t mark_all)
+ngx_http_mitte_notes_mark(ngx_http_mitte_zone_ctx_t *ctx, ngx_str_t *user,
+    ngx_uint_t all, uint32_t *seqs, ngx_uint_t nseqs)
 {
+    ngx_uint_t                   unread;
     ngx_queue_t                 *q;
+    ngx_http_mitte_user_node_t  *un;
     ngx_http_mitte_note_node_t  *nn;
 
-    for (q = ngx_queue_head(&un->notes);
-         q != ngx_queue_sentinel(&un->notes);
-         q = ngx_queue_next(q))
-    {
-        nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
+    unread = 0;
 
-        if (nn->n.read) {
-            continue;
-        }
+    ngx_shmtx_lock(&ctx->shpool->mutex);
 
-        if (!mark_all) {
-            if (nseqs == 0) {
-                break;
-            }
+    un = ngx_http_mitte_user_lookup(ctx, user->data, user->len);
 
-            if (!ngx_http_mitte_seq_find(seqs, nseqs, nn->n.seq)) {
+    if (un) {
+        for (q = ngx_queue_head(&un->notes);
+             q != ngx_queue_sentinel(&un->notes) && (all || nseqs);
+             q = ngx_queue_next(q))
+        {
+            nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
+
+            if (nn->n.read
+                || (!all && !ngx_http_mitte_seq_find(seqs, nseqs, nn->n.seq)))
+            {
                 continue;
             }
+
+            nn->n.read = 1;
+            un->unread--;
         }
 
-        nn->n.read = 1;
-        un->unread--;
+        unread = un->unread;
     }
 
-    return un->unread;
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return unread;
 }
 
 
