@@ -29,7 +29,7 @@
 #
 # Environment:
 #   MITTE_MODULE           the module (default build/ngx_http_mitte_module.so)
-#   NGINX                  the nginx binary (default /usr/sbin/nginx)
+#   MITTE_NGINX            the nginx binary, or NGINX (/usr/sbin/nginx)
 #   BENCH_PAIRS            plain/recorded pairs of wrk runs (default 9)
 #   BENCH_DURATION         seconds per wrk run (default 5)
 #   BENCH_CONNECTIONS      wrk connections (default 32)

@@ -17,7 +17,7 @@
 #
 # Environment:
 #   MITTE_MODULE    the module (default build/ngx_http_mitte_module.so)
-#   NGINX           the nginx binary (default /usr/sbin/nginx)
+#   MITTE_NGINX     the nginx binary, or NGINX (/usr/sbin/nginx)
 #   BENCH_N         notifications (default 1000)
 #   BENCH_CLIENTS   parallel clients raising them (default 8)
 #   BENCH_KEEP      1 keeps the temp dirs
@@ -40,7 +40,7 @@ init();
 
 # an empty variable means the default here
 $MODULE = $ENV{MITTE_MODULE} || "$ROOT/build/ngx_http_mitte_module.so";
-$NGINX = $ENV{NGINX} || '/usr/sbin/nginx';
+$NGINX = $ENV{MITTE_NGINX} || $ENV{NGINX} || '/usr/sbin/nginx';
 my $N = $ENV{BENCH_N} || 1000;
 my $CLIENTS = $ENV{BENCH_CLIENTS} || 8;
 

@@ -40,7 +40,7 @@
 #
 # Environment:
 #   MITTE_MODULE              the module (default build/ngx_http_mitte_module.so)
-#   NGINX                     the nginx binary (default /usr/sbin/nginx)
+#   MITTE_NGINX               the nginx binary, or NGINX (/usr/sbin/nginx)
 #   NCHAN_MODULE              default /usr/lib/nginx/modules/ngx_nchan_module.so
 #   BENCH_SSE_SUBSCRIBERS     subscriber counts (default 5000,9000)
 #   BENCH_SSE_EVENTS          events per run (default 20, at most 30)

@@ -50,7 +50,7 @@
 #
 # Environment:
 #   MITTE_MODULE        the module (default build/ngx_http_mitte_module.so)
-#   NGINX               the nginx binary (default /usr/sbin/nginx)
+#   MITTE_NGINX         the nginx binary, or NGINX (/usr/sbin/nginx)
 #   BENCH_ENDPOINTS     endpoints to import (default 100000)
 #   BENCH_USERS         owners (default 1000)
 #   BENCH_CLIENTS       client processes for the import (default 4)

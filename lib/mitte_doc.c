@@ -23,6 +23,8 @@ static int mitte_doc_whole(const cJSON *item, double max, uint64_t *value);
 static int mitte_doc_time(const cJSON *item, int64_t *sec);
 static int mitte_doc_string(const cJSON *item, size_t max, char *dst,
     size_t *len);
+static int mitte_doc_text_ok(const unsigned char *p, size_t len);
+static int mitte_doc_keys_ok(const cJSON *item);
 static int mitte_doc_hours(const cJSON *arr, mitte_endpoint_doc_t *doc,
     mitte_doc_error_t *err);
 
@@ -48,8 +50,8 @@ mitte_endpoint_doc_parse(const char *body, size_t len,
                 != 0)
             {
                 mitte_doc_fail(err, "invalid_field", "name must be a string "
-                               "of at most %d bytes, or null",
-                               MITTE_NAME_MAX);
+                               "of at most %d bytes without control "
+                               "characters, or null", MITTE_NAME_MAX);
                 goto failed;
             }
 
@@ -61,8 +63,8 @@ mitte_endpoint_doc_parse(const char *body, size_t len,
                 != 0)
             {
                 mitte_doc_fail(err, "invalid_field", "user must be a string "
-                               "of at most %d bytes, or null",
-                               MITTE_USER_MAX);
+                               "of at most %d bytes without control "
+                               "characters, or null", MITTE_USER_MAX);
                 goto failed;
             }
 
@@ -221,7 +223,9 @@ mitte_doc_parse(const char *body, size_t len, mitte_doc_error_t *err)
     cJSON       *root;
     const char  *end;
 
-    if (body == NULL || len == 0 || memchr(body, '\0', len) != NULL) {
+    if (body == NULL || len == 0 || memchr(body, '\0', len) != NULL
+        || mitte_doc_text_ok((const unsigned char *) body, len) != 0)
+    {
         goto invalid;
     }
 
@@ -266,6 +270,13 @@ mitte_doc_parse(const char *body, size_t len, mitte_doc_error_t *err)
     if (root == NULL || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         goto invalid;
+    }
+
+    if (mitte_doc_keys_ok(root) != 0) {
+        cJSON_Delete(root);
+        mitte_doc_fail(err, "invalid_json", "an object has a key twice, or "
+                       "more than %d members", MITTE_DOC_MEMBERS_MAX);
+        return NULL;
     }
 
     for (i = 0; i + 5 < len; i++) {
@@ -367,7 +378,8 @@ mitte_doc_time(const cJSON *item, int64_t *sec)
 static int
 mitte_doc_string(const cJSON *item, size_t max, char *dst, size_t *len)
 {
-    size_t  n;
+    size_t         n, i;
+    unsigned char  c;
 
     if (cJSON_IsNull(item)) {
         dst[0] = '\0';
@@ -383,6 +395,15 @@ mitte_doc_string(const cJSON *item, size_t max, char *dst, size_t *len)
 
     if (n > max) {
         return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        c = (unsigned char) item->valuestring[i];
+
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            /* no CR, LF or other control character (a tab, as in a header) */
+            return -1;
+        }
     }
 
     memcpy(dst, item->valuestring, n + 1);
@@ -535,4 +556,128 @@ mitte_reply_message(const char *body, size_t len, char *buf, size_t size)
     cJSON_Delete(doc);
 
     return n;
+}
+
+
+/*
+ * Strict JSON text, before cJSON reads it: valid UTF-8 (no overlong form,
+ * surrogate or code point past U+10FFFF) and no raw control character
+ * inside a string (JSON wants them escaped); 0 or -1.
+ */
+
+static int
+mitte_doc_text_ok(const unsigned char *p, size_t len)
+{
+    int       in_string;
+    size_t    i, k, n;
+    uint32_t  cp, min;
+
+    in_string = 0;
+
+    for (i = 0; i < len; /* void */) {
+
+        if (p[i] < 0x80) {
+            if (in_string) {
+                if (p[i] < 0x20) {
+                    return -1;
+                }
+
+                if (p[i] == '\\') {
+                    /* the escaped byte: ASCII in a valid text */
+                    i += 2;
+                    continue;
+                }
+
+                if (p[i] == '"') {
+                    in_string = 0;
+                }
+
+            } else if (p[i] == '"') {
+                in_string = 1;
+            }
+
+            i++;
+            continue;
+        }
+
+        if (p[i] >= 0xc2 && p[i] <= 0xdf) {
+            n = 1;
+            cp = p[i] & 0x1f;
+            min = 0x80;
+
+        } else if (p[i] >= 0xe0 && p[i] <= 0xef) {
+            n = 2;
+            cp = p[i] & 0x0f;
+            min = 0x800;
+
+        } else if (p[i] >= 0xf0 && p[i] <= 0xf4) {
+            n = 3;
+            cp = p[i] & 0x07;
+            min = 0x10000;
+
+        } else {
+            return -1;
+        }
+
+        if (len - i <= n) {
+            return -1;
+        }
+
+        for (k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80) {
+                return -1;
+            }
+
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return -1;
+        }
+
+        i += n + 1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * No object with a key twice (cJSON keeps both, and each reader took
+ * another: the first, or the last) or with more members than any
+ * document here has; 0 or -1.
+ */
+
+static int
+mitte_doc_keys_ok(const cJSON *item)
+{
+    size_t        n;
+    const cJSON  *a, *b;
+
+    for ( /* void */ ; item != NULL; item = item->next) {
+
+        if (cJSON_IsObject(item)) {
+            n = 0;
+
+            for (a = item->child; a != NULL; a = a->next) {
+                if (++n > MITTE_DOC_MEMBERS_MAX) {
+                    return -1;
+                }
+
+                for (b = item->child; b != a; b = b->next) {
+                    if (strcmp(a->string, b->string) == 0) {
+                        return -1;
+                    }
+                }
+            }
+        }
+
+        if ((cJSON_IsObject(item) || cJSON_IsArray(item))
+            && mitte_doc_keys_ok(item->child) != 0)
+        {
+            return -1;
+        }
+    }
+
+    return 0;
 }

@@ -73,11 +73,17 @@ int mitte_user_doc_parse(const char *body, size_t len, mitte_user_doc_t *doc,
 
 struct cJSON;
 
+/* members of one object at most (no document here has as many) */
+#define MITTE_DOC_MEMBERS_MAX  64
+
 /*
  * Parses a body that must be one JSON object, as the parsers above and
  * mitte_prefs_patch() read it (the body need not be NUL-terminated). NULL
- * with "err" filled: invalid_json for anything but an object, invalid_field
- * for a "\u0000" in it. The caller cJSON_Delete()s the object.
+ * with "err" filled: invalid_json for anything but an object, for text
+ * that is not valid UTF-8 or holds a raw control character in a string,
+ * for an object with a key twice or more than MITTE_DOC_MEMBERS_MAX
+ * members; invalid_field for a "\u0000" in it. The caller cJSON_Delete()s
+ * the object.
  */
 struct cJSON *mitte_doc_parse(const char *body, size_t len,
     mitte_doc_error_t *err);

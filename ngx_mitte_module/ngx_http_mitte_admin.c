@@ -68,9 +68,15 @@ ngx_http_mitte_admin_handler(ngx_http_request_t *r)
 
     route = ngx_http_mitte_admin_route(r, &arg);
 
-    /* only PUT reads a body */
+    /*
+     * only PUT of an endpoint or a user reads a body: every other answer,
+     * 404 included, discards it first, or it would be read as the next
+     * request of the connection
+     */
 
-    if (!(r->method & NGX_HTTP_PUT)
+    if (!((r->method & NGX_HTTP_PUT)
+          && (route == NGX_HTTP_MITTE_ROUTE_ENDPOINT
+              || route == NGX_HTTP_MITTE_ROUTE_USER))
         && ngx_http_discard_request_body(r) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -483,6 +489,7 @@ ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
     ngx_str_t *body)
 {
     ngx_int_t                    rc;
+    ngx_uint_t                   i;
     ngx_chain_t                 *out, *last;
     mitte_doc_error_t            err;
     mitte_user_doc_t             doc;
@@ -491,10 +498,19 @@ ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
     ngx_http_mitte_main_conf_t  *mmcf;
     ngx_http_mitte_user_node_t  *un;
 
-    if (id->len == 0 || id->len > MITTE_USER_MAX) {
+    for (i = 0; i < id->len; i++) {
+        if ((id->data[i] < 0x20 && id->data[i] != '\t')
+            || id->data[i] == 0x7f)
+        {
+            break;
+        }
+    }
+
+    if (id->len == 0 || id->len > MITTE_USER_MAX || i < id->len) {
         return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
                                           "invalid_field",
-                                          "The user id must be 1-64 bytes.");
+                                          "The user id must be 1-64 bytes "
+                                          "without control characters.");
     }
 
     if (mitte_user_doc_parse((char *) body->data, body->len, &doc, &err)

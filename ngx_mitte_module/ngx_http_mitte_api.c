@@ -53,6 +53,15 @@ ngx_http_mitte_reply(ngx_http_request_t *r, ngx_uint_t status,
         }
     }
 
+    /*
+     * one answer a request: a body neither read nor discarded yet is
+     * discarded (a no-op once it was), as nginx's own error pages do
+     */
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
     r->headers_out.status = status;
     r->headers_out.content_type = *type;
     r->headers_out.content_type_len = type->len;

@@ -13,9 +13,13 @@
 #include <cjson/cJSON.h>
 
 #include "mitte_notify.h"
+#include "mitte_doc.h"
 
 
 #define NGX_HTTP_MITTE_NOTE_JSON        3072
+
+/* ids one POST .../read may name (400 past it) */
+#define NGX_HTTP_MITTE_READ_IDS_MAX     1000
 
 
 static ngx_int_t ngx_http_mitte_notes_list(ngx_http_request_t *r,
@@ -26,8 +30,14 @@ static ngx_int_t ngx_http_mitte_notes_args(ngx_http_request_t *r,
 static void ngx_http_mitte_notes_read_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mitte_notes_read(ngx_http_request_t *r,
     ngx_str_t *user, ngx_str_t *body);
-static ngx_uint_t ngx_http_mitte_notes_mark(ngx_http_mitte_user_node_t *un,
-    cJSON *ids, ngx_uint_t mark_all);
+static ngx_uint_t ngx_http_mitte_notes_mark(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_str_t *user, ngx_uint_t all, uint32_t *seqs, ngx_uint_t nseqs);
+static ngx_int_t ngx_http_mitte_read_ids(ngx_http_request_t *r,
+    cJSON *ids, uint32_t **seqs, ngx_uint_t *n);
+static int ngx_libc_cdecl ngx_http_mitte_seq_cmp(const void *a,
+    const void *b);
+static ngx_uint_t ngx_http_mitte_seq_find(uint32_t *seqs, ngx_uint_t n,
+    uint32_t seq);
 static u_char *ngx_http_mitte_note_id(u_char *p,
     ngx_http_mitte_notification_t *n);
 static ngx_int_t ngx_http_mitte_note_seq(u_char *p, size_t len,
@@ -246,20 +256,22 @@ static ngx_int_t
 ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *body)
 {
-    cJSON                       *doc, *item, *ids, *all, *id;
+    cJSON                       *doc, *item, *ids, *all;
+    uint32_t                    *seqs;
+    ngx_int_t                    rc;
     ngx_buf_t                   *b;
-    ngx_uint_t                   unread, mark_all;
+    ngx_uint_t                   unread, mark_all, nseqs;
+    mitte_doc_error_t            err;
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_main_conf_t  *mmcf;
-    ngx_http_mitte_user_node_t  *un;
 
-    doc = cJSON_ParseWithLength((char *) body->data, body->len);
+    /* one JSON object and nothing after it, as every other body */
 
-    if (doc == NULL || !cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
-        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
-                                          "invalid_json",
-                                          "The body is not a JSON object.");
+    doc = mitte_doc_parse((char *) body->data, body->len, &err);
+
+    if (doc == NULL) {
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST, err.code,
+                                          err.message);
     }
 
     ids = NULL;
@@ -292,15 +304,27 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
                                           "{\"all\": true}.");
     }
 
-    if (ids) {
-        cJSON_ArrayForEach(id, ids) {
-            if (!cJSON_IsString(id)) {
-                cJSON_Delete(doc);
-                return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
-                                                  "invalid_field",
-                                                  "ids must be strings.");
-            }
+    /* parsed, checked and sorted here: the lock only looks them up */
+
+    seqs = NULL;
+    nseqs = 0;
+
+    rc = ids ? ngx_http_mitte_read_ids(r, ids, &seqs, &nseqs) : NGX_OK;
+
+    if (rc != NGX_OK) {
+        cJSON_Delete(doc);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        return ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_field",
+                                          rc == NGX_DECLINED
+                                          ? "ids: at most 1000 in one "
+                                            "request (use {\"all\": true} "
+                                            "for every one)."
+                                          : "ids must be strings.");
     }
 
     mark_all = (all && cJSON_IsTrue(all));
@@ -308,17 +332,7 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
     ctx = mmcf->shm_zone->data;
 
-    unread = 0;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    un = ngx_http_mitte_user_lookup(ctx, user->data, user->len);
-
-    if (un) {
-        unread = ngx_http_mitte_notes_mark(un, ids, mark_all);
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    unread = ngx_http_mitte_notes_mark(ctx, user, mark_all, seqs, nseqs);
 
     cJSON_Delete(doc);
 
@@ -333,53 +347,151 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
 }
 
 
-/* marks the user's notifications read, with the zone locked; the unread */
+/*
+ * Marks read, under the lock, every unread notification of the user ("all")
+ * or those whose sequence number is among the sorted "seqs": one binary
+ * search a notification. Returns the user's unread count.
+ */
 
 static ngx_uint_t
-ngx_http_mitte_notes_mark(ngx_http_mitte_user_node_t *un, cJSON *ids,
-    ngx_uint_t mark_all)
+ngx_http_mitte_notes_mark(ngx_http_mitte_zone_ctx_t *ctx, ngx_str_t *user,
+    ngx_uint_t all, uint32_t *seqs, ngx_uint_t nseqs)
 {
-    u_char                      *p;
-    cJSON                       *id;
-    uint32_t                     seq;
+    ngx_uint_t                   unread;
     ngx_queue_t                 *q;
+    ngx_http_mitte_user_node_t  *un;
     ngx_http_mitte_note_node_t  *nn;
 
-    for (q = ngx_queue_head(&un->notes);
-         q != ngx_queue_sentinel(&un->notes);
-         q = ngx_queue_next(q))
-    {
-        nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
+    unread = 0;
 
-        if (nn->n.read) {
-            continue;
-        }
+    ngx_shmtx_lock(&ctx->shpool->mutex);
 
-        if (!mark_all) {
-            if (ids == NULL) {
-                break;
-            }
+    un = ngx_http_mitte_user_lookup(ctx, user->data, user->len);
 
-            cJSON_ArrayForEach(id, ids) {
-                p = (u_char *) id->valuestring;
+    if (un) {
+        for (q = ngx_queue_head(&un->notes);
+             q != ngx_queue_sentinel(&un->notes) && (all || nseqs);
+             q = ngx_queue_next(q))
+        {
+            nn = ngx_queue_data(q, ngx_http_mitte_note_node_t, queue);
 
-                if (ngx_http_mitte_note_seq(p, ngx_strlen(p), &seq)
-                    == NGX_OK && seq == nn->n.seq)
-                {
-                    break;
-                }
-            }
-
-            if (id == NULL) {
+            if (nn->n.read
+                || (!all && !ngx_http_mitte_seq_find(seqs, nseqs, nn->n.seq)))
+            {
                 continue;
             }
+
+            nn->n.read = 1;
+            un->unread--;
         }
 
-        nn->n.read = 1;
-        un->unread--;
+        unread = un->unread;
     }
 
-    return un->unread;
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return unread;
+}
+
+
+/*
+ * The ids of POST .../read as sorted, distinct sequence numbers, without
+ * the lock: NGX_OK; NGX_DECLINED, more than NGX_HTTP_MITTE_READ_IDS_MAX
+ * ids; NGX_ABORT, one that is not a string; NGX_ERROR. An id that cannot
+ * name a notification is left out.
+ */
+
+static ngx_int_t
+ngx_http_mitte_read_ids(ngx_http_request_t *r, cJSON *ids, uint32_t **seqs,
+    ngx_uint_t *n)
+{
+    int          count;
+    u_char      *p;
+    cJSON       *id;
+    uint32_t    *s, seq;
+    ngx_uint_t   i, k;
+
+    count = cJSON_GetArraySize(ids);
+
+    if (count > NGX_HTTP_MITTE_READ_IDS_MAX) {
+        return NGX_DECLINED;
+    }
+
+    s = ngx_palloc(r->pool, (count ? count : 1) * sizeof(uint32_t));
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    i = 0;
+
+    cJSON_ArrayForEach(id, ids) {
+        if (!cJSON_IsString(id)) {
+            return NGX_ABORT;
+        }
+
+        p = (u_char *) id->valuestring;
+
+        if (ngx_http_mitte_note_seq(p, ngx_strlen(p), &seq) == NGX_OK) {
+            s[i++] = seq;
+        }
+    }
+
+    if (i > 1) {
+        ngx_qsort(s, i, sizeof(uint32_t), ngx_http_mitte_seq_cmp);
+    }
+
+    /* distinct */
+
+    for (k = 0; k < i; k++) {
+        if (k == 0 || s[k] != s[k - 1]) {
+            s[(*n)++] = s[k];
+        }
+    }
+
+    *seqs = s;
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_mitte_seq_cmp(const void *a, const void *b)
+{
+    uint32_t  x, y;
+
+    x = *(const uint32_t *) a;
+    y = *(const uint32_t *) b;
+
+    return (x > y) - (x < y);
+}
+
+
+/* a binary search of the sorted sequence numbers */
+
+static ngx_uint_t
+ngx_http_mitte_seq_find(uint32_t *seqs, ngx_uint_t n, uint32_t seq)
+{
+    ngx_uint_t  lo, hi, mid;
+
+    lo = 0;
+    hi = n;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+
+        if (seqs[mid] == seq) {
+            return 1;
+        }
+
+        if (seqs[mid] < seq) {
+            lo = mid + 1;
+
+        } else {
+            hi = mid;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -13,7 +13,15 @@
 #include "mitte_doc.h"
 
 
+/* a PATCH whose document changed meanwhile is applied again, so often */
+#define NGX_HTTP_MITTE_PREFS_TRIES      16
+
+
 static void ngx_http_mitte_prefs_body(ngx_http_request_t *r);
+static void ngx_http_mitte_prefs_stored(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_str_t *user, mitte_prefs_t *p, ngx_uint_t lock);
+static ngx_int_t ngx_http_mitte_prefs_store(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_str_t *user, mitte_prefs_t *orig, mitte_prefs_t *p);
 static void ngx_http_mitte_prefs_get(ngx_http_request_t *r, ngx_str_t *user,
     mitte_prefs_t *p);
 static ngx_int_t ngx_http_mitte_prefs_reply(ngx_http_request_t *r,
@@ -105,17 +113,24 @@ ngx_http_mitte_prefs_get(ngx_http_request_t *r, ngx_str_t *user,
 }
 
 
+/*
+ * PUT and PATCH: the stored document is copied under the lock, patched
+ * without it (the body is parsed then), and written back under the lock
+ * only if the stored document is still the one copied; otherwise the
+ * patch is applied again to the new one, so that two partial updates at
+ * once (on two workers) are both kept.
+ */
+
 static void
 ngx_http_mitte_prefs_body(ngx_http_request_t *r)
 {
-    u_char                      *m;
     ngx_int_t                    rc;
     ngx_str_t                    body, user;
-    mitte_prefs_t                p, shown;
+    ngx_uint_t                   tries;
+    mitte_prefs_t                orig, p, shown;
     mitte_doc_error_t            err;
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_main_conf_t  *mmcf;
-    ngx_http_mitte_user_node_t  *un;
 
     if (ngx_http_mitte_body_or_error(r, &body, &rc) != NGX_OK) {
         ngx_http_finalize_request(r, rc);
@@ -130,38 +145,103 @@ ngx_http_mitte_prefs_body(ngx_http_request_t *r)
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
     ctx = mmcf->shm_zone->data;
 
-    /* the stored document (an empty address stays empty) */
+    for (tries = 0; tries < NGX_HTTP_MITTE_PREFS_TRIES; tries++) {
 
-    (void) mitte_prefs_default(&p, NULL, 0);
+        ngx_http_mitte_prefs_stored(ctx, &user, &orig, 1);
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+        p = orig;
 
-    un = ngx_http_mitte_user_lookup(ctx, user.data, user.len);
+        if (mitte_prefs_patch(&p, (char *) body.data, body.len,
+                              mmcf->webhook_allow
+                              ? mmcf->webhook_allow->elts : NULL,
+                              mmcf->webhook_allow
+                              ? mmcf->webhook_allow->nelts : 0,
+                              &err)
+            != 0)
+        {
+            rc = ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST, err.code,
+                                            err.message);
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
 
-    if (un && un->prefs_off) {
-        ngx_memcpy(&p, (u_char *) ctx->shpool + un->prefs_off,
-                   sizeof(mitte_prefs_t));
+        rc = ngx_http_mitte_prefs_store(ctx, &user, &orig, &p);
+
+        if (rc != NGX_AGAIN) {
+            break;
+        }
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    if (mitte_prefs_patch(&p, (char *) body.data, body.len,
-                          mmcf->webhook_allow ? mmcf->webhook_allow->elts
-                                              : NULL,
-                          mmcf->webhook_allow ? mmcf->webhook_allow->nelts
-                                              : 0,
-                          &err)
-        != 0)
-    {
-        rc = ngx_http_mitte_reply_error(r, NGX_HTTP_BAD_REQUEST, err.code,
-                                        err.message);
+    if (rc != NGX_OK) {
+        rc = ngx_http_mitte_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "unavailable",
+                                        rc == NGX_AGAIN
+                                        ? "The preferences kept changing: "
+                                          "try again."
+                                        : "The zone is full.");
         ngx_http_finalize_request(r, rc);
         return;
     }
 
+    ngx_http_mitte_prefs_get(r, &user, &shown);
+
+    ngx_http_finalize_request(r, ngx_http_mitte_prefs_reply(r, &shown));
+}
+
+
+/*
+ * The stored document of the user, or the defaults (an empty address
+ * stays empty); "lock": take the zone's lock for it.
+ */
+
+static void
+ngx_http_mitte_prefs_stored(ngx_http_mitte_zone_ctx_t *ctx, ngx_str_t *user,
+    mitte_prefs_t *p, ngx_uint_t lock)
+{
+    ngx_http_mitte_user_node_t  *un;
+
+    (void) mitte_prefs_default(p, NULL, 0);
+
+    if (lock) {
+        ngx_shmtx_lock(&ctx->shpool->mutex);
+    }
+
+    un = ngx_http_mitte_user_lookup(ctx, user->data, user->len);
+
+    if (un && un->prefs_off) {
+        ngx_memcpy(p, (u_char *) ctx->shpool + un->prefs_off,
+                   sizeof(mitte_prefs_t));
+    }
+
+    if (lock) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+    }
+}
+
+
+/*
+ * Writes "p" when the stored document is still "orig": NGX_OK; NGX_AGAIN
+ * when it changed meanwhile; NGX_DECLINED when the zone is full.
+ */
+
+static ngx_int_t
+ngx_http_mitte_prefs_store(ngx_http_mitte_zone_ctx_t *ctx, ngx_str_t *user,
+    mitte_prefs_t *orig, mitte_prefs_t *p)
+{
+    u_char                      *m;
+    mitte_prefs_t                now;
+    ngx_http_mitte_user_node_t  *un;
+
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    un = ngx_http_mitte_user_get(ctx, user.data, user.len, NULL);
+    ngx_http_mitte_prefs_stored(ctx, user, &now, 0);
+
+    if (ngx_memcmp(&now, orig, sizeof(mitte_prefs_t)) != 0) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_AGAIN;
+    }
+
+    un = ngx_http_mitte_user_get(ctx, user->data, user->len, NULL);
 
     if (un && un->prefs_off == 0) {
         m = ngx_http_mitte_alloc(ctx, sizeof(mitte_prefs_t), un);
@@ -173,21 +253,15 @@ ngx_http_mitte_prefs_body(ngx_http_request_t *r)
 
     if (un == NULL || un->prefs_off == 0) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-        rc = ngx_http_mitte_reply_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                        "unavailable", "The zone is full.");
-        ngx_http_finalize_request(r, rc);
-        return;
+        return NGX_DECLINED;
     }
 
-    ngx_memcpy((u_char *) ctx->shpool + un->prefs_off, &p,
+    ngx_memcpy((u_char *) ctx->shpool + un->prefs_off, p,
                sizeof(mitte_prefs_t));
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    ngx_http_mitte_prefs_get(r, &user, &shown);
-
-    ngx_http_finalize_request(r, ngx_http_mitte_prefs_reply(r, &shown));
+    return NGX_OK;
 }
 
 

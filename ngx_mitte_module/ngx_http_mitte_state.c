@@ -473,6 +473,7 @@ ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx, u_char *p,
     size_t len, ngx_uint_t restart, ngx_http_mitte_loaded_t *ld)
 {
     u_char                      *end;
+    ngx_queue_t                 *q;
     ngx_http_mitte_sh_t         *sh;
     ngx_http_mitte_rec_t        *rec;
     ngx_http_mitte_counters_t    now;
@@ -533,6 +534,23 @@ ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx, u_char *p,
                 + (ld->users - (ngx_uint_t) sh->counters.users);
     ld->endpoints_kept = (ngx_uint_t) sh->counters.endpoints;
     ld->users_kept = (ngx_uint_t) sh->counters.users;
+
+    /*
+     * what was kept, not what was read: a user evicted later in the same
+     * load took its notifications along
+     */
+
+    ld->notes = 0;
+
+    for (q = ngx_queue_head(&sh->user_lru);
+         q != ngx_queue_sentinel(&sh->user_lru);
+         q = ngx_queue_next(q))
+    {
+        un = ngx_queue_data(q, ngx_http_mitte_user_node_t, queue);
+        ld->notes += un->nnotes;
+    }
+
+    ld->sends = sh->npending[0] + sh->npending[1] + sh->ndone;
 
     return NGX_OK;
 }
@@ -1101,8 +1119,9 @@ ngx_http_mitte_state_begin(ngx_http_mitte_zone_ctx_t *ctx,
 
 /*
  * The records (rc: whether they were all taken) to "<path>.tmp", synced,
- * renamed over the path. "quiet": errors are logged at most once a minute
- * (the timer's writes).
+ * renamed over the path; on a failure once it was opened, "<path>.tmp" is
+ * removed (a partial file would hold its space until the next write).
+ * "quiet": errors are logged at most once a minute (the timer's writes).
  */
 
 static ngx_int_t
@@ -1112,6 +1131,7 @@ ngx_http_mitte_state_finish(ngx_http_mitte_zone_ctx_t *ctx,
 {
     ngx_fd_t                      fd;
     ngx_err_t                     err;
+    ngx_uint_t                    tmp;
     ngx_time_t                   *tp;
     const char                   *what;
     ngx_http_mitte_state_head_t   head;
@@ -1119,6 +1139,7 @@ ngx_http_mitte_state_finish(ngx_http_mitte_zone_ctx_t *ctx,
     fd = NGX_INVALID_FILE;
     err = 0;
     what = NULL;
+    tmp = 0;
 
     if (rc != NGX_OK || rs->failed) {
         what = "no memory for the records of";
@@ -1144,6 +1165,8 @@ ngx_http_mitte_state_finish(ngx_http_mitte_zone_ctx_t *ctx,
         what = ngx_open_file_n " failed for";
         goto failed;
     }
+
+    tmp = 1;
 
     if (ngx_http_mitte_state_write_all(fd, (u_char *) &head, sizeof(head))
         != NGX_OK
@@ -1177,6 +1200,8 @@ ngx_http_mitte_state_finish(ngx_http_mitte_zone_ctx_t *ctx,
         goto failed;
     }
 
+    tmp = 0;
+
     /* the rename itself lasts once the directory is synced */
 
     fd = ngx_open_file(ctx->state_dir.data, NGX_FILE_RDONLY, NGX_FILE_OPEN,
@@ -1198,6 +1223,12 @@ failed:
 
     if (fd != NGX_INVALID_FILE) {
         (void) ngx_close_file(fd);
+    }
+
+    if (tmp && ngx_delete_file(ctx->state_tmp.data) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "mitte_state_file: " ngx_delete_file_n " \"%s\" "
+                      "failed", ctx->state_tmp.data);
     }
 
     ngx_http_mitte_records_free(rs);

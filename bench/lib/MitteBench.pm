@@ -22,7 +22,7 @@ package MitteBench;
 #
 # Environment read here (each script documents those it uses):
 #   MITTE_MODULE   the module (default build/ngx_http_mitte_module.so)
-#   NGINX          the nginx binary (default /usr/sbin/nginx)
+#   MITTE_NGINX    the nginx binary, or NGINX (/usr/sbin/nginx)
 #   BENCH_KEEP     1 keeps the temp dir
 #
 # Core Perl only.
@@ -58,7 +58,7 @@ our @EXPORT = qw(
 );
 
 our $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/../..');
-our $NGINX = $ENV{NGINX} // '/usr/sbin/nginx';
+our $NGINX = $ENV{MITTE_NGINX} // $ENV{NGINX} // '/usr/sbin/nginx';
 our $MODULE = $ENV{MITTE_MODULE} // "$ROOT/build/ngx_http_mitte_module.so";
 our $KEEP = $ENV{BENCH_KEEP} // 0;
 
@@ -183,6 +183,7 @@ sub spawn {
                 open STDERR, '>', $err or die "$err: $!\n";
             }
             open STDIN, '<', '/dev/null' or die "/dev/null: $!\n";
+            delete $ENV{NGINX};    # nginx's own: inherited sockets
             exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!\n";
         };
         print STDERR $@;

@@ -190,16 +190,26 @@ test_endpoint_partial(void **state)
     assert_true(doc.has_name);
     assert_int_equal(doc.name_len, 0);
 
-    /* repeated fields: the last wins */
-    assert_int_equal(ep_parse("{\"name\": \"a\", \"name\": \"bb\","
-                              " \"hours\": [{\"hour\": 0, \"requests\": 1}],"
-                              " \"hours\": [{\"hour\": 7200,"
-                              " \"requests\": 2}, {\"hour\": 7200,"
-                              " \"requests\": 3}]}", &doc, &err), 0);
-    assert_string_equal(doc.name, "bb");
-    assert_int_equal(doc.nhours, 2);
-    assert_int_equal(doc.hours[0].hour, 2);
-    assert_int_equal(doc.hours[1].requests, 3);
+    /* a repeated field is refused: readers would disagree on it */
+    ep_bad("{\"name\": \"a\", \"name\": \"bb\"}", "invalid_json", NULL);
+    ep_bad("{\"hours\": [{\"hour\": 0, \"requests\": 1,"
+           " \"requests\": 2}]}", "invalid_json", NULL);
+
+    /* control characters in a name or user, but a tab */
+    ep_bad("{\"name\": \"a\\r\\nb\"}", "invalid_field", NULL);
+    ep_bad("{\"name\": \"a\\u0001b\"}", "invalid_field", NULL);
+    ep_bad("{\"user\": \"a\\nb\"}", "invalid_field", NULL);
+    assert_int_equal(ep_parse("{\"name\": \"a\\tb\"}", &doc, &err), 0);
+    mitte_endpoint_doc_free(&doc);
+
+    /* not strict JSON text: raw control characters, bad UTF-8 */
+    ep_bad("{\"name\": \"a\nb\"}", "invalid_json", NULL);
+    ep_bad("{\"name\": \"\xc0\xae\"}", "invalid_json", NULL);
+    ep_bad("{\"name\": \"\xed\xa0\x80\"}", "invalid_json", NULL);
+    ep_bad("{\"name\": \"\xf4\x90\x80\x80\"}", "invalid_json", NULL);
+    ep_bad("{\"name\": \"\xe2\x82\"}", "invalid_json", NULL);
+    assert_int_equal(ep_parse("{\"name\": \"\xe2\x82\xac \xf0\x9f\x98\x80\"}",
+                              &doc, &err), 0);
     mitte_endpoint_doc_free(&doc);
 
     /* limits: a 128-byte name, a 64-byte user, UTF-8 */
@@ -266,19 +276,23 @@ test_endpoint_invalid_field(void **state)
     ep_bad("{\"nam\": \"x\"}", "invalid_field", "unknown field \"nam\"");
     ep_bad("{\"Name\": \"x\"}", "invalid_field", NULL);
     ep_bad("{\"name\": 5}", "invalid_field",
-           "name must be a string of at most 128 bytes, or null");
+           "name must be a string of at most 128 bytes without control "
+           "characters, or null");
     ep_bad("{\"name\": true}", "invalid_field", NULL);
     ep_bad("{\"name\": [\"x\"]}", "invalid_field", NULL);
     ep_bad("{\"user\": 5}", "invalid_field",
-           "user must be a string of at most 64 bytes, or null");
+           "user must be a string of at most 64 bytes without control "
+           "characters, or null");
     ep_bad("{\"user\": {}}", "invalid_field", NULL);
 
     snprintf(body, sizeof(body), "{\"name\": \"%0129d\"}", 0);
     ep_bad(body, "invalid_field",
-           "name must be a string of at most 128 bytes, or null");
+           "name must be a string of at most 128 bytes without control "
+           "characters, or null");
     snprintf(body, sizeof(body), "{\"user\": \"%065d\"}", 0);
     ep_bad(body, "invalid_field",
-           "user must be a string of at most 64 bytes, or null");
+           "user must be a string of at most 64 bytes without control "
+           "characters, or null");
 
     /* NUL as an escape would cut the string short */
     ep_bad("{\"name\": \"a\\u0000b\"}", "invalid_field", NULL);
@@ -408,13 +422,10 @@ test_user_valid(void **state)
     assert_true(doc.has_email);
     assert_int_equal(doc.email_len, 0);
 
-    /* repeated: the last wins */
-    assert_int_equal(user_parse("{\"email\": \"a@b\", \"email\": null,"
-                                " \"plan\": \"free\", \"plan\": \"PRO\"}",
-                                &doc, &err), 0);
-    assert_int_equal(doc.email_len, 0);
-    assert_string_equal(doc.email, "");
-    assert_int_equal(doc.plan, MITTE_PLAN_PRO);
+    /* repeated: refused */
+    assert_int_equal(user_parse("{\"email\": \"a@b\", \"email\": null}",
+                                &doc, &err), -1);
+    assert_string_equal(err.code, "invalid_json");
 }
 
 

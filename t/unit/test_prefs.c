@@ -259,9 +259,9 @@ test_partial(void **state)
     ok(&p, "{\"webhook\":{\"format\":\"json\"}}");
     assert_int_equal(p.format, MITTE_WEBHOOK_JSON);
 
-    /* a repeated field: the last one */
-    ok(&p, "{\"email\":{\"enabled\":true,\"enabled\":false}}");
-    assert_int_equal(p.email_enabled, 0);
+    /* a repeated field is refused (readers would disagree on it) */
+    refused(&p, "{\"email\":{\"enabled\":true,\"enabled\":false}}",
+            "invalid_json", NULL);
 
     /* a longer value then a shorter one leaves no tail */
     ok(&p, "{\"webhook\":{\"url\":\"http://a.example/long/path\"}}");
@@ -502,8 +502,8 @@ test_refusals(void **state)
             "webhook.enabled");
     refused(&d, "{\"webhook\":{\"enabled\":true,\"url\":null}}",
             "invalid_field", "webhook.enabled");
-    refused(&d, "{\"webhook\":{\"url\":\"http://x.example/\",\"url\":null,"
-            "\"enabled\":true}}", "invalid_field", "webhook.enabled");
+    refused(&d, "{\"webhook\":{\"url\":null,\"enabled\":true}}",
+            "invalid_field", "webhook.enabled");
 
     /* all or nothing: an error after good fields stores none of them */
     refused(&p, "{\"email\":{\"enabled\":false},\"foo\":1}",

@@ -16,7 +16,8 @@ import { fileURLToPath } from "node:url";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)),
                                  "../../..");
-const NGINX = process.env.NGINX || "/usr/sbin/nginx";
+const NGINX = process.env.MITTE_NGINX || process.env.NGINX
+              || "/usr/sbin/nginx";
 const MODULE = path.resolve(ROOT, process.env.MITTE_MODULE
                                   || "build/ngx_http_mitte_module.so");
 
@@ -102,10 +103,13 @@ export class Demo {
 
   async launch() {
     const out = fs.openSync(path.join(this.dir, "stderr.log"), "a");
+    // NGINX is nginx's own: the sockets of a binary upgrade ([emerg])
+    const env = { ...process.env };
+    delete env.NGINX;
     this.proc = spawn(NGINX, ["-p", `${ROOT}/`, "-c", `${this.dir}/nginx.conf`,
                               "-e", `${this.dir}/error.log`,
                               "-g", "daemon off; master_process on;"],
-                      { stdio: ["ignore", out, out] });
+                      { stdio: ["ignore", out, out], env });
     fs.closeSync(out);
     this.exited = new Promise((r) => this.proc.once("exit", (code, sig) => r({ code, sig })));
     for (let i = 0; i < 100; i++) {

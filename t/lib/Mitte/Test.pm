@@ -48,8 +48,10 @@ package Mitte::Test;
 # has its answer: deliver() and wait_recorded() wait for the record, so that
 # tests do not race the module.
 #
-# Environment: MITTE_MODULE (the .so), MITTE_NGINX or NGINX (the binary,
-# /usr/sbin/nginx), MITTE_KEEP=1 keeps the temporary directories,
+# Environment: MITTE_MODULE (the .so), MITTE_NGINX (the binary,
+# /usr/sbin/nginx; NGINX is read too, but nginx reads NGINX itself, as the
+# sockets of a binary upgrade: the harness takes it out of nginx's
+# environment), MITTE_KEEP=1 keeps the temporary directories,
 # MITTE_VERBOSE=1 prints the generated configuration.
 #
 # A line of an ASan or UBSan report in the error log (nginx sends its
@@ -118,7 +120,7 @@ sub require_module {
     my $so = module_path();
     my $nginx = nginx_binary();
 
-    plan skip_all => "nginx not found at $nginx (set NGINX)"
+    plan skip_all => "nginx not found at $nginx (set MITTE_NGINX)"
         unless -x $nginx;
     plan skip_all => "module not built: $so is missing"
         . " (run make, or set MITTE_MODULE)"
