@@ -43,6 +43,7 @@ static ngx_rbtree_node_t *ngx_http_mitte_sweep_after(ngx_rbtree_t *tree,
     ngx_http_mitte_sweep_t *sw);
 static void ngx_http_mitte_sweep_timer(ngx_event_t *ev);
 static void ngx_http_mitte_sweep_manual(ngx_event_t *ev);
+static void ngx_http_mitte_sweep_abort(void *data);
 static uint64_t ngx_http_mitte_cpu_usec(void);
 
 
@@ -105,12 +106,27 @@ ngx_http_mitte_sweep_timer(ngx_event_t *ev)
 ngx_int_t
 ngx_http_mitte_sweep_request(ngx_http_request_t *r)
 {
+    ngx_http_cleanup_t      *cln;
     ngx_http_mitte_sweep_t  *sw;
 
     sw = ngx_pcalloc(r->pool, sizeof(ngx_http_mitte_sweep_t));
     if (sw == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    /*
+     * the sweep's event lives in the request's pool: a request ended
+     * early (a bad chunked body, worker_shutdown_timeout) must not leave
+     * it posted; the next timer sweep covers what this one did not do
+     */
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_mitte_sweep_abort;
+    cln->data = sw;
 
     sw->mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
     sw->request = r;
@@ -128,6 +144,17 @@ ngx_http_mitte_sweep_request(ngx_http_request_t *r)
     ngx_post_event(&sw->ev, &ngx_posted_next_events);
 
     return NGX_DONE;
+}
+
+
+static void
+ngx_http_mitte_sweep_abort(void *data)
+{
+    ngx_http_mitte_sweep_t  *sw = data;
+
+    if (sw->ev.posted) {
+        ngx_delete_posted_event(&sw->ev);
+    }
 }
 
 
