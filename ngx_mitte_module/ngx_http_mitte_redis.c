@@ -128,6 +128,7 @@ static void ngx_http_mitte_redis_retry(ngx_event_t *ev);
 static ngx_http_mitte_redis_cmd_t *ngx_http_mitte_redis_cmd(
     ngx_http_mitte_redis_worker_t *w, ngx_http_mitte_redis_handler_pt handler,
     void *data);
+static ngx_int_t ngx_http_mitte_redis_once(const char *word, size_t len);
 static ngx_int_t ngx_http_mitte_redis_queued(ngx_http_mitte_redis_worker_t *w,
     ngx_http_mitte_redis_cmd_t *cmd, int rc);
 static ngx_int_t ngx_http_mitte_redis_argv(ngx_http_mitte_redis_worker_t *w,
@@ -1022,6 +1023,37 @@ ngx_http_mitte_redis_retry(ngx_event_t *ev)
 }
 
 
+/*
+ * Commands whose callback hiredis keeps and calls once a message: the
+ * handler of a command is called exactly once, and its memory freed then.
+ */
+
+static ngx_int_t
+ngx_http_mitte_redis_once(const char *word, size_t len)
+{
+    size_t       n;
+    ngx_uint_t   i;
+
+    static const char  *kept[] = {
+        "subscribe", "psubscribe", "ssubscribe", "monitor", NULL
+    };
+
+    for (n = 0; n < len && word[n] != ' ' && word[n] != '\0'; n++) {
+        /* void */
+    }
+
+    for (i = 0; kept[i]; i++) {
+        if (n == ngx_strlen(kept[i])
+            && ngx_strncasecmp((u_char *) word, (u_char *) kept[i], n) == 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_mitte_redis_command(ngx_http_mitte_redis_handler_pt handler,
     void *data, const char *fmt, ...)
@@ -1032,6 +1064,10 @@ ngx_http_mitte_redis_command(ngx_http_mitte_redis_handler_pt handler,
     ngx_http_mitte_redis_worker_t  *w;
 
     w = &ngx_http_mitte_redis_worker;
+
+    if (ngx_http_mitte_redis_once(fmt, ngx_strlen(fmt)) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (!w->ready) {
         return NGX_DECLINED;
@@ -1058,6 +1094,12 @@ ngx_http_mitte_redis_command_argv(ngx_http_mitte_redis_handler_pt handler,
     ngx_http_mitte_redis_worker_t  *w;
 
     w = &ngx_http_mitte_redis_worker;
+
+    if (argc < 1
+        || ngx_http_mitte_redis_once(argv[0], argvlen[0]) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (!w->ready) {
         return NGX_DECLINED;

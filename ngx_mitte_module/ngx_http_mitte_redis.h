@@ -66,6 +66,11 @@ ngx_int_t ngx_http_mitte_redis_ready(void);
  * A command, in hiredis's format (%s, %b) or as argv: NGX_OK when queued
  * (the handler is then called exactly once, possibly with an error), or
  * NGX_DECLINED at once when the connection is not ready: nothing waits.
+ * Not for SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE or MONITOR (hiredis calls their
+ * callback once a message, the handler is called once): refused with
+ * NGX_ERROR. Not for blocking commands (BLPOP, XREAD BLOCK, ...) either:
+ * the command timeout would drop the shared connection; they need a
+ * connection of their own.
  */
 ngx_int_t ngx_http_mitte_redis_command(ngx_http_mitte_redis_handler_pt handler,
     void *data, const char *fmt, ...);
