@@ -97,6 +97,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                   slug;       /* empty: not a delivery */
     ngx_str_t                   user;
+    ngx_rbtree_key_t            hash;       /* the slug's */
     void                       *sub;        /* an event stream's subscriber */
     u_char                      rid[32];    /* $request_id, when made here */
 } ngx_http_mitte_ctx_t;

@@ -69,6 +69,7 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
     int64_t                      t;
     ngx_str_t                    slug, user, s;
     ngx_time_t                  *tp;
+    ngx_rbtree_key_t             hash;
     ngx_uint_t                   limit;
     ngx_http_mitte_ctx_t        *ctx;
     ngx_http_mitte_visit_t       v;
@@ -92,7 +93,7 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (!mitte_slug_valid(slug.data, slug.len)) {
+    if (ngx_http_mitte_slug_hash(slug.data, slug.len, &hash) != NGX_OK) {
         if (ngx_http_mitte_may_warn(r)) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "mitte: invalid endpoint slug \"%*s\" not "
@@ -128,6 +129,7 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
     }
 
     ctx->slug = slug;
+    ctx->hash = hash;
     ctx->user = user;
     ctx->sub = NULL;
 
@@ -246,6 +248,7 @@ ngx_http_mitte_log_handler(ngx_http_request_t *r)
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
 
     d.slug = ctx->slug;
+    d.hash = ctx->hash;
     d.user = ctx->user;
     d.status = ngx_http_mitte_status(r);
     d.success = mitte_status_set_has(mlcf->success, d.status);

@@ -174,7 +174,8 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
         ctx->sh->counters.failure++;
     }
 
-    en = ngx_http_mitte_endpoint_get(ctx, d->slug.data, d->slug.len);
+    en = ngx_http_mitte_endpoint_get_hash(ctx, d->slug.data, d->slug.len,
+                                          d->hash);
 
     if (en == NULL) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);

@@ -16,6 +16,7 @@
 /* what a delivery brings to the zone */
 typedef struct {
     ngx_str_t                   slug;
+    ngx_rbtree_key_t            hash;       /* the slug's */
     ngx_str_t                   user;
     ngx_str_t                   name;
     ngx_str_t                   method;

@@ -20,8 +20,12 @@
 #include "mitte_util.h"
 
 
-/* layout version of the zone's structures; a new layout needs a restart */
-#define NGX_HTTP_MITTE_ZONE_VERSION     2
+/*
+ * layout version of the zone's structures; a new layout needs a restart
+ * (the records' own version, that of the state file, is in
+ * ngx_http_mitte_state.c)
+ */
+#define NGX_HTTP_MITTE_ZONE_VERSION     3
 
 
 /*
@@ -247,6 +251,7 @@ typedef struct {
 
 typedef struct {
     ngx_uint_t                  version;
+    uint64_t                    gen;        /* bumped when a node is freed */
     ngx_rbtree_t                ep_rbtree;
     ngx_rbtree_node_t           ep_sentinel;
     ngx_queue_t                 ep_lru;
@@ -285,6 +290,11 @@ typedef void (*ngx_http_mitte_key_pt)(ngx_rbtree_node_t *node,
     ngx_str_t *name);
 
 
+/* ngx_http_mitte_zone.c: without the lock */
+ngx_int_t ngx_http_mitte_slug_hash(u_char *p, size_t len,
+    ngx_rbtree_key_t *hash);
+void ngx_http_mitte_cache_reset(void);
+
 /* ngx_http_mitte_zone.c: with the zone locked */
 void ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
@@ -301,6 +311,12 @@ ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_lookup(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
 ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_get(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
+ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_find(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len,
+    ngx_rbtree_key_t hash);
+ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_get_hash(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len,
+    ngx_rbtree_key_t hash);
 void ngx_http_mitte_endpoint_delete(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_endpoint_node_t *en);
 ngx_int_t ngx_http_mitte_endpoint_set_user(ngx_http_mitte_endpoint_node_t *en,

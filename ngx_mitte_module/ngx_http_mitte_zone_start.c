@@ -35,6 +35,9 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx = shm_zone->data;
 
+    /* a zone made or taken over here: what this process found is moot */
+    ngx_http_mitte_cache_reset();
+
     if (octx) {
         if (octx->sh->version != NGX_HTTP_MITTE_ZONE_VERSION) {
             ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
