@@ -63,10 +63,14 @@ mitte_ring_add(mitte_ring_t *r, uint32_t hour, uint32_t requests,
         return -1;
     }
 
-    mitte_ring_advance(r, hour);
+    /* the current hour, most of the time: nothing to advance */
 
-    if (!mitte_ring_holds(r, hour)) {
-        return -1;
+    if (hour != r->hour) {
+        mitte_ring_advance(r, hour);
+
+        if (!mitte_ring_holds(r, hour)) {
+            return -1;
+        }
     }
 
     b = &r->b[hour % MITTE_RING_HOURS];

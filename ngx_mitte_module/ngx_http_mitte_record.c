@@ -13,6 +13,10 @@
 
 #include <openssl/rand.h>
 
+#if (defined __SSE2__ && NGX_HAVE_LITTLE_ENDIAN)
+#include <emmintrin.h>
+#endif
+
 
 static ngx_int_t ngx_http_mitte_refuse(ngx_http_request_t *r,
     ngx_http_mitte_loc_conf_t *mlcf, ngx_uint_t limit, int64_t now);
@@ -20,7 +24,7 @@ static ngx_uint_t ngx_http_mitte_status(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_mitte_may_warn(ngx_http_request_t *r);
 static void ngx_http_mitte_request_id(ngx_http_request_t *r,
     ngx_http_mitte_main_conf_t *mmcf, u_char *buf, ngx_str_t *rid);
-static void ngx_http_mitte_hex16(u_char *p, uint64_t v);
+static void ngx_http_mitte_hex32(u_char *p, uint64_t *v);
 
 
 /* per worker: a xorshift128+ generator for request ids, seeded at start */
@@ -379,9 +383,7 @@ ngx_http_mitte_request_id(ngx_http_request_t *r,
         ngx_http_mitte_rid_state[1] = s1 ^ s0 ^ (s1 >> 18) ^ (s0 >> 5);
     }
 
-    for (i = 0; i < 2; i++) {
-        ngx_http_mitte_hex16(p + i * 16, v[i]);
-    }
+    ngx_http_mitte_hex32(p, v);
 
     vv->data = p;
     vv->len = 32;
@@ -395,19 +397,54 @@ ngx_http_mitte_request_id(ngx_http_request_t *r,
 
 
 /*
- * 64 bits as 16 lowercase hex digits, a nibble per byte at once: spread
- * the nibbles into bytes, then add '0', and 'a' - '0' - 10 more where a
- * nibble is over 9.
+ * 128 bits (v[0], then v[1]) as 32 lowercase hex digits, the most
+ * significant nibble first. With SSE2: every byte split into its two
+ * nibbles at once, then '0' added, and 'a' - '0' - 10 more where a nibble
+ * is over 9.
+ */
+
+#if (defined __SSE2__ && NGX_HAVE_LITTLE_ENDIAN)
+
+static void
+ngx_http_mitte_hex32(u_char *p, uint64_t *v)
+{
+    __m128i  x, hi, lo, d, m;
+
+    x = _mm_set_epi64x((long long) __builtin_bswap64(v[1]),
+                       (long long) __builtin_bswap64(v[0]));
+    m = _mm_set1_epi8(0x0f);
+
+    hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
+    lo = _mm_and_si128(x, m);
+
+    d = _mm_unpacklo_epi8(hi, lo);
+    d = _mm_add_epi8(d, _mm_add_epi8(_mm_set1_epi8('0'),
+            _mm_and_si128(_mm_cmpgt_epi8(d, _mm_set1_epi8(9)),
+                          _mm_set1_epi8('a' - '0' - 10))));
+    _mm_storeu_si128((__m128i *) p, d);
+
+    d = _mm_unpackhi_epi8(hi, lo);
+    d = _mm_add_epi8(d, _mm_add_epi8(_mm_set1_epi8('0'),
+            _mm_and_si128(_mm_cmpgt_epi8(d, _mm_set1_epi8(9)),
+                          _mm_set1_epi8('a' - '0' - 10))));
+    _mm_storeu_si128((__m128i *) (p + 16), d);
+}
+
+#else
+
+/*
+ * Without SSE2: 32 bits at a step, a nibble per byte at once: spread the
+ * nibbles into bytes, then add as above.
  */
 
 static void
-ngx_http_mitte_hex16(u_char *p, uint64_t v)
+ngx_http_mitte_hex32(u_char *p, uint64_t *v)
 {
     uint64_t    x, m;
     ngx_uint_t  i;
 
-    for (i = 0; i < 2; i++) {
-        x = (i == 0) ? (v >> 32) : (v & 0xffffffff);
+    for (i = 0; i < 4; i++) {
+        x = (i & 1) ? (v[i >> 1] & 0xffffffff) : (v[i >> 1] >> 32);
 
         x = ((x & 0xffff0000ULL) << 16) | (x & 0x0000ffffULL);
         x = ((x & 0x0000ff000000ff00ULL) << 8) | (x & 0x000000ff000000ffULL);
@@ -430,3 +467,5 @@ ngx_http_mitte_hex16(u_char *p, uint64_t v)
         p += 8;
     }
 }
+
+#endif

@@ -34,6 +34,11 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_user_node_t  *un;
 
+    /* the warning threshold of the plan seen last, per process */
+    static ngx_uint_t  cached_limit = (ngx_uint_t) -1;
+    static ngx_uint_t  cached_warn;
+    static uint32_t    cached_threshold;
+
     ctx = mmcf->shm_zone->data;
     notes = 0;
 
@@ -105,8 +110,14 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
         u->used++;
     }
 
-    threshold = mitte_quota_threshold((uint32_t) *limit,
-                                      (uint32_t) mmcf->quota[plan].warn);
+    if (*limit != cached_limit || mmcf->quota[plan].warn != cached_warn) {
+        cached_limit = *limit;
+        cached_warn = mmcf->quota[plan].warn;
+        cached_threshold = mitte_quota_threshold((uint32_t) cached_limit,
+                                                 (uint32_t) cached_warn);
+    }
+
+    threshold = cached_threshold;
 
     if (u->used >= threshold && !(u->flags & NGX_HTTP_MITTE_USER_WARNED)) {
         u->flags |= NGX_HTTP_MITTE_USER_WARNED;
@@ -154,6 +165,7 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
 {
     u_char                           msg[NGX_HTTP_MITTE_MESSAGE_MAX];
     size_t                           len;
+    int64_t                          sec;
     uint32_t                         hour, count;
     ngx_str_t                        name;
     ngx_uint_t                       type;
@@ -162,8 +174,20 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_user_node_t      *un;
     ngx_http_mitte_endpoint_node_t  *en;
 
+    /* the calendar once per second and process */
+    static int64_t   cached_sec = -1;
+    static uint32_t  cached_hour;
+
     ctx = mmcf->shm_zone->data;
-    hour = mitte_hour_of((int64_t) (d->now_ms / 1000));
+
+    sec = (int64_t) (d->now_ms / 1000);
+
+    if (sec != cached_sec) {
+        cached_hour = mitte_hour_of(sec);
+        cached_sec = sec;
+    }
+
+    hour = cached_hour;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
