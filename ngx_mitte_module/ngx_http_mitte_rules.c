@@ -14,12 +14,108 @@
 
 
 static uint64_t ngx_http_mitte_now_ms(void);
+static ngx_inline void ngx_http_mitte_lock(ngx_shmtx_t *mtx);
+static ngx_inline void ngx_http_mitte_unlock(ngx_shmtx_t *mtx);
+#if (NGX_HAVE_ATOMIC_OPS)
+static ngx_inline void ngx_http_mitte_lock_wake(ngx_shmtx_t *mtx);
+#endif
 static void ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     int64_t now, uint64_t now_ms, ngx_uint_t *notes);
 static ngx_uint_t ngx_http_mitte_quota_note(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     ngx_uint_t type, u_char *msg, size_t len, uint64_t now_ms);
+
+
+/*
+ * The zone's lock, taken and released twice by every request: the case
+ * of a free lock without a call into nginx.
+ *
+ * Both follow nginx's ngx_shmtx lock protocol (src/core/ngx_shmtx.c, as
+ * built with atomic operations) and must stay identical to it: nginx's
+ * slab allocator and the module's other files take the same mutex with
+ * ngx_shmtx_lock() and ngx_shmtx_unlock(), and every side must agree on
+ * what its words mean. The lock word holds the owner's pid, 0 when free.
+ * A process that goes to sleep on the semaphore first adds itself to the
+ * "wait" count, so the process that releases the lock takes one off that
+ * count, and posts the semaphore, only when the count is above 0.
+ * Everything else (a taken lock: spinning, sleeping) is left to
+ * ngx_shmtx_lock(), and a build without atomic operations calls nginx's
+ * functions alone.
+ */
+
+static ngx_inline void
+ngx_http_mitte_lock(ngx_shmtx_t *mtx)
+{
+#if (NGX_HAVE_ATOMIC_OPS)
+
+    /* free: taken with one compare-and-set, nginx's own first try */
+
+    if (*mtx->lock == 0 && ngx_atomic_cmp_set(mtx->lock, 0, ngx_pid)) {
+        return;
+    }
+
+#endif
+
+    ngx_shmtx_lock(mtx);
+}
+
+
+static ngx_inline void
+ngx_http_mitte_unlock(ngx_shmtx_t *mtx)
+{
+#if (NGX_HAVE_ATOMIC_OPS)
+
+    if (ngx_atomic_cmp_set(mtx->lock, ngx_pid, 0)) {
+        ngx_http_mitte_lock_wake(mtx);
+    }
+
+#else
+
+    ngx_shmtx_unlock(mtx);
+
+#endif
+}
+
+
+#if (NGX_HAVE_ATOMIC_OPS)
+
+/*
+ * After a release: one sleeping process woken, when one sleeps (nginx's
+ * own wake-up is static in ngx_shmtx.c)
+ */
+
+static ngx_inline void
+ngx_http_mitte_lock_wake(ngx_shmtx_t *mtx)
+{
+#if (NGX_HAVE_POSIX_SEM)
+
+    ngx_atomic_uint_t  n;
+
+    if (!mtx->semaphore) {
+        return;
+    }
+
+    do {
+        n = *mtx->wait;
+
+        if ((ngx_atomic_int_t) n <= 0) {
+            /* nobody sleeps on the semaphore: no post */
+            return;
+        }
+
+    } while (!ngx_atomic_cmp_set(mtx->wait, n, n - 1));
+
+    if (sem_post(&mtx->sem) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                      "mitte: sem_post() to wake a waiter of the zone's "
+                      "lock failed");
+    }
+
+#endif
+}
+
+#endif
 
 
 ngx_http_mitte_quota_e
@@ -42,12 +138,12 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
     ctx = mmcf->shm_zone->data;
     notes = 0;
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ngx_http_mitte_lock(&ctx->shpool->mutex);
 
     un = ngx_http_mitte_user_get(ctx, v->user.data, v->user.len, NULL);
 
     if (un == NULL) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_http_mitte_unlock(&ctx->shpool->mutex);
         return NGX_HTTP_MITTE_QUOTA_UNKNOWN;
     }
 
@@ -93,7 +189,7 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
                                                msg, len, v->now_ms);
         }
 
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_http_mitte_unlock(&ctx->shpool->mutex);
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "mitte rules: user \"%V\" at the quota of %ui: "
@@ -130,7 +226,7 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
                                            msg, len, v->now_ms);
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    ngx_http_mitte_unlock(&ctx->shpool->mutex);
 
     /* the event stream hears of notifications only: most visits have none */
 
@@ -189,7 +285,7 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
 
     hour = cached_hour;
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ngx_http_mitte_lock(&ctx->shpool->mutex);
 
     if (d->success) {
         ctx->sh->counters.success++;
@@ -202,7 +298,7 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
                                           d->hash);
 
     if (en == NULL) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_http_mitte_unlock(&ctx->shpool->mutex);
         return NGX_ERROR;
     }
 
@@ -227,7 +323,7 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_event_delivered(ctx, d, en);
 
     if (ev == MITTE_STREAK_NONE || en->user_len == 0) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_http_mitte_unlock(&ctx->shpool->mutex);
         ngx_http_mitte_sse_wake(ctx);
         return NGX_OK;
     }
@@ -258,7 +354,7 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
                                      d->now_ms, en);
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    ngx_http_mitte_unlock(&ctx->shpool->mutex);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "mitte rules: endpoint \"%V\" %s at status %ui",
