@@ -234,11 +234,13 @@ sub total {
     }
     open my $fh, '-|', 'callgrind_annotate', '--auto=no', '--threshold=100',
         '--inclusive=yes', $file or die "callgrind_annotate: $!\n";
+    my $done;
     while (<$fh>) {
+        next if $done;
         next unless /^\s*([\d,]+)\s+\([^)]*\)\s+\S*:$EXIT_WRITE\b/o;
         (my $w = $1) =~ tr/,//d;
         $ir -= $w;
-        last;
+        $done = 1;
     }
     close $fh;
     return $ir;

@@ -264,7 +264,7 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
     int64_t                          sec;
     uint32_t                         hour, count;
     ngx_str_t                        name;
-    ngx_uint_t                       type;
+    ngx_uint_t                       type, watched;
     mitte_streak_event_e             ev;
     ngx_http_mitte_zone_ctx_t       *ctx;
     ngx_http_mitte_user_node_t      *un;
@@ -320,11 +320,22 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
 
     en->last_status = (uint16_t) d->status;
 
-    ngx_http_mitte_event_delivered(ctx, d, en);
+    /* the event, when a stream may want it (now or after a reconnect) */
+
+    watched = ngx_http_mitte_watched(ctx, en->ep.user, en->user_len,
+                                     (uint32_t) sec);
+
+    if (watched) {
+        ngx_http_mitte_event_delivered(ctx, d, en);
+    }
 
     if (ev == MITTE_STREAK_NONE || en->user_len == 0) {
         ngx_http_mitte_unlock(&ctx->shpool->mutex);
-        ngx_http_mitte_sse_wake(ctx);
+
+        if (watched) {
+            ngx_http_mitte_sse_wake(ctx);
+        }
+
         return NGX_OK;
     }
 

@@ -774,6 +774,67 @@ ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
 }
 
 
+/* a user's bucket, by the key's top bits (NGX_HTTP_MITTE_WATCH is 2^10) */
+#define ngx_http_mitte_watch_slot(key)                                       \
+    ((key) >> (sizeof(ngx_rbtree_key_t) * 8 - 10))
+
+
+/*
+ * An event stream opens (n = 1) or closes (n = -1): "all", or the user's
+ * bucket. Buckets that users share only keep more events, never fewer.
+ */
+
+void
+ngx_http_mitte_watch(ngx_http_mitte_zone_ctx_t *ctx, u_char *user,
+    size_t len, ngx_uint_t all, ngx_int_t n)
+{
+    ngx_http_mitte_watch_t  *w;
+
+    w = all ? &ctx->sh->watch_all
+            : &ctx->sh->watch[ngx_http_mitte_watch_slot(
+                                  ngx_http_mitte_hash(user, len))];
+
+    if (n > 0) {
+        w->open++;
+        return;
+    }
+
+    if (w->open) {
+        w->open--;
+    }
+
+    w->closed = (uint32_t) ngx_time();
+}
+
+
+/* whether a delivery's event of this user goes into the replay ring */
+
+ngx_uint_t
+ngx_http_mitte_watched(ngx_http_mitte_zone_ctx_t *ctx, u_char *user,
+    size_t len, uint32_t now)
+{
+    ngx_http_mitte_sh_t     *sh;
+    ngx_http_mitte_watch_t  *w;
+
+    sh = ctx->sh;
+
+    if (sh->watch_all.open
+        || now < sh->watch_until
+        || now - sh->watch_all.closed < NGX_HTTP_MITTE_SSE_GAP)
+    {
+        return 1;
+    }
+
+    if (len == 0) {
+        return 0;
+    }
+
+    w = &sh->watch[ngx_http_mitte_watch_slot(ngx_http_mitte_hash(user, len))];
+
+    return w->open || now - w->closed < NGX_HTTP_MITTE_SSE_GAP;
+}
+
+
 /* a new month starts the quota over */
 
 void

@@ -129,6 +129,22 @@ typedef struct {
 } ngx_http_mitte_event_t;
 
 
+/*
+ * Event streams open per user, in buckets by the user id's hash, and when
+ * one last closed: a delivery's event goes into the replay ring only when
+ * a stream of its user (or a "mitte_sse all" stream) is open, or one
+ * closed less than NGX_HTTP_MITTE_SSE_GAP seconds ago, so that a client
+ * reconnecting with Last-Event-ID within that gap gets every event of it.
+ */
+#define NGX_HTTP_MITTE_WATCH            1024
+#define NGX_HTTP_MITTE_SSE_GAP          900
+
+typedef struct {
+    uint32_t                    open;       /* streams open */
+    uint32_t                    closed;     /* unix s, the last close */
+} ngx_http_mitte_watch_t;
+
+
 /* what a worker publishes of its event stream subscribers */
 typedef struct {
     ngx_atomic_t                subscribers;
@@ -264,6 +280,9 @@ typedef struct {
     ngx_http_mitte_event_t     *events;     /* the replay ring */
     ngx_uint_t                  nevents;
     uint64_t                    event_seq;  /* of the newest event */
+    uint32_t                    watch_until;/* unix s: every event kept */
+    ngx_http_mitte_watch_t      watch_all;  /* "mitte_sse all" streams */
+    ngx_http_mitte_watch_t      watch[NGX_HTTP_MITTE_WATCH];
     ngx_http_mitte_worker_t     workers[NGX_HTTP_MITTE_MAX_WORKERS];
 
     ngx_queue_t                 pending[2]; /* by channel, oldest first */
@@ -332,6 +351,10 @@ ngx_http_mitte_user_node_t *ngx_http_mitte_user_lookup(
 ngx_http_mitte_user_node_t *ngx_http_mitte_user_get(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len, void *keep);
 void ngx_http_mitte_user_roll(ngx_http_mitte_user_t *u, int64_t now);
+void ngx_http_mitte_watch(ngx_http_mitte_zone_ctx_t *ctx, u_char *user,
+    size_t len, ngx_uint_t all, ngx_int_t n);
+ngx_uint_t ngx_http_mitte_watched(ngx_http_mitte_zone_ctx_t *ctx,
+    u_char *user, size_t len, uint32_t now);
 
 /* ngx_http_mitte_zone_start.c: the zone's init, named in postconfiguration */
 ngx_int_t ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data);

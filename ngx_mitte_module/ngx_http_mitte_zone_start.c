@@ -113,6 +113,16 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         ngx_http_mitte_state_restore(shm_zone, ctx);
     }
 
+    if (ctx->sh->event_seq) {
+        /*
+         * events came along (carried over, or from the state file): the
+         * streams that were open then reconnect, and find every event
+         * of their gap, as they would after a stream of theirs closed
+         */
+        ctx->sh->watch_until = (uint32_t) ngx_time()
+                               + NGX_HTTP_MITTE_SSE_GAP;
+    }
+
     return NGX_OK;
 }
 
