@@ -282,7 +282,8 @@ sub variant {
         my %d;
         $d{$_} = (($fr->{$_} // 0) - ($fp->{$_} // 0)) / $N
             for keys %$fp, keys %$fr;
-        my @top = (sort { abs($d{$b}) <=> abs($d{$a}) } keys %d)[0 .. $SPLIT - 1];
+        my @top = (sort { abs($d{$b}) <=> abs($d{$a}) } keys %d)
+            [0 .. $SPLIT - 1];
         print "  exclusive instructions a request, recorded minus plain:\n";
         printf "  %8.1f  %s\n", $d{$_}, $_ for grep { defined } @top;
     }

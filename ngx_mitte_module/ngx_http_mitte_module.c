@@ -604,37 +604,6 @@ ngx_http_mitte_value(ngx_http_request_t *r, ngx_http_mitte_value_t *val,
 
 
 /*
- * Whether len bytes at a and b are the same: 8 bytes at a step, the last
- * step overlapping the one before, with no call for the short names of
- * headers.
- */
-
-static ngx_inline ngx_uint_t
-ngx_http_mitte_same(u_char *a, u_char *b, size_t len)
-{
-    uint64_t  x, y;
-
-    if (len < 8) {
-        return ngx_memcmp(a, b, len) == 0;
-    }
-
-    for ( /* void */ ; len > 8; len -= 8, a += 8, b += 8) {
-        ngx_memcpy(&x, a, 8);
-        ngx_memcpy(&y, b, 8);
-
-        if (x != y) {
-            return 0;
-        }
-    }
-
-    ngx_memcpy(&x, a + len - 8, 8);
-    ngx_memcpy(&y, b + len - 8, 8);
-
-    return x == y;
-}
-
-
-/*
  * A request header by its name in lowercase and nginx's hash of that name
  * (ngx_hash_key()), as the parser made them for each header; the first.
  * "dashes": name is that of a $http_ variable, with "-" for "_", and a

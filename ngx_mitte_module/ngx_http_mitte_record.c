@@ -18,12 +18,14 @@
 #endif
 
 
-static ngx_int_t ngx_http_mitte_refuse(ngx_http_request_t *r,
-    ngx_http_mitte_loc_conf_t *mlcf, ngx_uint_t limit, int64_t now);
+static ngx_http_mitte_cold ngx_int_t ngx_http_mitte_refuse(
+    ngx_http_request_t *r, ngx_http_mitte_loc_conf_t *mlcf, ngx_uint_t limit,
+    int64_t now);
 static ngx_uint_t ngx_http_mitte_status(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_mitte_may_warn(ngx_http_request_t *r);
 static void ngx_http_mitte_request_id(ngx_http_request_t *r,
     ngx_http_mitte_main_conf_t *mmcf, u_char *buf, ngx_str_t *rid);
+static void ngx_http_mitte_delivery_id(ngx_http_mitte_delivery_t *d);
 static void ngx_http_mitte_hex32(u_char *p, uint64_t *v);
 
 
@@ -135,6 +137,7 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
     ctx->slug = slug;
     ctx->hash = hash;
     ctx->user = user;
+    ctx->user_hash = 0;
     ctx->sub = NULL;
 
     ngx_http_set_ctx(r, ctx, ngx_http_mitte_module);
@@ -143,7 +146,11 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    /* the user's key: for the quota, and for the event in the log phase */
+    ctx->user_hash = ngx_http_mitte_key(user.data, user.len);
+
     v.user = user;
+    v.hash = ctx->user_hash;
     v.plan = -1;
     v.trial_ends = -1;
     ngx_str_null(&v.email);
@@ -193,7 +200,7 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
+static ngx_http_mitte_cold ngx_int_t
 ngx_http_mitte_refuse(ngx_http_request_t *r, ngx_http_mitte_loc_conf_t *mlcf,
     ngx_uint_t limit, int64_t now)
 {
@@ -254,6 +261,7 @@ ngx_http_mitte_log_handler(ngx_http_request_t *r)
     d.slug = ctx->slug;
     d.hash = ctx->hash;
     d.user = ctx->user;
+    d.user_hash = ctx->user_hash;
     d.status = ngx_http_mitte_status(r);
     d.success = mitte_status_set_has(mlcf->success, d.status);
 
@@ -274,8 +282,18 @@ ngx_http_mitte_log_handler(ngx_http_request_t *r)
     d.duration = (ms > 0) ? (ngx_msec_t) ms : 0;
 
     d.method = r->method_name;
+    d.request = r;
 
-    ngx_http_mitte_request_id(r, mmcf, ctx->rid, &d.rid);
+    if (mmcf->request_id_used) {
+        /* the access log (or a header) shows it: made in any case */
+        ngx_http_mitte_request_id(r, mmcf, ctx->rid, &d.rid);
+        d.request_id = NULL;
+
+    } else {
+        /* made only for an event: most deliveries have none written */
+        ngx_str_null(&d.rid);
+        d.request_id = ngx_http_mitte_delivery_id;
+    }
 
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "mitte record: endpoint \"%V\" user \"%V\" status %ui "
@@ -341,6 +359,24 @@ ngx_http_mitte_may_warn(ngx_http_request_t *r)
     mmcf->warned = ngx_time();
 
     return 1;
+}
+
+
+/*
+ * ngx_http_mitte_rules_deliver() writes the delivery's event: its request
+ * id, now
+ */
+
+static void
+ngx_http_mitte_delivery_id(ngx_http_mitte_delivery_t *d)
+{
+    ngx_http_mitte_ctx_t        *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    ctx = ngx_http_get_module_ctx(d->request, ngx_http_mitte_module);
+    mmcf = ngx_http_get_module_main_conf(d->request, ngx_http_mitte_module);
+
+    ngx_http_mitte_request_id(d->request, mmcf, ctx->rid, &d->rid);
 }
 
 

@@ -22,9 +22,14 @@ static ngx_inline void ngx_http_mitte_lock_wake(ngx_shmtx_t *mtx);
 static void ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     int64_t now, uint64_t now_ms, ngx_uint_t *notes);
-static ngx_uint_t ngx_http_mitte_quota_note(ngx_http_mitte_main_conf_t *mmcf,
-    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
-    ngx_uint_t type, u_char *msg, size_t len, uint64_t now_ms);
+static ngx_http_mitte_cold ngx_uint_t ngx_http_mitte_quota_note(
+    ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_user_node_t *un, ngx_uint_t type, ngx_uint_t limit,
+    ngx_http_mitte_visit_t *v);
+static ngx_http_mitte_cold void ngx_http_mitte_streak_note(
+    ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en, ngx_http_mitte_delivery_t *d,
+    mitte_streak_event_e ev, uint32_t count);
 
 
 /*
@@ -122,13 +127,14 @@ ngx_http_mitte_quota_e
 ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_visit_t *v, ngx_uint_t enforce, ngx_uint_t *limit)
 {
-    u_char                       msg[NGX_HTTP_MITTE_MESSAGE_MAX];
-    size_t                       len;
     uint32_t                     threshold;
     ngx_uint_t                   plan, notes;
     ngx_http_mitte_user_t       *u;
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_user_node_t  *un;
+
+    static int64_t     visit_sec = -1;
+    static uint32_t    visit_month;
 
     /* the warning threshold of the plan seen last, per process */
     static ngx_uint_t  cached_limit = (ngx_uint_t) -1;
@@ -140,7 +146,8 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
 
     ngx_http_mitte_lock(&ctx->shpool->mutex);
 
-    un = ngx_http_mitte_user_get(ctx, v->user.data, v->user.len, NULL);
+    un = ngx_http_mitte_user_get_hash(ctx, v->user.data, v->user.len,
+                                      v->hash, NULL);
 
     if (un == NULL) {
         ngx_http_mitte_unlock(&ctx->shpool->mutex);
@@ -168,7 +175,16 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
                                    &notes);
     }
 
-    ngx_http_mitte_user_roll(u, v->now);
+    /* the month once per second and process; rolled when it changed */
+
+    if (v->now != visit_sec) {
+        visit_month = mitte_month_of(v->now);
+        visit_sec = v->now;
+    }
+
+    if (u->month != visit_month) {
+        ngx_http_mitte_user_roll(u, v->now);
+    }
 
     plan = u->plan;
     *limit = mmcf->quota[plan].limit;
@@ -179,14 +195,9 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
         if (!(u->flags & NGX_HTTP_MITTE_USER_EXCEEDED)) {
             u->flags |= NGX_HTTP_MITTE_USER_EXCEEDED;
 
-            len = mitte_notify_quota_exceeded_message((char *) msg,
-                                                      sizeof(msg),
-                                                      (uint32_t) *limit,
-                                                      v->now, 1);
-
             notes += ngx_http_mitte_quota_note(mmcf, ctx, un,
                                                NGX_HTTP_MITTE_QUOTA_EXCEEDED,
-                                               msg, len, v->now_ms);
+                                               *limit, v);
         }
 
         ngx_http_mitte_unlock(&ctx->shpool->mutex);
@@ -218,12 +229,9 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
     if (u->used >= threshold && !(u->flags & NGX_HTTP_MITTE_USER_WARNED)) {
         u->flags |= NGX_HTTP_MITTE_USER_WARNED;
 
-        len = mitte_notify_quota_warning_message((char *) msg, sizeof(msg),
-                                                 u->used, (uint32_t) *limit);
-
         notes += ngx_http_mitte_quota_note(mmcf, ctx, un,
                                            NGX_HTTP_MITTE_QUOTA_WARNING,
-                                           msg, len, v->now_ms);
+                                           *limit, v);
     }
 
     ngx_http_mitte_unlock(&ctx->shpool->mutex);
@@ -239,18 +247,33 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
 
 
 /*
- * A quota notification (no endpoint), its message in a buffer of
- * NGX_HTTP_MITTE_MESSAGE_MAX bytes; 1 when it was created.
+ * A quota notification (no endpoint): QUOTA_EXCEEDED or QUOTA_WARNING; 1
+ * when it was created. Apart from rules_visit(), so that the message's
+ * buffer is not in the frame of every request.
  */
 
-static ngx_uint_t
+static ngx_http_mitte_cold ngx_uint_t
 ngx_http_mitte_quota_note(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
-    ngx_uint_t type, u_char *msg, size_t len, uint64_t now_ms)
+    ngx_uint_t type, ngx_uint_t limit, ngx_http_mitte_visit_t *v)
 {
+    u_char  msg[NGX_HTTP_MITTE_MESSAGE_MAX];
+    size_t  len;
+
+    if (type == NGX_HTTP_MITTE_QUOTA_EXCEEDED) {
+        len = mitte_notify_quota_exceeded_message((char *) msg, sizeof(msg),
+                                                  (uint32_t) limit, v->now,
+                                                  1);
+
+    } else {
+        len = mitte_notify_quota_warning_message((char *) msg, sizeof(msg),
+                                                 un->user.used,
+                                                 (uint32_t) limit);
+    }
+
     return ngx_http_mitte_notify(mmcf, ctx, un, type, NULL, 0, msg,
                                  ngx_min(len, NGX_HTTP_MITTE_MESSAGE_MAX - 1),
-                                 now_ms, NULL)
+                                 v->now_ms, NULL)
            == NGX_OK;
 }
 
@@ -259,15 +282,11 @@ ngx_int_t
 ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_delivery_t *d)
 {
-    u_char                           msg[NGX_HTTP_MITTE_MESSAGE_MAX];
-    size_t                           len;
     int64_t                          sec;
     uint32_t                         hour, count;
-    ngx_str_t                        name;
-    ngx_uint_t                       type, watched;
+    ngx_uint_t                       watched;
     mitte_streak_event_e             ev;
     ngx_http_mitte_zone_ctx_t       *ctx;
-    ngx_http_mitte_user_node_t      *un;
     ngx_http_mitte_endpoint_node_t  *en;
 
     /* the calendar once per second and process */
@@ -302,7 +321,12 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
         return NGX_ERROR;
     }
 
-    if (d->user.len) {
+    /* the owner, most of the time the same as before */
+
+    if (d->user.len
+        && !(d->user.len == en->user_len
+             && ngx_http_mitte_same(d->user.data, en->ep.user, d->user.len)))
+    {
         (void) ngx_http_mitte_endpoint_set_user(en, &d->user);
     }
 
@@ -322,10 +346,17 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
 
     /* the event, when a stream may want it (now or after a reconnect) */
 
-    watched = ngx_http_mitte_watched(ctx, en->ep.user, en->user_len,
+    watched = ngx_http_mitte_watched(ctx, en->user_len,
+                                     d->user.len ? d->user_hash
+                                     : ngx_http_mitte_key(en->ep.user,
+                                                          en->user_len),
                                      (uint32_t) sec);
 
     if (watched) {
+        if (d->request_id) {
+            d->request_id(d);
+        }
+
         ngx_http_mitte_event_delivered(ctx, d, en);
     }
 
@@ -339,31 +370,7 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
         return NGX_OK;
     }
 
-    un = ngx_http_mitte_user_get(ctx, en->ep.user, en->user_len, en);
-
-    if (un) {
-        ngx_http_mitte_endpoint_name(ctx, en, &name);
-        name.len = ngx_min(name.len, MITTE_NAME_MAX);
-
-        if (ev == MITTE_STREAK_DOWN) {
-            type = NGX_HTTP_MITTE_ENDPOINT_DOWN;
-            len = mitte_notify_down_message((char *) msg, sizeof(msg),
-                                            (char *) name.data, name.len,
-                                            en->ep.streak.count,
-                                            (unsigned) d->status);
-
-        } else {
-            type = NGX_HTTP_MITTE_ENDPOINT_RECOVERED;
-            len = mitte_notify_recovered_message((char *) msg, sizeof(msg),
-                                                 (char *) name.data, name.len,
-                                                 (unsigned) d->status, count);
-        }
-
-        (void) ngx_http_mitte_notify(mmcf, ctx, un, type, en->ep.slug,
-                                     en->slug_len, msg,
-                                     ngx_min(len, sizeof(msg) - 1),
-                                     d->now_ms, en);
-    }
+    ngx_http_mitte_streak_note(mmcf, ctx, en, d, ev, count);
 
     ngx_http_mitte_unlock(&ctx->shpool->mutex);
 
@@ -375,6 +382,52 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_sse_wake(ctx);
 
     return NGX_OK;
+}
+
+
+/*
+ * ENDPOINT_DOWN or ENDPOINT_RECOVERED to the endpoint's owner, with the
+ * zone locked ("count": the streak before this delivery)
+ */
+
+static ngx_http_mitte_cold void
+ngx_http_mitte_streak_note(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_endpoint_node_t *en,
+    ngx_http_mitte_delivery_t *d, mitte_streak_event_e ev, uint32_t count)
+{
+    u_char                       msg[NGX_HTTP_MITTE_MESSAGE_MAX];
+    size_t                       len;
+    ngx_str_t                    name;
+    ngx_uint_t                   type;
+    ngx_http_mitte_user_node_t  *un;
+
+    un = ngx_http_mitte_user_get(ctx, en->ep.user, en->user_len, en);
+
+    if (un == NULL) {
+        return;
+    }
+
+    ngx_http_mitte_endpoint_name(ctx, en, &name);
+    name.len = ngx_min(name.len, MITTE_NAME_MAX);
+
+    if (ev == MITTE_STREAK_DOWN) {
+        type = NGX_HTTP_MITTE_ENDPOINT_DOWN;
+        len = mitte_notify_down_message((char *) msg, sizeof(msg),
+                                        (char *) name.data, name.len,
+                                        en->ep.streak.count,
+                                        (unsigned) d->status);
+
+    } else {
+        type = NGX_HTTP_MITTE_ENDPOINT_RECOVERED;
+        len = mitte_notify_recovered_message((char *) msg, sizeof(msg),
+                                             (char *) name.data, name.len,
+                                             (unsigned) d->status, count);
+    }
+
+    (void) ngx_http_mitte_notify(mmcf, ctx, un, type, en->ep.slug,
+                                 en->slug_len, msg,
+                                 ngx_min(len, sizeof(msg) - 1),
+                                 d->now_ms, en);
 }
 
 

@@ -68,6 +68,15 @@ ngx_http_mitte_hash(u_char *p, size_t len)
 }
 
 
+/* the same, for callers outside: a name's key, kept for later lookups */
+
+ngx_rbtree_key_t
+ngx_http_mitte_key(u_char *p, size_t len)
+{
+    return ngx_http_mitte_hash(p, len);
+}
+
+
 /*
  * Whether a slug is one (1-64 bytes of [A-Za-z0-9._-]), and its hash:
  * the request's slug is checked in the precontent phase and its hash
@@ -133,6 +142,12 @@ static ngx_rbtree_node_t *ngx_http_mitte_cached(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_uint_t tree, ngx_rbtree_key_t hash, u_char *data, size_t len);
 static void ngx_http_mitte_cache_put(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_uint_t tree, ngx_rbtree_node_t *node);
+static ngx_inline ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_at(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len,
+    ngx_rbtree_key_t hash);
+static ngx_inline ngx_http_mitte_user_node_t *ngx_http_mitte_user_at(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len,
+    ngx_rbtree_key_t hash);
 
 
 /*
@@ -456,15 +471,18 @@ ngx_http_mitte_endpoint_node_t *
 ngx_http_mitte_endpoint_lookup(ngx_http_mitte_zone_ctx_t *ctx, u_char *slug,
     size_t len)
 {
-    return ngx_http_mitte_endpoint_find(ctx, slug, len,
-                                        ngx_http_mitte_hash(slug, len));
+    return ngx_http_mitte_endpoint_at(ctx, slug, len,
+                                      ngx_http_mitte_hash(slug, len));
 }
 
 
-/* the endpoint of a slug whose ngx_http_mitte_hash() the caller has */
+/*
+ * The endpoint of a slug whose ngx_http_mitte_hash() the caller has: the
+ * cache, then the tree; inline, so that the request's path makes no call
+ */
 
-ngx_http_mitte_endpoint_node_t *
-ngx_http_mitte_endpoint_find(ngx_http_mitte_zone_ctx_t *ctx, u_char *slug,
+static ngx_inline ngx_http_mitte_endpoint_node_t *
+ngx_http_mitte_endpoint_at(ngx_http_mitte_zone_ctx_t *ctx, u_char *slug,
     size_t len, ngx_rbtree_key_t hash)
 {
     ngx_rbtree_node_t  *node;
@@ -505,7 +523,7 @@ ngx_http_mitte_endpoint_get_hash(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_rbtree_node_t               *node;
     ngx_http_mitte_endpoint_node_t  *en;
 
-    en = ngx_http_mitte_endpoint_find(ctx, slug, len, hash);
+    en = ngx_http_mitte_endpoint_at(ctx, slug, len, hash);
 
     if (en) {
         if (ngx_queue_prev(&en->queue) == &ctx->sh->ep_lru) {
@@ -578,7 +596,7 @@ ngx_http_mitte_endpoint_set_user(ngx_http_mitte_endpoint_node_t *en,
     }
 
     if (user->len == en->user_len
-        && ngx_memcmp(user->data, en->ep.user, user->len) == 0)
+        && ngx_http_mitte_same(user->data, en->ep.user, user->len))
     {
         return NGX_OK;
     }
@@ -678,10 +696,17 @@ ngx_http_mitte_user_node_t *
 ngx_http_mitte_user_lookup(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
     size_t len)
 {
-    ngx_rbtree_key_t    hash;
-    ngx_rbtree_node_t  *node;
+    return ngx_http_mitte_user_at(ctx, id, len, ngx_http_mitte_hash(id, len));
+}
 
-    hash = ngx_http_mitte_hash(id, len);
+
+/* the user of an id whose ngx_http_mitte_key() the caller has, as above */
+
+static ngx_inline ngx_http_mitte_user_node_t *
+ngx_http_mitte_user_at(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
+    size_t len, ngx_rbtree_key_t hash)
+{
+    ngx_rbtree_node_t  *node;
 
     node = ngx_http_mitte_cached(ctx, NGX_HTTP_MITTE_CACHE_USER, hash, id,
                                  len);
@@ -705,10 +730,19 @@ ngx_http_mitte_user_node_t *
 ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
     size_t len, void *keep)
 {
+    return ngx_http_mitte_user_get_hash(ctx, id, len,
+                                        ngx_http_mitte_hash(id, len), keep);
+}
+
+
+ngx_http_mitte_user_node_t *
+ngx_http_mitte_user_get_hash(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
+    size_t len, ngx_rbtree_key_t hash, void *keep)
+{
     ngx_rbtree_node_t           *node;
     ngx_http_mitte_user_node_t  *un;
 
-    un = ngx_http_mitte_user_lookup(ctx, id, len);
+    un = ngx_http_mitte_user_at(ctx, id, len, hash);
 
     if (un) {
         if (ngx_queue_prev(&un->queue) != &ctx->sh->user_lru) {
@@ -735,7 +769,7 @@ ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
 
     ngx_memzero(un, sizeof(ngx_http_mitte_user_node_t));
 
-    node->key = ngx_http_mitte_hash(id, len);
+    node->key = hash;
     ngx_queue_init(&un->notes);
     un->user.id_len = (uint8_t) len;
     ngx_memcpy(un->user.id, id, len);
@@ -774,11 +808,6 @@ ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
 }
 
 
-/* a user's bucket, by the key's top bits (NGX_HTTP_MITTE_WATCH is 2^10) */
-#define ngx_http_mitte_watch_slot(key)                                       \
-    ((key) >> (sizeof(ngx_rbtree_key_t) * 8 - 10))
-
-
 /*
  * An event stream opens (n = 1) or closes (n = -1): "all", or the user's
  * bucket. Buckets that users share only keep more events, never fewer.
@@ -804,34 +833,6 @@ ngx_http_mitte_watch(ngx_http_mitte_zone_ctx_t *ctx, u_char *user,
     }
 
     w->closed = (uint32_t) ngx_time();
-}
-
-
-/* whether a delivery's event of this user goes into the replay ring */
-
-ngx_uint_t
-ngx_http_mitte_watched(ngx_http_mitte_zone_ctx_t *ctx, u_char *user,
-    size_t len, uint32_t now)
-{
-    ngx_http_mitte_sh_t     *sh;
-    ngx_http_mitte_watch_t  *w;
-
-    sh = ctx->sh;
-
-    if (sh->watch_all.open
-        || now < sh->watch_until
-        || now - sh->watch_all.closed < NGX_HTTP_MITTE_SSE_GAP)
-    {
-        return 1;
-    }
-
-    if (len == 0) {
-        return 0;
-    }
-
-    w = &sh->watch[ngx_http_mitte_watch_slot(ngx_http_mitte_hash(user, len))];
-
-    return w->open || now - w->closed < NGX_HTTP_MITTE_SSE_GAP;
 }
 
 

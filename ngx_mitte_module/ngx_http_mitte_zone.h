@@ -310,6 +310,7 @@ typedef void (*ngx_http_mitte_key_pt)(ngx_rbtree_node_t *node,
 
 
 /* ngx_http_mitte_zone.c: without the lock */
+ngx_rbtree_key_t ngx_http_mitte_key(u_char *p, size_t len);
 ngx_int_t ngx_http_mitte_slug_hash(u_char *p, size_t len,
     ngx_rbtree_key_t *hash);
 void ngx_http_mitte_cache_reset(void);
@@ -330,9 +331,6 @@ ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_lookup(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
 ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_get(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
-ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_find(
-    ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len,
-    ngx_rbtree_key_t hash);
 ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_get_hash(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len,
     ngx_rbtree_key_t hash);
@@ -350,11 +348,96 @@ ngx_http_mitte_user_node_t *ngx_http_mitte_user_lookup(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len);
 ngx_http_mitte_user_node_t *ngx_http_mitte_user_get(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len, void *keep);
+ngx_http_mitte_user_node_t *ngx_http_mitte_user_get_hash(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len,
+    ngx_rbtree_key_t hash, void *keep);
 void ngx_http_mitte_user_roll(ngx_http_mitte_user_t *u, int64_t now);
 void ngx_http_mitte_watch(ngx_http_mitte_zone_ctx_t *ctx, u_char *user,
     size_t len, ngx_uint_t all, ngx_int_t n);
-ngx_uint_t ngx_http_mitte_watched(ngx_http_mitte_zone_ctx_t *ctx,
-    u_char *user, size_t len, uint32_t now);
+
+/*
+ * Whether len bytes at a and b are the same, without a call for the short
+ * names of the hot path: 8 bytes at a step, the last step overlapping the
+ * one before; 4 to 7 bytes in two overlapping 4-byte loads.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_mitte_same(u_char *a, u_char *b, size_t len)
+{
+    uint32_t  x4, y4, z4, w4;
+    uint64_t  x, y;
+
+    if (len < 4) {
+        while (len--) {
+            if (a[len] != b[len]) {
+                return 0;
+            }
+        }
+
+        return 1;
+    }
+
+    if (len < 8) {
+        ngx_memcpy(&x4, a, 4);
+        ngx_memcpy(&y4, b, 4);
+        ngx_memcpy(&z4, a + len - 4, 4);
+        ngx_memcpy(&w4, b + len - 4, 4);
+
+        return x4 == y4 && z4 == w4;
+    }
+
+    for ( /* void */ ; len > 8; len -= 8, a += 8, b += 8) {
+        ngx_memcpy(&x, a, 8);
+        ngx_memcpy(&y, b, 8);
+
+        if (x != y) {
+            return 0;
+        }
+    }
+
+    ngx_memcpy(&x, a + len - 8, 8);
+    ngx_memcpy(&y, b + len - 8, 8);
+
+    return x == y;
+}
+
+
+/* a user's watch bucket, by the key's top bits (NGX_HTTP_MITTE_WATCH: 2^10) */
+#define ngx_http_mitte_watch_slot(key)                                       \
+    ((key) >> (sizeof(ngx_rbtree_key_t) * 8 - 10))
+
+
+/*
+ * With the zone locked: whether a delivery's event goes into the replay
+ * ring; of no user, or of a user whose ngx_http_mitte_key() is "hash".
+ * Inline: every delivery asks.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_mitte_watched(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t user,
+    ngx_rbtree_key_t hash, uint32_t now)
+{
+    ngx_http_mitte_sh_t     *sh;
+    ngx_http_mitte_watch_t  *w;
+
+    sh = ctx->sh;
+
+    if (sh->watch_all.open
+        || now < sh->watch_until
+        || now - sh->watch_all.closed < NGX_HTTP_MITTE_SSE_GAP)
+    {
+        return 1;
+    }
+
+    if (!user) {
+        return 0;
+    }
+
+    w = &sh->watch[ngx_http_mitte_watch_slot(hash)];
+
+    return w->open || now - w->closed < NGX_HTTP_MITTE_SSE_GAP;
+}
+
 
 /* ngx_http_mitte_zone_start.c: the zone's init, named in postconfiguration */
 ngx_int_t ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data);

@@ -90,6 +90,12 @@ is_deeply([slugs(@ev)], [map { "alice-gap-$_" } 1 .. 3],
           'alice reconnects: the 3 events of her gap, in order');
 ok(!grep({ $_->{id} <= $first->{id} } @ev), 'none she had already');
 
+# no $request_id in this configuration: the id is made for the event only
+is(scalar(grep { ($_->{json}{requestId} // '') =~ /^[0-9a-f]{32}$/ }
+           $first, @ev), 4, 'each event has a request id of 32 hex digits');
+my %rid = map { $_->{json}{requestId} => 1 } $first, @ev;
+is(scalar keys %rid, 4, 'four different ids');
+
 @ev = replayed('bob', 0, 0);
 is(scalar @ev, 0, 'bob had no stream: his delivery is not kept');
 
