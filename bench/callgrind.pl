@@ -34,6 +34,11 @@
 #   subscribers  1,000 idle event-stream subscribers connected before the
 #                requests (a user none of the deliveries belongs to), in
 #                every run of the variant
+#   recent       a stream of each of the two users opened and closed
+#                before the requests: within 15 minutes of that, every
+#                delivery's event is written to the replay ring (and its
+#                request id made), as for users with a dashboard open,
+#                without the fan-out to a stream
 #   state        mitte_state_file on (interval=1h: no write while the
 #                requests run; the write at exit, which grows with the
 #                records and not with the requests, is left out of every
@@ -147,16 +152,17 @@ END
 
 # ---------------------------------------------------------------------------
 
-# $n idle subscribers of the user "idle"; the sockets
+# $n idle subscribers of the user $user (default "idle"); the sockets
 sub subscribe {
-    my ($port, $n) = @_;
+    my ($port, $n, $user) = @_;
+    $user //= 'idle';
     my @s;
     for my $i (1 .. $n) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $port, Proto => 'tcp')
             or die "subscriber $i: connect: $!\n";
         print {$s} "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            . "X-Mitte-User: idle\r\n\r\n";
+            . "X-Mitte-User: $user\r\n\r\n";
         push @s, $s;
     }
     # every one has its answer's head
@@ -191,6 +197,11 @@ sub run {
 
     my $ok = eval {
         my $subs = $variant eq 'subscribers' ? subscribe($admin, $IDLE) : [];
+        if ($variant eq 'recent') {
+            for my $u (@USERS) {
+                close $_ for @{ subscribe($admin, 1, $u) };
+            }
+        }
         my $port = $which eq 'rec' ? $rec : $plain;
         if ($n) {
             my $c = client($port);
