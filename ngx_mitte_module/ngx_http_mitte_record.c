@@ -21,6 +21,8 @@
 static ngx_http_mitte_cold ngx_int_t ngx_http_mitte_refuse(
     ngx_http_request_t *r, ngx_http_mitte_loc_conf_t *mlcf, ngx_uint_t limit,
     int64_t now);
+static void ngx_http_mitte_visit_user(ngx_http_request_t *r,
+    ngx_http_mitte_loc_conf_t *mlcf, ngx_http_mitte_visit_t *v);
 static ngx_uint_t ngx_http_mitte_status(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_mitte_may_warn(ngx_http_request_t *r);
 static void ngx_http_mitte_request_id(ngx_http_request_t *r,
@@ -72,8 +74,7 @@ ngx_http_mitte_record_init_process(ngx_cycle_t *cycle)
 ngx_int_t
 ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
 {
-    int64_t                      t;
-    ngx_str_t                    slug, user, s;
+    ngx_str_t                    slug, user;
     ngx_time_t                  *tp;
     ngx_rbtree_key_t             hash;
     ngx_uint_t                   limit;
@@ -151,35 +152,11 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
 
     v.user = user;
     v.hash = ctx->user_hash;
-    v.plan = -1;
-    v.trial_ends = -1;
-    ngx_str_null(&v.email);
     tp = ngx_timeofday();
     v.now = tp->sec;
     v.now_ms = (uint64_t) tp->sec * 1000 + tp->msec;
 
-    if (mlcf->plan
-        && ngx_http_mitte_value(r, mlcf->plan, &s) == NGX_OK
-        && s.len)
-    {
-        v.plan = mitte_plan_parse((char *) s.data, s.len);
-    }
-
-    if (mlcf->trial_ends
-        && ngx_http_mitte_value(r, mlcf->trial_ends, &s) == NGX_OK
-        && s.len
-        && mitte_time_parse((char *) s.data, s.len, &t) == 0)
-    {
-        v.trial_ends = t;
-    }
-
-    if (mlcf->email
-        && ngx_http_mitte_value(r, mlcf->email, &s) == NGX_OK
-        && s.len
-        && mitte_email_valid((char *) s.data, s.len))
-    {
-        v.email = s;
-    }
+    ngx_http_mitte_visit_user(r, mlcf, &v);
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
 
@@ -197,6 +174,44 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
     }
 
     return NGX_DECLINED;
+}
+
+
+/* what the configuration says of the user: plan, trial end, email */
+
+static void
+ngx_http_mitte_visit_user(ngx_http_request_t *r,
+    ngx_http_mitte_loc_conf_t *mlcf, ngx_http_mitte_visit_t *v)
+{
+    int64_t    t;
+    ngx_str_t  s;
+
+    v->plan = -1;
+    v->trial_ends = -1;
+    ngx_str_null(&v->email);
+
+    if (mlcf->plan
+        && ngx_http_mitte_value(r, mlcf->plan, &s) == NGX_OK
+        && s.len)
+    {
+        v->plan = mitte_plan_parse((char *) s.data, s.len);
+    }
+
+    if (mlcf->trial_ends
+        && ngx_http_mitte_value(r, mlcf->trial_ends, &s) == NGX_OK
+        && s.len
+        && mitte_time_parse((char *) s.data, s.len, &t) == 0)
+    {
+        v->trial_ends = t;
+    }
+
+    if (mlcf->email
+        && ngx_http_mitte_value(r, mlcf->email, &s) == NGX_OK
+        && s.len
+        && mitte_email_valid((char *) s.data, s.len))
+    {
+        v->email = s;
+    }
 }
 
 
