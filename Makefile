@@ -200,6 +200,8 @@ fuzz: deps
 
 bench: bench-deps all
 	MITTE_MODULE=$(MODULE) perl bench/proxy.pl
+	MITTE_MODULE=$(MODULE) BENCH_CG_VARIANTS=plain,subscribers,state,recent \
+	    perl bench/callgrind.pl
 	MITTE_MODULE=$(MODULE) perl bench/sweep.pl
 	MITTE_MODULE=$(MODULE) perl bench/sse.pl
 	MITTE_MODULE=$(MODULE) perl bench/sends.pl

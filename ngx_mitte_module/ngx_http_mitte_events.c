@@ -17,6 +17,8 @@
 static ngx_uint_t ngx_http_mitte_events_move(ngx_http_mitte_event_t *to,
     ngx_uint_t nto, ngx_http_mitte_event_t *from, ngx_uint_t nfrom,
     uint64_t head);
+static ngx_inline void ngx_http_mitte_copy_short(u_char *dst, u_char *src,
+    size_t len);
 
 
 /*
@@ -165,10 +167,46 @@ ngx_http_mitte_event_delivered(ngx_http_mitte_zone_ctx_t *ctx,
 
     e->method_len = (uint8_t) ngx_min(d->method.len,
                                       NGX_HTTP_MITTE_METHOD_MAX);
-    ngx_memcpy(e->u.d.method, d->method.data, e->method_len);
+    ngx_http_mitte_copy_short(e->u.d.method, d->method.data, e->method_len);
 
     e->rid_len = (uint8_t) ngx_min(d->rid.len, NGX_HTTP_MITTE_RID_MAX);
-    ngx_memcpy(e->u.d.rid, d->rid.data, e->rid_len);
+
+    if (e->rid_len == NGX_HTTP_MITTE_RID_MAX) {
+        /* the module's ids and nginx's: a copy of constant length */
+        ngx_memcpy(e->u.d.rid, d->rid.data, NGX_HTTP_MITTE_RID_MAX);
+
+    } else {
+        ngx_memcpy(e->u.d.rid, d->rid.data, e->rid_len);
+    }
+}
+
+
+/*
+ * Copies a method's few bytes without a call: 4 to 8 bytes in two
+ * overlapping 4-byte moves, fewer one by one.
+ */
+
+static ngx_inline void
+ngx_http_mitte_copy_short(u_char *dst, u_char *src, size_t len)
+{
+    uint32_t  a, b;
+
+    if (len >= 4 && len <= 8) {
+        ngx_memcpy(&a, src, 4);
+        ngx_memcpy(&b, src + len - 4, 4);
+        ngx_memcpy(dst, &a, 4);
+        ngx_memcpy(dst + len - 4, &b, 4);
+        return;
+    }
+
+    if (len > 8) {
+        ngx_memcpy(dst, src, len);
+        return;
+    }
+
+    while (len--) {
+        dst[len] = src[len];
+    }
 }
 
 

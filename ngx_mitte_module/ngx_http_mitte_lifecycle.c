@@ -19,6 +19,8 @@
 ngx_int_t
 ngx_http_mitte_init(ngx_conf_t *cf)
 {
+    ngx_uint_t                   i;
+    ngx_http_variable_t         *v;
     ngx_http_handler_pt         *h;
     ngx_http_mitte_main_conf_t  *mmcf;
     ngx_http_core_main_conf_t   *cmcf;
@@ -50,6 +52,24 @@ ngx_http_mitte_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_mitte_log_handler;
+
+    /*
+     * whether the configuration uses $request_id (a log format, a header):
+     * then every recorded request makes it, as the event's requestId,
+     * else only those whose event is written
+     */
+
+    v = cmcf->variables.elts;
+
+    for (i = 0; i < cmcf->variables.nelts; i++) {
+        if (v[i].name.len == request_id.len
+            && ngx_strncmp(v[i].name.data, request_id.data, request_id.len)
+               == 0)
+        {
+            mmcf->request_id_used = 1;
+            break;
+        }
+    }
 
     mmcf->request_id_index = ngx_http_get_variable_index(cf, &request_id);
     if (mmcf->request_id_index == NGX_ERROR) {

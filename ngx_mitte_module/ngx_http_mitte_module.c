@@ -648,7 +648,7 @@ ngx_http_mitte_header_in(ngx_http_request_t *r, u_char *name, size_t len,
         }
 
         if (h[i].hash == hash
-            && ngx_memcmp(h[i].lowcase_key, name, len) == 0)
+            && ngx_http_mitte_same(h[i].lowcase_key, name, len))
         {
             return &h[i];
         }

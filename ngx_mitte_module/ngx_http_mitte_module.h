@@ -23,6 +23,13 @@
 
 #define NGX_HTTP_MITTE_BODY_MAX         65536
 
+/* what most requests never run: kept out of their functions' frames */
+#if (defined __GNUC__)
+#define ngx_http_mitte_cold  __attribute__ ((noinline, cold))
+#else
+#define ngx_http_mitte_cold
+#endif
+
 
 /*
  * A value from the configuration: a complex value, with a fast path for
@@ -61,6 +68,7 @@ typedef struct {
     ngx_str_t                   email_key;          /* empty: no email */
     ngx_uint_t                  sse_replay;
     ngx_int_t                   request_id_index;
+    ngx_flag_t                  request_id_used;    /* by the config */
     ngx_array_t                *webhook_allow;      /* of mitte_cidr_t */
     ngx_str_t                   email_api;
     ngx_str_t                   email_from;
@@ -97,6 +105,8 @@ typedef struct {
 typedef struct {
     ngx_str_t                   slug;       /* empty: not a delivery */
     ngx_str_t                   user;
+    ngx_rbtree_key_t            hash;       /* the slug's */
+    ngx_rbtree_key_t            user_hash;  /* the user's, if any */
     void                       *sub;        /* an event stream's subscriber */
     u_char                      rid[32];    /* $request_id, when made here */
 } ngx_http_mitte_ctx_t;

@@ -13,14 +13,22 @@
 
 #include <openssl/rand.h>
 
+#if (defined __SSE2__ && NGX_HAVE_LITTLE_ENDIAN)
+#include <emmintrin.h>
+#endif
 
-static ngx_int_t ngx_http_mitte_refuse(ngx_http_request_t *r,
-    ngx_http_mitte_loc_conf_t *mlcf, ngx_uint_t limit, int64_t now);
+
+static ngx_http_mitte_cold ngx_int_t ngx_http_mitte_refuse(
+    ngx_http_request_t *r, ngx_http_mitte_loc_conf_t *mlcf, ngx_uint_t limit,
+    int64_t now);
+static void ngx_http_mitte_visit_user(ngx_http_request_t *r,
+    ngx_http_mitte_loc_conf_t *mlcf, ngx_http_mitte_visit_t *v);
 static ngx_uint_t ngx_http_mitte_status(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_mitte_may_warn(ngx_http_request_t *r);
 static void ngx_http_mitte_request_id(ngx_http_request_t *r,
     ngx_http_mitte_main_conf_t *mmcf, u_char *buf, ngx_str_t *rid);
-static void ngx_http_mitte_hex16(u_char *p, uint64_t v);
+static void ngx_http_mitte_delivery_id(ngx_http_mitte_delivery_t *d);
+static void ngx_http_mitte_hex32(u_char *p, uint64_t *v);
 
 
 /* per worker: a xorshift128+ generator for request ids, seeded at start */
@@ -66,9 +74,9 @@ ngx_http_mitte_record_init_process(ngx_cycle_t *cycle)
 ngx_int_t
 ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
 {
-    int64_t                      t;
-    ngx_str_t                    slug, user, s;
+    ngx_str_t                    slug, user;
     ngx_time_t                  *tp;
+    ngx_rbtree_key_t             hash;
     ngx_uint_t                   limit;
     ngx_http_mitte_ctx_t        *ctx;
     ngx_http_mitte_visit_t       v;
@@ -92,7 +100,7 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (!mitte_slug_valid(slug.data, slug.len)) {
+    if (ngx_http_mitte_slug_hash(slug.data, slug.len, &hash) != NGX_OK) {
         if (ngx_http_mitte_may_warn(r)) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "mitte: invalid endpoint slug \"%*s\" not "
@@ -128,7 +136,9 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
     }
 
     ctx->slug = slug;
+    ctx->hash = hash;
     ctx->user = user;
+    ctx->user_hash = 0;
     ctx->sub = NULL;
 
     ngx_http_set_ctx(r, ctx, ngx_http_mitte_module);
@@ -137,36 +147,16 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    /* the user's key: for the quota, and for the event in the log phase */
+    ctx->user_hash = ngx_http_mitte_key(user.data, user.len);
+
     v.user = user;
-    v.plan = -1;
-    v.trial_ends = -1;
-    ngx_str_null(&v.email);
+    v.hash = ctx->user_hash;
     tp = ngx_timeofday();
     v.now = tp->sec;
     v.now_ms = (uint64_t) tp->sec * 1000 + tp->msec;
 
-    if (mlcf->plan
-        && ngx_http_mitte_value(r, mlcf->plan, &s) == NGX_OK
-        && s.len)
-    {
-        v.plan = mitte_plan_parse((char *) s.data, s.len);
-    }
-
-    if (mlcf->trial_ends
-        && ngx_http_mitte_value(r, mlcf->trial_ends, &s) == NGX_OK
-        && s.len
-        && mitte_time_parse((char *) s.data, s.len, &t) == 0)
-    {
-        v.trial_ends = t;
-    }
-
-    if (mlcf->email
-        && ngx_http_mitte_value(r, mlcf->email, &s) == NGX_OK
-        && s.len
-        && mitte_email_valid((char *) s.data, s.len))
-    {
-        v.email = s;
-    }
+    ngx_http_mitte_visit_user(r, mlcf, &v);
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
 
@@ -187,7 +177,45 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
+/* what the configuration says of the user: plan, trial end, email */
+
+static void
+ngx_http_mitte_visit_user(ngx_http_request_t *r,
+    ngx_http_mitte_loc_conf_t *mlcf, ngx_http_mitte_visit_t *v)
+{
+    int64_t    t;
+    ngx_str_t  s;
+
+    v->plan = -1;
+    v->trial_ends = -1;
+    ngx_str_null(&v->email);
+
+    if (mlcf->plan
+        && ngx_http_mitte_value(r, mlcf->plan, &s) == NGX_OK
+        && s.len)
+    {
+        v->plan = mitte_plan_parse((char *) s.data, s.len);
+    }
+
+    if (mlcf->trial_ends
+        && ngx_http_mitte_value(r, mlcf->trial_ends, &s) == NGX_OK
+        && s.len
+        && mitte_time_parse((char *) s.data, s.len, &t) == 0)
+    {
+        v->trial_ends = t;
+    }
+
+    if (mlcf->email
+        && ngx_http_mitte_value(r, mlcf->email, &s) == NGX_OK
+        && s.len
+        && mitte_email_valid((char *) s.data, s.len))
+    {
+        v->email = s;
+    }
+}
+
+
+static ngx_http_mitte_cold ngx_int_t
 ngx_http_mitte_refuse(ngx_http_request_t *r, ngx_http_mitte_loc_conf_t *mlcf,
     ngx_uint_t limit, int64_t now)
 {
@@ -246,7 +274,9 @@ ngx_http_mitte_log_handler(ngx_http_request_t *r)
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
 
     d.slug = ctx->slug;
+    d.hash = ctx->hash;
     d.user = ctx->user;
+    d.user_hash = ctx->user_hash;
     d.status = ngx_http_mitte_status(r);
     d.success = mitte_status_set_has(mlcf->success, d.status);
 
@@ -267,8 +297,18 @@ ngx_http_mitte_log_handler(ngx_http_request_t *r)
     d.duration = (ms > 0) ? (ngx_msec_t) ms : 0;
 
     d.method = r->method_name;
+    d.request = r;
 
-    ngx_http_mitte_request_id(r, mmcf, ctx->rid, &d.rid);
+    if (mmcf->request_id_used) {
+        /* the access log (or a header) shows it: made in any case */
+        ngx_http_mitte_request_id(r, mmcf, ctx->rid, &d.rid);
+        d.request_id = NULL;
+
+    } else {
+        /* made only for an event: most deliveries have none written */
+        ngx_str_null(&d.rid);
+        d.request_id = ngx_http_mitte_delivery_id;
+    }
 
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "mitte record: endpoint \"%V\" user \"%V\" status %ui "
@@ -338,6 +378,24 @@ ngx_http_mitte_may_warn(ngx_http_request_t *r)
 
 
 /*
+ * ngx_http_mitte_rules_deliver() writes the delivery's event: its request
+ * id, now
+ */
+
+static void
+ngx_http_mitte_delivery_id(ngx_http_mitte_delivery_t *d)
+{
+    ngx_http_mitte_ctx_t        *ctx;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    ctx = ngx_http_get_module_ctx(d->request, ngx_http_mitte_module);
+    mmcf = ngx_http_get_module_main_conf(d->request, ngx_http_mitte_module);
+
+    ngx_http_mitte_request_id(d->request, mmcf, ctx->rid, &d->rid);
+}
+
+
+/*
  * The request's $request_id for the delivery event. When nothing asked for
  * it yet, nginx would make one with RAND_bytes(), which costs more than
  * everything else the module does per request; so the module makes it
@@ -376,9 +434,7 @@ ngx_http_mitte_request_id(ngx_http_request_t *r,
         ngx_http_mitte_rid_state[1] = s1 ^ s0 ^ (s1 >> 18) ^ (s0 >> 5);
     }
 
-    for (i = 0; i < 2; i++) {
-        ngx_http_mitte_hex16(p + i * 16, v[i]);
-    }
+    ngx_http_mitte_hex32(p, v);
 
     vv->data = p;
     vv->len = 32;
@@ -392,19 +448,54 @@ ngx_http_mitte_request_id(ngx_http_request_t *r,
 
 
 /*
- * 64 bits as 16 lowercase hex digits, a nibble per byte at once: spread
- * the nibbles into bytes, then add '0', and 'a' - '0' - 10 more where a
- * nibble is over 9.
+ * 128 bits (v[0], then v[1]) as 32 lowercase hex digits, the most
+ * significant nibble first. With SSE2: every byte split into its two
+ * nibbles at once, then '0' added, and 'a' - '0' - 10 more where a nibble
+ * is over 9.
+ */
+
+#if (defined __SSE2__ && NGX_HAVE_LITTLE_ENDIAN)
+
+static void
+ngx_http_mitte_hex32(u_char *p, uint64_t *v)
+{
+    __m128i  x, hi, lo, d, m;
+
+    x = _mm_set_epi64x((long long) __builtin_bswap64(v[1]),
+                       (long long) __builtin_bswap64(v[0]));
+    m = _mm_set1_epi8(0x0f);
+
+    hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
+    lo = _mm_and_si128(x, m);
+
+    d = _mm_unpacklo_epi8(hi, lo);
+    d = _mm_add_epi8(d, _mm_add_epi8(_mm_set1_epi8('0'),
+            _mm_and_si128(_mm_cmpgt_epi8(d, _mm_set1_epi8(9)),
+                          _mm_set1_epi8('a' - '0' - 10))));
+    _mm_storeu_si128((__m128i *) p, d);
+
+    d = _mm_unpackhi_epi8(hi, lo);
+    d = _mm_add_epi8(d, _mm_add_epi8(_mm_set1_epi8('0'),
+            _mm_and_si128(_mm_cmpgt_epi8(d, _mm_set1_epi8(9)),
+                          _mm_set1_epi8('a' - '0' - 10))));
+    _mm_storeu_si128((__m128i *) (p + 16), d);
+}
+
+#else
+
+/*
+ * Without SSE2: 32 bits at a step, a nibble per byte at once: spread the
+ * nibbles into bytes, then add as above.
  */
 
 static void
-ngx_http_mitte_hex16(u_char *p, uint64_t v)
+ngx_http_mitte_hex32(u_char *p, uint64_t *v)
 {
     uint64_t    x, m;
     ngx_uint_t  i;
 
-    for (i = 0; i < 2; i++) {
-        x = (i == 0) ? (v >> 32) : (v & 0xffffffff);
+    for (i = 0; i < 4; i++) {
+        x = (i & 1) ? (v[i >> 1] & 0xffffffff) : (v[i >> 1] >> 32);
 
         x = ((x & 0xffff0000ULL) << 16) | (x & 0x0000ffffULL);
         x = ((x & 0x0000ff000000ff00ULL) << 8) | (x & 0x000000ff000000ffULL);
@@ -427,3 +518,5 @@ ngx_http_mitte_hex16(u_char *p, uint64_t v)
         p += 8;
     }
 }
+
+#endif

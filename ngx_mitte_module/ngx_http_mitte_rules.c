@@ -14,35 +14,143 @@
 
 
 static uint64_t ngx_http_mitte_now_ms(void);
+static ngx_inline void ngx_http_mitte_lock(ngx_shmtx_t *mtx);
+static ngx_inline void ngx_http_mitte_unlock(ngx_shmtx_t *mtx);
+#if (NGX_HAVE_ATOMIC_OPS)
+static ngx_inline void ngx_http_mitte_lock_wake(ngx_shmtx_t *mtx);
+#endif
 static void ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     int64_t now, uint64_t now_ms, ngx_uint_t *notes);
-static ngx_uint_t ngx_http_mitte_quota_note(ngx_http_mitte_main_conf_t *mmcf,
-    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
-    ngx_uint_t type, u_char *msg, size_t len, uint64_t now_ms);
+static ngx_http_mitte_cold ngx_uint_t ngx_http_mitte_quota_note(
+    ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_user_node_t *un, ngx_uint_t type, ngx_uint_t limit,
+    ngx_http_mitte_visit_t *v);
+static ngx_http_mitte_cold void ngx_http_mitte_streak_note(
+    ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en, ngx_http_mitte_delivery_t *d,
+    mitte_streak_event_e ev, uint32_t count);
+
+
+/*
+ * The zone's lock, taken and released twice by every request: the case
+ * of a free lock without a call into nginx.
+ *
+ * Both follow nginx's ngx_shmtx lock protocol (src/core/ngx_shmtx.c, as
+ * built with atomic operations) and must stay identical to it: nginx's
+ * slab allocator and the module's other files take the same mutex with
+ * ngx_shmtx_lock() and ngx_shmtx_unlock(), and every side must agree on
+ * what its words mean. The lock word holds the owner's pid, 0 when free.
+ * A process that goes to sleep on the semaphore first adds itself to the
+ * "wait" count, so the process that releases the lock takes one off that
+ * count, and posts the semaphore, only when the count is above 0.
+ * Everything else (a taken lock: spinning, sleeping) is left to
+ * ngx_shmtx_lock(), and a build without atomic operations calls nginx's
+ * functions alone.
+ */
+
+static ngx_inline void
+ngx_http_mitte_lock(ngx_shmtx_t *mtx)
+{
+#if (NGX_HAVE_ATOMIC_OPS)
+
+    /* free: taken with one compare-and-set, nginx's own first try */
+
+    if (*mtx->lock == 0 && ngx_atomic_cmp_set(mtx->lock, 0, ngx_pid)) {
+        return;
+    }
+
+#endif
+
+    ngx_shmtx_lock(mtx);
+}
+
+
+static ngx_inline void
+ngx_http_mitte_unlock(ngx_shmtx_t *mtx)
+{
+#if (NGX_HAVE_ATOMIC_OPS)
+
+    if (ngx_atomic_cmp_set(mtx->lock, ngx_pid, 0)) {
+        ngx_http_mitte_lock_wake(mtx);
+    }
+
+#else
+
+    ngx_shmtx_unlock(mtx);
+
+#endif
+}
+
+
+#if (NGX_HAVE_ATOMIC_OPS)
+
+/*
+ * After a release: one sleeping process woken, when one sleeps (nginx's
+ * own wake-up is static in ngx_shmtx.c)
+ */
+
+static ngx_inline void
+ngx_http_mitte_lock_wake(ngx_shmtx_t *mtx)
+{
+#if (NGX_HAVE_POSIX_SEM)
+
+    ngx_atomic_uint_t  n;
+
+    if (!mtx->semaphore) {
+        return;
+    }
+
+    do {
+        n = *mtx->wait;
+
+        if ((ngx_atomic_int_t) n <= 0) {
+            /* nobody sleeps on the semaphore: no post */
+            return;
+        }
+
+    } while (!ngx_atomic_cmp_set(mtx->wait, n, n - 1));
+
+    if (sem_post(&mtx->sem) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                      "mitte: sem_post() to wake a waiter of the zone's "
+                      "lock failed");
+    }
+
+#endif
+}
+
+#endif
 
 
 ngx_http_mitte_quota_e
 ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_visit_t *v, ngx_uint_t enforce, ngx_uint_t *limit)
 {
-    u_char                       msg[NGX_HTTP_MITTE_MESSAGE_MAX];
-    size_t                       len;
     uint32_t                     threshold;
     ngx_uint_t                   plan, notes;
     ngx_http_mitte_user_t       *u;
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_user_node_t  *un;
 
+    static int64_t     visit_sec = -1;
+    static uint32_t    visit_month;
+
+    /* the warning threshold of the plan seen last, per process */
+    static ngx_uint_t  cached_limit = (ngx_uint_t) -1;
+    static ngx_uint_t  cached_warn;
+    static uint32_t    cached_threshold;
+
     ctx = mmcf->shm_zone->data;
     notes = 0;
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ngx_http_mitte_lock(&ctx->shpool->mutex);
 
-    un = ngx_http_mitte_user_get(ctx, v->user.data, v->user.len, NULL);
+    un = ngx_http_mitte_user_get_hash(ctx, v->user.data, v->user.len,
+                                      v->hash, NULL);
 
     if (un == NULL) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_http_mitte_unlock(&ctx->shpool->mutex);
         return NGX_HTTP_MITTE_QUOTA_UNKNOWN;
     }
 
@@ -67,7 +175,16 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
                                    &notes);
     }
 
-    ngx_http_mitte_user_roll(u, v->now);
+    /* the month once per second and process; rolled when it changed */
+
+    if (v->now != visit_sec) {
+        visit_month = mitte_month_of(v->now);
+        visit_sec = v->now;
+    }
+
+    if (u->month != visit_month) {
+        ngx_http_mitte_user_roll(u, v->now);
+    }
 
     plan = u->plan;
     *limit = mmcf->quota[plan].limit;
@@ -78,17 +195,12 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
         if (!(u->flags & NGX_HTTP_MITTE_USER_EXCEEDED)) {
             u->flags |= NGX_HTTP_MITTE_USER_EXCEEDED;
 
-            len = mitte_notify_quota_exceeded_message((char *) msg,
-                                                      sizeof(msg),
-                                                      (uint32_t) *limit,
-                                                      v->now, 1);
-
             notes += ngx_http_mitte_quota_note(mmcf, ctx, un,
                                                NGX_HTTP_MITTE_QUOTA_EXCEEDED,
-                                               msg, len, v->now_ms);
+                                               *limit, v);
         }
 
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_http_mitte_unlock(&ctx->shpool->mutex);
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "mitte rules: user \"%V\" at the quota of %ui: "
@@ -105,21 +217,24 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
         u->used++;
     }
 
-    threshold = mitte_quota_threshold((uint32_t) *limit,
-                                      (uint32_t) mmcf->quota[plan].warn);
+    if (*limit != cached_limit || mmcf->quota[plan].warn != cached_warn) {
+        cached_limit = *limit;
+        cached_warn = mmcf->quota[plan].warn;
+        cached_threshold = mitte_quota_threshold((uint32_t) cached_limit,
+                                                 (uint32_t) cached_warn);
+    }
+
+    threshold = cached_threshold;
 
     if (u->used >= threshold && !(u->flags & NGX_HTTP_MITTE_USER_WARNED)) {
         u->flags |= NGX_HTTP_MITTE_USER_WARNED;
 
-        len = mitte_notify_quota_warning_message((char *) msg, sizeof(msg),
-                                                 u->used, (uint32_t) *limit);
-
         notes += ngx_http_mitte_quota_note(mmcf, ctx, un,
                                            NGX_HTTP_MITTE_QUOTA_WARNING,
-                                           msg, len, v->now_ms);
+                                           *limit, v);
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    ngx_http_mitte_unlock(&ctx->shpool->mutex);
 
     /* the event stream hears of notifications only: most visits have none */
 
@@ -132,18 +247,33 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
 
 
 /*
- * A quota notification (no endpoint), its message in a buffer of
- * NGX_HTTP_MITTE_MESSAGE_MAX bytes; 1 when it was created.
+ * A quota notification (no endpoint): QUOTA_EXCEEDED or QUOTA_WARNING; 1
+ * when it was created. Apart from rules_visit(), so that the message's
+ * buffer is not in the frame of every request.
  */
 
-static ngx_uint_t
+static ngx_http_mitte_cold ngx_uint_t
 ngx_http_mitte_quota_note(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
-    ngx_uint_t type, u_char *msg, size_t len, uint64_t now_ms)
+    ngx_uint_t type, ngx_uint_t limit, ngx_http_mitte_visit_t *v)
 {
+    u_char  msg[NGX_HTTP_MITTE_MESSAGE_MAX];
+    size_t  len;
+
+    if (type == NGX_HTTP_MITTE_QUOTA_EXCEEDED) {
+        len = mitte_notify_quota_exceeded_message((char *) msg, sizeof(msg),
+                                                  (uint32_t) limit, v->now,
+                                                  1);
+
+    } else {
+        len = mitte_notify_quota_warning_message((char *) msg, sizeof(msg),
+                                                 un->user.used,
+                                                 (uint32_t) limit);
+    }
+
     return ngx_http_mitte_notify(mmcf, ctx, un, type, NULL, 0, msg,
                                  ngx_min(len, NGX_HTTP_MITTE_MESSAGE_MAX - 1),
-                                 now_ms, NULL)
+                                 v->now_ms, NULL)
            == NGX_OK;
 }
 
@@ -152,20 +282,29 @@ ngx_int_t
 ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_delivery_t *d)
 {
-    u_char                           msg[NGX_HTTP_MITTE_MESSAGE_MAX];
-    size_t                           len;
+    int64_t                          sec;
     uint32_t                         hour, count;
-    ngx_str_t                        name;
-    ngx_uint_t                       type;
+    ngx_uint_t                       watched;
     mitte_streak_event_e             ev;
     ngx_http_mitte_zone_ctx_t       *ctx;
-    ngx_http_mitte_user_node_t      *un;
     ngx_http_mitte_endpoint_node_t  *en;
 
-    ctx = mmcf->shm_zone->data;
-    hour = mitte_hour_of((int64_t) (d->now_ms / 1000));
+    /* the calendar once per second and process */
+    static int64_t   cached_sec = -1;
+    static uint32_t  cached_hour;
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ctx = mmcf->shm_zone->data;
+
+    sec = (int64_t) (d->now_ms / 1000);
+
+    if (sec != cached_sec) {
+        cached_hour = mitte_hour_of(sec);
+        cached_sec = sec;
+    }
+
+    hour = cached_hour;
+
+    ngx_http_mitte_lock(&ctx->shpool->mutex);
 
     if (d->success) {
         ctx->sh->counters.success++;
@@ -174,14 +313,20 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
         ctx->sh->counters.failure++;
     }
 
-    en = ngx_http_mitte_endpoint_get(ctx, d->slug.data, d->slug.len);
+    en = ngx_http_mitte_endpoint_get_hash(ctx, d->slug.data, d->slug.len,
+                                          d->hash);
 
     if (en == NULL) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        ngx_http_mitte_unlock(&ctx->shpool->mutex);
         return NGX_ERROR;
     }
 
-    if (d->user.len) {
+    /* the owner, most of the time the same as before */
+
+    if (d->user.len
+        && !(d->user.len == en->user_len
+             && ngx_http_mitte_same(d->user.data, en->ep.user, d->user.len)))
+    {
         (void) ngx_http_mitte_endpoint_set_user(en, &d->user);
     }
 
@@ -199,41 +344,35 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
 
     en->last_status = (uint16_t) d->status;
 
-    ngx_http_mitte_event_delivered(ctx, d, en);
+    /* the event, when a stream may want it (now or after a reconnect) */
+
+    watched = ngx_http_mitte_watched(ctx, en->user_len,
+                                     d->user.len ? d->user_hash
+                                     : ngx_http_mitte_key(en->ep.user,
+                                                          en->user_len),
+                                     (uint32_t) sec);
+
+    if (watched) {
+        if (d->request_id) {
+            d->request_id(d);
+        }
+
+        ngx_http_mitte_event_delivered(ctx, d, en);
+    }
 
     if (ev == MITTE_STREAK_NONE || en->user_len == 0) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        ngx_http_mitte_sse_wake(ctx);
+        ngx_http_mitte_unlock(&ctx->shpool->mutex);
+
+        if (watched) {
+            ngx_http_mitte_sse_wake(ctx);
+        }
+
         return NGX_OK;
     }
 
-    un = ngx_http_mitte_user_get(ctx, en->ep.user, en->user_len, en);
+    ngx_http_mitte_streak_note(mmcf, ctx, en, d, ev, count);
 
-    if (un) {
-        ngx_http_mitte_endpoint_name(ctx, en, &name);
-        name.len = ngx_min(name.len, MITTE_NAME_MAX);
-
-        if (ev == MITTE_STREAK_DOWN) {
-            type = NGX_HTTP_MITTE_ENDPOINT_DOWN;
-            len = mitte_notify_down_message((char *) msg, sizeof(msg),
-                                            (char *) name.data, name.len,
-                                            en->ep.streak.count,
-                                            (unsigned) d->status);
-
-        } else {
-            type = NGX_HTTP_MITTE_ENDPOINT_RECOVERED;
-            len = mitte_notify_recovered_message((char *) msg, sizeof(msg),
-                                                 (char *) name.data, name.len,
-                                                 (unsigned) d->status, count);
-        }
-
-        (void) ngx_http_mitte_notify(mmcf, ctx, un, type, en->ep.slug,
-                                     en->slug_len, msg,
-                                     ngx_min(len, sizeof(msg) - 1),
-                                     d->now_ms, en);
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    ngx_http_mitte_unlock(&ctx->shpool->mutex);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "mitte rules: endpoint \"%V\" %s at status %ui",
@@ -243,6 +382,52 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_sse_wake(ctx);
 
     return NGX_OK;
+}
+
+
+/*
+ * ENDPOINT_DOWN or ENDPOINT_RECOVERED to the endpoint's owner, with the
+ * zone locked ("count": the streak before this delivery)
+ */
+
+static ngx_http_mitte_cold void
+ngx_http_mitte_streak_note(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_endpoint_node_t *en,
+    ngx_http_mitte_delivery_t *d, mitte_streak_event_e ev, uint32_t count)
+{
+    u_char                       msg[NGX_HTTP_MITTE_MESSAGE_MAX];
+    size_t                       len;
+    ngx_str_t                    name;
+    ngx_uint_t                   type;
+    ngx_http_mitte_user_node_t  *un;
+
+    un = ngx_http_mitte_user_get(ctx, en->ep.user, en->user_len, en);
+
+    if (un == NULL) {
+        return;
+    }
+
+    ngx_http_mitte_endpoint_name(ctx, en, &name);
+    name.len = ngx_min(name.len, MITTE_NAME_MAX);
+
+    if (ev == MITTE_STREAK_DOWN) {
+        type = NGX_HTTP_MITTE_ENDPOINT_DOWN;
+        len = mitte_notify_down_message((char *) msg, sizeof(msg),
+                                        (char *) name.data, name.len,
+                                        en->ep.streak.count,
+                                        (unsigned) d->status);
+
+    } else {
+        type = NGX_HTTP_MITTE_ENDPOINT_RECOVERED;
+        len = mitte_notify_recovered_message((char *) msg, sizeof(msg),
+                                             (char *) name.data, name.len,
+                                             (unsigned) d->status, count);
+    }
+
+    (void) ngx_http_mitte_notify(mmcf, ctx, un, type, en->ep.slug,
+                                 en->slug_len, msg,
+                                 ngx_min(len, sizeof(msg) - 1),
+                                 d->now_ms, en);
 }
 
 

@@ -23,6 +23,7 @@ typedef struct {
     ngx_str_t                   email;      /* empty: not given */
     int64_t                     now;
     uint64_t                    now_ms;
+    ngx_rbtree_key_t            hash;       /* the user's */
 } ngx_http_mitte_visit_t;
 
 

@@ -48,6 +48,7 @@ typedef struct {
     ngx_msec_t                   written;   /* when something was sent */
     ngx_msec_t                   interval;  /* heartbeat */
     unsigned                     all:1;
+    unsigned                     watching:1; /* counted in the zone */
     unsigned                     listed:1;
     unsigned                     dirty:1;
     unsigned                     raw:1;     /* detached */
@@ -98,6 +99,8 @@ static ngx_int_t ngx_http_mitte_sse_replay(ngx_http_request_t *r,
 static void ngx_http_mitte_sse_write(ngx_http_request_t *r);
 static void ngx_http_mitte_sse_heartbeat(ngx_event_t *ev);
 static void ngx_http_mitte_sse_cleanup(void *data);
+static void ngx_http_mitte_sse_watch(ngx_http_mitte_sse_worker_t *w,
+    ngx_http_mitte_sub_t *sub, ngx_int_t n);
 static ngx_int_t ngx_http_mitte_sse_last_id(ngx_http_request_t *r,
     uint64_t *id);
 static void ngx_http_mitte_sse_count(ngx_http_mitte_sse_worker_t *w,
@@ -954,6 +957,27 @@ ngx_http_mitte_sse_cleanup(void *data)
 
         ngx_http_mitte_sse_count(w, -1);
     }
+
+    if (sub->watching) {
+        ngx_http_mitte_sse_watch(w, sub, -1);
+    }
+}
+
+
+/*
+ * A stream counted in (n = 1) or out (n = -1) of the zone's watch table,
+ * which decides whether its user's deliveries are kept for replay
+ */
+
+static void
+ngx_http_mitte_sse_watch(ngx_http_mitte_sse_worker_t *w,
+    ngx_http_mitte_sub_t *sub, ngx_int_t n)
+{
+    ngx_shmtx_lock(&w->zone->shpool->mutex);
+    ngx_http_mitte_watch(w->zone, sub->user, sub->user_len, sub->all, n);
+    ngx_shmtx_unlock(&w->zone->shpool->mutex);
+
+    sub->watching = (n > 0);
 }
 
 
@@ -1000,6 +1024,24 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_mitte_sse_cleanup;
+    cln->data = sub;
+    sub->cleanup = cln;
+
+    /*
+     * the stream is counted in the zone before anything is sent, and so
+     * before the newest event is read: from here on, every event of its
+     * user goes into the replay ring, whichever worker records it; the
+     * cleanup counts it out
+     */
+
+    ngx_http_mitte_sse_watch(w, sub, 1);
+
     rc = ngx_http_mitte_sse_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
@@ -1007,15 +1049,6 @@ ngx_http_mitte_sse_handler(ngx_http_request_t *r)
     }
 
     /* from here on, the header is out: errors close the connection */
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_http_mitte_sse_cleanup;
-    cln->data = sub;
-    sub->cleanup = cln;
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_mitte_ctx_t));
     if (ctx == NULL) {

@@ -28,6 +28,14 @@
 #define NGX_HTTP_MITTE_STATE_MAGIC      "MITTEST\n"
 #define NGX_HTTP_MITTE_STATE_FORMAT     1
 
+/*
+ * layout version of the records (endpoint, user, notification, send,
+ * event, counters) that the state file holds: a change of the zone's own
+ * bookkeeping ("sh") bumps the zone's version only, and state files of
+ * the same records stay readable
+ */
+#define NGX_HTTP_MITTE_RECORDS_VERSION  2
+
 #define NGX_HTTP_MITTE_REC_META         1
 #define NGX_HTTP_MITTE_REC_ENDPOINT     2
 #define NGX_HTTP_MITTE_REC_USER         3
@@ -46,7 +54,7 @@
 typedef struct {
     u_char                      magic[8];
     uint32_t                    format;
-    uint32_t                    version;    /* NGX_HTTP_MITTE_ZONE_VERSION */
+    uint32_t                    version;    /* ..._RECORDS_VERSION */
     uint32_t                    sizes[8];   /* of the records' structures */
     uint64_t                    written_ms;
     uint64_t                    length;     /* of the records */
@@ -1149,7 +1157,7 @@ ngx_http_mitte_state_finish(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_memzero(&head, sizeof(ngx_http_mitte_state_head_t));
     ngx_memcpy(head.magic, NGX_HTTP_MITTE_STATE_MAGIC, 8);
     head.format = NGX_HTTP_MITTE_STATE_FORMAT;
-    head.version = NGX_HTTP_MITTE_ZONE_VERSION;
+    head.version = NGX_HTTP_MITTE_RECORDS_VERSION;
     ngx_http_mitte_state_sizes(head.sizes);
 
     tp = ngx_timeofday();
@@ -1450,7 +1458,7 @@ ngx_http_mitte_state_head_check(ngx_http_mitte_state_head_t *head,
     }
 
     if (head->format != NGX_HTTP_MITTE_STATE_FORMAT
-        || head->version != NGX_HTTP_MITTE_ZONE_VERSION
+        || head->version != NGX_HTTP_MITTE_RECORDS_VERSION
         || ngx_memcmp(head->sizes, sizes, sizeof(sizes)) != 0)
     {
         return "it was written by another version of the module";

@@ -13,10 +13,14 @@
 #include "ngx_http_mitte_zone.h"
 
 
+typedef struct ngx_http_mitte_delivery_s  ngx_http_mitte_delivery_t;
+
 /* what a delivery brings to the zone */
-typedef struct {
+struct ngx_http_mitte_delivery_s {
     ngx_str_t                   slug;
+    ngx_rbtree_key_t            hash;       /* the slug's */
     ngx_str_t                   user;
+    ngx_rbtree_key_t            user_hash;  /* the user's, if any */
     ngx_str_t                   name;
     ngx_str_t                   method;
     ngx_str_t                   rid;
@@ -24,7 +28,10 @@ typedef struct {
     ngx_uint_t                  success;
     ngx_msec_t                  duration;
     uint64_t                    now_ms;
-} ngx_http_mitte_delivery_t;
+    /* when not NULL: fills rid, called only if the event is written */
+    void                      (*request_id)(ngx_http_mitte_delivery_t *d);
+    ngx_http_request_t         *request;
+};
 
 
 /* ngx_http_mitte_events.c: the event ring, with the zone locked */

@@ -21,31 +21,111 @@
 
 /*
  * The trees' key: a multiply-xorshift hash of the name, 8 bytes at a
- * step. It costs a fraction of CRC32's table walk for the short names
- * here, and gives 64 bits, so names rarely share a key.
+ * step, and the last (up to) 8 bytes in one load that may overlap the
+ * step before. It costs a fraction of CRC32's table walk for the short
+ * names here, and gives 64 bits, so names rarely share a key. A name of
+ * at most 8 bytes is one step of bijections of its bytes (xor, multiply
+ * by an odd number, xorshift): two such names of the same length have
+ * the same key only if they are the same name.
  */
 
 static ngx_inline ngx_rbtree_key_t
 ngx_http_mitte_hash(u_char *p, size_t len)
 {
+    uint32_t  a, b;
     uint64_t  h, w;
 
     h = 0x9e3779b97f4a7c15ULL ^ len;
 
-    for ( /* void */ ; len >= 8; len -= 8, p += 8) {
-        ngx_memcpy(&w, p, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-    }
+    if (len <= 8) {
+        if (len >= 4) {
+            ngx_memcpy(&a, p, 4);
+            ngx_memcpy(&b, p + len - 4, 4);
+            w = a | ((uint64_t) b << 32);
 
-    for (w = 0; len; len--) {
-        w = (w << 8) | p[len - 1];
+        } else if (len) {
+            w = p[0] | ((uint64_t) p[len >> 1] << 8)
+                | ((uint64_t) p[len - 1] << 16);
+
+        } else {
+            w = 0;
+        }
+
+    } else {
+        for ( /* void */ ; len > 8; len -= 8, p += 8) {
+            ngx_memcpy(&w, p, 8);
+            h = (h ^ w) * 0xff51afd7ed558ccdULL;
+            h ^= h >> 32;
+        }
+
+        ngx_memcpy(&w, p + len - 8, 8);
     }
 
     h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 29;
 
     return (ngx_rbtree_key_t) h;
+}
+
+
+/* the same, for callers outside: a name's key, kept for later lookups */
+
+ngx_rbtree_key_t
+ngx_http_mitte_key(u_char *p, size_t len)
+{
+    return ngx_http_mitte_hash(p, len);
+}
+
+
+/*
+ * Whether a slug is one (1-64 bytes of [A-Za-z0-9._-]), and its hash:
+ * the request's slug is checked in the precontent phase and its hash
+ * kept for the log phase.
+ */
+
+ngx_int_t
+ngx_http_mitte_slug_hash(u_char *p, size_t len, ngx_rbtree_key_t *hash)
+{
+    size_t  i;
+    u_char  bad;
+
+    /* 0 for [A-Za-z0-9._-] */
+    static const u_char  ok[256] = {
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1,  /* - . */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1,  /* 0-9 */
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* A-O */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0,  /* P-Z _ */
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* a-o */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1,  /* p-z */
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+    };
+
+    if (len == 0 || len > MITTE_SLUG_MAX) {
+        return NGX_DECLINED;
+    }
+
+    bad = 0;
+
+    for (i = 0; i < len; i++) {
+        bad |= ok[p[i]];
+    }
+
+    if (bad) {
+        return NGX_DECLINED;
+    }
+
+    *hash = ngx_http_mitte_hash(p, len);
+
+    return NGX_OK;
 }
 
 
@@ -58,6 +138,52 @@ static ngx_int_t ngx_http_mitte_tree_cmp(ngx_rbtree_node_t *node,
     size_t len);
 static void ngx_http_mitte_notes_free(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_user_node_t *un);
+static ngx_rbtree_node_t *ngx_http_mitte_cached(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_uint_t tree, ngx_rbtree_key_t hash, u_char *data, size_t len);
+static void ngx_http_mitte_cache_put(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_uint_t tree, ngx_rbtree_node_t *node);
+static ngx_inline ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_at(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len,
+    ngx_rbtree_key_t hash);
+static ngx_inline ngx_http_mitte_user_node_t *ngx_http_mitte_user_at(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len,
+    ngx_rbtree_key_t hash);
+
+
+/*
+ * Per process: the nodes found last, by the low bits of their key, so
+ * that a name looked up again is found without walking the tree. An entry
+ * holds while the zone's "gen" (bumped whenever an endpoint or a user is
+ * freed) is what it was when the entry was made: the node is then still
+ * there, and still holds that name (names of nodes never change).
+ */
+
+#define NGX_HTTP_MITTE_CACHE_BITS  12
+#define NGX_HTTP_MITTE_CACHE_SIZE  (1 << NGX_HTTP_MITTE_CACHE_BITS)
+
+/* an entry by the key's top bits, the best mixed */
+#define ngx_http_mitte_cache_slot(key)                                       \
+    ((key) >> (sizeof(ngx_rbtree_key_t) * 8 - NGX_HTTP_MITTE_CACHE_BITS))
+#define NGX_HTTP_MITTE_CACHE_EP    0
+#define NGX_HTTP_MITTE_CACHE_USER  1
+
+typedef struct {
+    ngx_rbtree_key_t            key;
+    ngx_rbtree_node_t          *node;
+    uint64_t                    gen;
+} ngx_http_mitte_cache_t;
+
+static ngx_http_mitte_cache_t  ngx_http_mitte_cache[2]
+                                   [NGX_HTTP_MITTE_CACHE_SIZE];
+
+
+/* a zone made or taken over in this process: what it found is moot */
+
+void
+ngx_http_mitte_cache_reset(void)
+{
+    ngx_memzero(ngx_http_mitte_cache, sizeof(ngx_http_mitte_cache));
+}
 
 
 /*
@@ -156,14 +282,11 @@ ngx_http_mitte_user_insert(ngx_rbtree_node_t *temp,
 
 static ngx_rbtree_node_t *
 ngx_http_mitte_tree_lookup(ngx_rbtree_t *tree, ngx_http_mitte_key_pt key,
-    u_char *data, size_t len)
+    ngx_rbtree_key_t hash, u_char *data, size_t len)
 {
     ngx_int_t           rc;
     ngx_str_t           name;
-    ngx_rbtree_key_t    hash;
     ngx_rbtree_node_t  *node;
-
-    hash = ngx_http_mitte_hash(data, len);
 
     for (node = tree->root; node != tree->sentinel; /* void */ ) {
 
@@ -184,6 +307,60 @@ ngx_http_mitte_tree_lookup(ngx_rbtree_t *tree, ngx_http_mitte_key_pt key,
     }
 
     return NULL;
+}
+
+
+/* the cached node of (hash, name), or NULL; with the zone locked */
+
+static ngx_rbtree_node_t *
+ngx_http_mitte_cached(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t tree,
+    ngx_rbtree_key_t hash, u_char *data, size_t len)
+{
+    u_char                  *name, nlen;
+    ngx_http_mitte_cache_t  *c;
+
+    c = &ngx_http_mitte_cache[tree][ngx_http_mitte_cache_slot(hash)];
+
+    if (c->node == NULL || c->key != hash || c->gen != ctx->sh->gen) {
+        return NULL;
+    }
+
+    if (tree == NGX_HTTP_MITTE_CACHE_EP) {
+        nlen = ((ngx_http_mitte_endpoint_node_t *) &c->node->color)->slug_len;
+        name = ((ngx_http_mitte_endpoint_node_t *) &c->node->color)->ep.slug;
+
+    } else {
+        nlen = ((ngx_http_mitte_user_node_t *) &c->node->color)->user.id_len;
+        name = ((ngx_http_mitte_user_node_t *) &c->node->color)->user.id;
+    }
+
+    if (nlen != len) {
+        return NULL;
+    }
+
+    /* up to 8 bytes, the same 64-bit key and length are the same name */
+
+    if ((len > 8 || sizeof(ngx_rbtree_key_t) < 8)
+        && ngx_memcmp(data, name, len) != 0)
+    {
+        return NULL;
+    }
+
+    return c->node;
+}
+
+
+static void
+ngx_http_mitte_cache_put(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t tree,
+    ngx_rbtree_node_t *node)
+{
+    ngx_http_mitte_cache_t  *c;
+
+    c = &ngx_http_mitte_cache[tree][ngx_http_mitte_cache_slot(node->key)];
+
+    c->key = node->key;
+    c->node = node;
+    c->gen = ctx->sh->gen;
 }
 
 
@@ -294,12 +471,37 @@ ngx_http_mitte_endpoint_node_t *
 ngx_http_mitte_endpoint_lookup(ngx_http_mitte_zone_ctx_t *ctx, u_char *slug,
     size_t len)
 {
+    return ngx_http_mitte_endpoint_at(ctx, slug, len,
+                                      ngx_http_mitte_hash(slug, len));
+}
+
+
+/*
+ * The endpoint of a slug whose ngx_http_mitte_hash() the caller has: the
+ * cache, then the tree; inline, so that the request's path makes no call
+ */
+
+static ngx_inline ngx_http_mitte_endpoint_node_t *
+ngx_http_mitte_endpoint_at(ngx_http_mitte_zone_ctx_t *ctx, u_char *slug,
+    size_t len, ngx_rbtree_key_t hash)
+{
     ngx_rbtree_node_t  *node;
 
-    node = ngx_http_mitte_tree_lookup(&ctx->sh->ep_rbtree,
-                                      ngx_http_mitte_endpoint_key, slug, len);
+    node = ngx_http_mitte_cached(ctx, NGX_HTTP_MITTE_CACHE_EP, hash, slug,
+                                 len);
 
-    return node ? (ngx_http_mitte_endpoint_node_t *) &node->color : NULL;
+    if (node == NULL) {
+        node = ngx_http_mitte_tree_lookup(&ctx->sh->ep_rbtree,
+                                          ngx_http_mitte_endpoint_key, hash,
+                                          slug, len);
+        if (node == NULL) {
+            return NULL;
+        }
+
+        ngx_http_mitte_cache_put(ctx, NGX_HTTP_MITTE_CACHE_EP, node);
+    }
+
+    return (ngx_http_mitte_endpoint_node_t *) &node->color;
 }
 
 
@@ -309,12 +511,26 @@ ngx_http_mitte_endpoint_node_t *
 ngx_http_mitte_endpoint_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *slug,
     size_t len)
 {
+    return ngx_http_mitte_endpoint_get_hash(ctx, slug, len,
+                                            ngx_http_mitte_hash(slug, len));
+}
+
+
+ngx_http_mitte_endpoint_node_t *
+ngx_http_mitte_endpoint_get_hash(ngx_http_mitte_zone_ctx_t *ctx,
+    u_char *slug, size_t len, ngx_rbtree_key_t hash)
+{
     ngx_rbtree_node_t               *node;
     ngx_http_mitte_endpoint_node_t  *en;
 
-    en = ngx_http_mitte_endpoint_lookup(ctx, slug, len);
+    en = ngx_http_mitte_endpoint_at(ctx, slug, len, hash);
 
     if (en) {
+        if (ngx_queue_prev(&en->queue) == &ctx->sh->ep_lru) {
+            /* the most recently used already */
+            return en;
+        }
+
         ngx_queue_remove(&en->queue);
         ngx_queue_insert_head(&ctx->sh->ep_lru, &en->queue);
         return en;
@@ -335,13 +551,15 @@ ngx_http_mitte_endpoint_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *slug,
 
     ngx_memzero(en, sizeof(ngx_http_mitte_endpoint_node_t));
 
-    node->key = ngx_http_mitte_hash(slug, len);
+    node->key = hash;
     en->slug_len = (u_char) len;
     ngx_memcpy(en->ep.slug, slug, len);
     mitte_ring_init(&en->ep.ring);
 
     ngx_rbtree_insert(&ctx->sh->ep_rbtree, node);
     ngx_queue_insert_head(&ctx->sh->ep_lru, &en->queue);
+
+    ngx_http_mitte_cache_put(ctx, NGX_HTTP_MITTE_CACHE_EP, node);
 
     ctx->sh->counters.endpoints++;
 
@@ -362,6 +580,9 @@ ngx_http_mitte_endpoint_delete(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_rbtree_delete(&ctx->sh->ep_rbtree, ngx_http_mitte_rbnode(en));
     ngx_slab_free_locked(ctx->shpool, ngx_http_mitte_rbnode(en));
 
+    /* every process's cached nodes are moot */
+    ctx->sh->gen++;
+
     ctx->sh->counters.endpoints--;
 }
 
@@ -375,7 +596,7 @@ ngx_http_mitte_endpoint_set_user(ngx_http_mitte_endpoint_node_t *en,
     }
 
     if (user->len == en->user_len
-        && ngx_memcmp(user->data, en->ep.user, user->len) == 0)
+        && ngx_http_mitte_same(user->data, en->ep.user, user->len))
     {
         return NGX_OK;
     }
@@ -475,12 +696,33 @@ ngx_http_mitte_user_node_t *
 ngx_http_mitte_user_lookup(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
     size_t len)
 {
+    return ngx_http_mitte_user_at(ctx, id, len, ngx_http_mitte_hash(id, len));
+}
+
+
+/* the user of an id whose ngx_http_mitte_key() the caller has, as above */
+
+static ngx_inline ngx_http_mitte_user_node_t *
+ngx_http_mitte_user_at(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
+    size_t len, ngx_rbtree_key_t hash)
+{
     ngx_rbtree_node_t  *node;
 
-    node = ngx_http_mitte_tree_lookup(&ctx->sh->user_rbtree,
-                                      ngx_http_mitte_user_key, id, len);
+    node = ngx_http_mitte_cached(ctx, NGX_HTTP_MITTE_CACHE_USER, hash, id,
+                                 len);
 
-    return node ? (ngx_http_mitte_user_node_t *) &node->color : NULL;
+    if (node == NULL) {
+        node = ngx_http_mitte_tree_lookup(&ctx->sh->user_rbtree,
+                                          ngx_http_mitte_user_key, hash, id,
+                                          len);
+        if (node == NULL) {
+            return NULL;
+        }
+
+        ngx_http_mitte_cache_put(ctx, NGX_HTTP_MITTE_CACHE_USER, node);
+    }
+
+    return (ngx_http_mitte_user_node_t *) &node->color;
 }
 
 
@@ -488,14 +730,26 @@ ngx_http_mitte_user_node_t *
 ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
     size_t len, void *keep)
 {
+    return ngx_http_mitte_user_get_hash(ctx, id, len,
+                                        ngx_http_mitte_hash(id, len), keep);
+}
+
+
+ngx_http_mitte_user_node_t *
+ngx_http_mitte_user_get_hash(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
+    size_t len, ngx_rbtree_key_t hash, void *keep)
+{
     ngx_rbtree_node_t           *node;
     ngx_http_mitte_user_node_t  *un;
 
-    un = ngx_http_mitte_user_lookup(ctx, id, len);
+    un = ngx_http_mitte_user_at(ctx, id, len, hash);
 
     if (un) {
-        ngx_queue_remove(&un->queue);
-        ngx_queue_insert_head(&ctx->sh->user_lru, &un->queue);
+        if (ngx_queue_prev(&un->queue) != &ctx->sh->user_lru) {
+            ngx_queue_remove(&un->queue);
+            ngx_queue_insert_head(&ctx->sh->user_lru, &un->queue);
+        }
+
         un->user.seen = (uint32_t) ngx_time();
         return un;
     }
@@ -515,7 +769,7 @@ ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
 
     ngx_memzero(un, sizeof(ngx_http_mitte_user_node_t));
 
-    node->key = ngx_http_mitte_hash(id, len);
+    node->key = hash;
     ngx_queue_init(&un->notes);
     un->user.id_len = (uint8_t) len;
     ngx_memcpy(un->user.id, id, len);
@@ -523,6 +777,8 @@ ngx_http_mitte_user_get(ngx_http_mitte_zone_ctx_t *ctx, u_char *id,
 
     ngx_rbtree_insert(&ctx->sh->user_rbtree, node);
     ngx_queue_insert_head(&ctx->sh->user_lru, &un->queue);
+
+    ngx_http_mitte_cache_put(ctx, NGX_HTTP_MITTE_CACHE_USER, node);
 
     ctx->sh->counters.users++;
 
@@ -545,7 +801,38 @@ ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_rbtree_delete(&ctx->sh->user_rbtree, ngx_http_mitte_rbnode(un));
     ngx_slab_free_locked(ctx->shpool, ngx_http_mitte_rbnode(un));
 
+    /* every process's cached nodes are moot */
+    ctx->sh->gen++;
+
     ctx->sh->counters.users--;
+}
+
+
+/*
+ * An event stream opens (n = 1) or closes (n = -1): "all", or the user's
+ * bucket. Buckets that users share only keep more events, never fewer.
+ */
+
+void
+ngx_http_mitte_watch(ngx_http_mitte_zone_ctx_t *ctx, u_char *user,
+    size_t len, ngx_uint_t all, ngx_int_t n)
+{
+    ngx_http_mitte_watch_t  *w;
+
+    w = all ? &ctx->sh->watch_all
+            : &ctx->sh->watch[ngx_http_mitte_watch_slot(
+                                  ngx_http_mitte_hash(user, len))];
+
+    if (n > 0) {
+        w->open++;
+        return;
+    }
+
+    if (w->open) {
+        w->open--;
+    }
+
+    w->closed = (uint32_t) ngx_time();
 }
 
 

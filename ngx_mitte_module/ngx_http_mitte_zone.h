@@ -20,8 +20,12 @@
 #include "mitte_util.h"
 
 
-/* layout version of the zone's structures; a new layout needs a restart */
-#define NGX_HTTP_MITTE_ZONE_VERSION     2
+/*
+ * layout version of the zone's structures; a new layout needs a restart
+ * (the records' own version, that of the state file, is in
+ * ngx_http_mitte_state.c)
+ */
+#define NGX_HTTP_MITTE_ZONE_VERSION     3
 
 
 /*
@@ -123,6 +127,22 @@ typedef struct {
         u_char                  message[NGX_HTTP_MITTE_MESSAGE_MAX];
     } u;
 } ngx_http_mitte_event_t;
+
+
+/*
+ * Event streams open per user, in buckets by the user id's hash, and when
+ * one last closed: a delivery's event goes into the replay ring only when
+ * a stream of its user (or a "mitte_sse all" stream) is open, or one
+ * closed less than NGX_HTTP_MITTE_SSE_GAP seconds ago, so that a client
+ * reconnecting with Last-Event-ID within that gap gets every event of it.
+ */
+#define NGX_HTTP_MITTE_WATCH            1024
+#define NGX_HTTP_MITTE_SSE_GAP          900
+
+typedef struct {
+    uint32_t                    open;       /* streams open */
+    uint32_t                    closed;     /* unix s, the last close */
+} ngx_http_mitte_watch_t;
 
 
 /* what a worker publishes of its event stream subscribers */
@@ -247,6 +267,7 @@ typedef struct {
 
 typedef struct {
     ngx_uint_t                  version;
+    uint64_t                    gen;        /* bumped when a node is freed */
     ngx_rbtree_t                ep_rbtree;
     ngx_rbtree_node_t           ep_sentinel;
     ngx_queue_t                 ep_lru;
@@ -259,6 +280,9 @@ typedef struct {
     ngx_http_mitte_event_t     *events;     /* the replay ring */
     ngx_uint_t                  nevents;
     uint64_t                    event_seq;  /* of the newest event */
+    uint32_t                    watch_until;/* unix s: every event kept */
+    ngx_http_mitte_watch_t      watch_all;  /* "mitte_sse all" streams */
+    ngx_http_mitte_watch_t      watch[NGX_HTTP_MITTE_WATCH];
     ngx_http_mitte_worker_t     workers[NGX_HTTP_MITTE_MAX_WORKERS];
 
     ngx_queue_t                 pending[2]; /* by channel, oldest first */
@@ -285,6 +309,12 @@ typedef void (*ngx_http_mitte_key_pt)(ngx_rbtree_node_t *node,
     ngx_str_t *name);
 
 
+/* ngx_http_mitte_zone.c: without the lock */
+ngx_rbtree_key_t ngx_http_mitte_key(u_char *p, size_t len);
+ngx_int_t ngx_http_mitte_slug_hash(u_char *p, size_t len,
+    ngx_rbtree_key_t *hash);
+void ngx_http_mitte_cache_reset(void);
+
 /* ngx_http_mitte_zone.c: with the zone locked */
 void ngx_http_mitte_endpoint_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
@@ -301,6 +331,9 @@ ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_lookup(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
 ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_get(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len);
+ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_get_hash(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *slug, size_t len,
+    ngx_rbtree_key_t hash);
 void ngx_http_mitte_endpoint_delete(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_endpoint_node_t *en);
 ngx_int_t ngx_http_mitte_endpoint_set_user(ngx_http_mitte_endpoint_node_t *en,
@@ -315,7 +348,96 @@ ngx_http_mitte_user_node_t *ngx_http_mitte_user_lookup(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len);
 ngx_http_mitte_user_node_t *ngx_http_mitte_user_get(
     ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len, void *keep);
+ngx_http_mitte_user_node_t *ngx_http_mitte_user_get_hash(
+    ngx_http_mitte_zone_ctx_t *ctx, u_char *id, size_t len,
+    ngx_rbtree_key_t hash, void *keep);
 void ngx_http_mitte_user_roll(ngx_http_mitte_user_t *u, int64_t now);
+void ngx_http_mitte_watch(ngx_http_mitte_zone_ctx_t *ctx, u_char *user,
+    size_t len, ngx_uint_t all, ngx_int_t n);
+
+/*
+ * Whether len bytes at a and b are the same, without a call for the short
+ * names of the hot path: 8 bytes at a step, the last step overlapping the
+ * one before; 4 to 7 bytes in two overlapping 4-byte loads.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_mitte_same(u_char *a, u_char *b, size_t len)
+{
+    uint32_t  x4, y4, z4, w4;
+    uint64_t  x, y;
+
+    if (len < 4) {
+        while (len--) {
+            if (a[len] != b[len]) {
+                return 0;
+            }
+        }
+
+        return 1;
+    }
+
+    if (len < 8) {
+        ngx_memcpy(&x4, a, 4);
+        ngx_memcpy(&y4, b, 4);
+        ngx_memcpy(&z4, a + len - 4, 4);
+        ngx_memcpy(&w4, b + len - 4, 4);
+
+        return x4 == y4 && z4 == w4;
+    }
+
+    for ( /* void */ ; len > 8; len -= 8, a += 8, b += 8) {
+        ngx_memcpy(&x, a, 8);
+        ngx_memcpy(&y, b, 8);
+
+        if (x != y) {
+            return 0;
+        }
+    }
+
+    ngx_memcpy(&x, a + len - 8, 8);
+    ngx_memcpy(&y, b + len - 8, 8);
+
+    return x == y;
+}
+
+
+/* a user's watch bucket, by the key's top bits (NGX_HTTP_MITTE_WATCH: 2^10) */
+#define ngx_http_mitte_watch_slot(key)                                       \
+    ((key) >> (sizeof(ngx_rbtree_key_t) * 8 - 10))
+
+
+/*
+ * With the zone locked: whether a delivery's event goes into the replay
+ * ring; of no user, or of a user whose ngx_http_mitte_key() is "hash".
+ * Inline: every delivery asks.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_mitte_watched(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t user,
+    ngx_rbtree_key_t hash, uint32_t now)
+{
+    ngx_http_mitte_sh_t     *sh;
+    ngx_http_mitte_watch_t  *w;
+
+    sh = ctx->sh;
+
+    if (sh->watch_all.open
+        || now < sh->watch_until
+        || now - sh->watch_all.closed < NGX_HTTP_MITTE_SSE_GAP)
+    {
+        return 1;
+    }
+
+    if (!user) {
+        return 0;
+    }
+
+    w = &sh->watch[ngx_http_mitte_watch_slot(hash)];
+
+    return w->open || now - w->closed < NGX_HTTP_MITTE_SSE_GAP;
+}
+
 
 /* ngx_http_mitte_zone_start.c: the zone's init, named in postconfiguration */
 ngx_int_t ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data);

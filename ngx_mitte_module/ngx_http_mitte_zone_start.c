@@ -35,6 +35,9 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx = shm_zone->data;
 
+    /* a zone made or taken over here: what this process found is moot */
+    ngx_http_mitte_cache_reset();
+
     if (octx) {
         if (octx->sh->version != NGX_HTTP_MITTE_ZONE_VERSION) {
             ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
@@ -108,6 +111,16 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         && ctx->state_file.len)
     {
         ngx_http_mitte_state_restore(shm_zone, ctx);
+    }
+
+    if (ctx->sh->event_seq) {
+        /*
+         * events came along (carried over, or from the state file): the
+         * streams that were open then reconnect, and find every event
+         * of their gap, as they would after a stream of theirs closed
+         */
+        ctx->sh->watch_until = (uint32_t) ngx_time()
+                               + NGX_HTTP_MITTE_SSE_GAP;
     }
 
     return NGX_OK;

@@ -137,10 +137,20 @@ json_answer_ok($r, $doc, 200, 'rz: a webhook preference');
     trialEndsAt => '2030-01-01T00:00:00Z' });
 json_answer_ok($r, $doc, 200, 'rv: set through the operator API');
 
+# rz and ry have their dashboards open, as clients that will reconnect
+# with Last-Event-ID do: their deliveries' events go into the replay
+# buffer (a user with no stream open, nor one closed within the gap, has
+# none kept there)
+my @watching = map {
+    Mitte::SSE->open($t, '/mitte/events',
+                     headers => { 'X-Mitte-User' => $_ })
+} qw(rz ry);
+
 $t->deliver('rz', '/hooks/z-one?status=503&name=Zed-One') for 1 .. 5;
 $t->deliver('rz', '/hooks/z-two?status=200');
 $t->deliver('ry', '/hooks/y-one?status=302');
 $t->deliver('rz', '/hooks/z-three?status=500') for 1 .. 2;
+$_->close for @watching;
 
 ($r, $doc) = as('rz', GET => '/mitte/notifications');
 is(scalar @{ $doc->{notifications} || [] }, 1, 'rz: ENDPOINT_DOWN');

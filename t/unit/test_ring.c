@@ -264,6 +264,21 @@ test_saturation(void **state)
     expect_bucket(&r, H0 + 1, H0 + 1, 0x123456, 0x10000);
     assert_int_equal(r.b[(H0 + 1) % MITTE_RING_HOURS].req_hi, 0x12);
     assert_int_equal(r.b[(H0 + 1) % MITTE_RING_HOURS].req_lo, 0x3456);
+
+    /* one request at a time: the low half carries into the high byte */
+    assert_int_equal(mitte_ring_add(&r, H0 + 2, 0xfffe, 0), 0);
+    assert_int_equal(mitte_ring_add(&r, H0 + 2, 1, 0), 0);
+    expect_bucket(&r, H0 + 2, H0 + 2, 0xffff, 0);
+    assert_int_equal(mitte_ring_add(&r, H0 + 2, 1, 0), 0);
+    expect_bucket(&r, H0 + 2, H0 + 2, 0x10000, 0);
+    assert_int_equal(mitte_ring_add(&r, H0 + 2, 1, 0), 0);
+    expect_bucket(&r, H0 + 2, H0 + 2, 0x10001, 0);
+
+    /* and stops at the maximum */
+    assert_int_equal(mitte_ring_add(&r, H0 + 3, MITTE_RING_MAX - 1, 0), 0);
+    assert_int_equal(mitte_ring_add(&r, H0 + 3, 1, 0), 0);
+    assert_int_equal(mitte_ring_add(&r, H0 + 3, 1, 0), 0);
+    expect_bucket(&r, H0 + 3, H0 + 3, MITTE_RING_MAX, 0);
 }
 
 
