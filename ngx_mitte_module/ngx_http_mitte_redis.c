@@ -22,6 +22,7 @@
 #include "ngx_http_mitte_redis.h"
 
 #include <hiredis/async.h>
+#include <openssl/sha.h>
 
 #include "mitte_backoff.h"
 
@@ -30,6 +31,8 @@
 #define NGX_HTTP_MITTE_REDIS_INSTANCE_TTL   60
 #define NGX_HTTP_MITTE_REDIS_SET_TTL        120
 #define NGX_HTTP_MITTE_REDIS_NREADY      8
+#define NGX_HTTP_MITTE_REDIS_NSCRIPTS       16
+#define NGX_HTTP_MITTE_REDIS_ARGS           256
 #define NGX_HTTP_MITTE_REDIS_PASSWORD_MAX   512
 #define NGX_HTTP_MITTE_REDIS_PREFIX_MAX     64
 
@@ -91,6 +94,9 @@ typedef struct {
     time_t                              logged;
     ngx_uint_t                          nready;
     ngx_http_mitte_redis_ready_t        on_ready[NGX_HTTP_MITTE_REDIS_NREADY];
+    ngx_uint_t                          nscripts;
+    ngx_http_mitte_redis_script_t      *scripts[NGX_HTTP_MITTE_REDIS_NSCRIPTS];
+    ngx_uint_t                          maxlen;     /* of the event stream */
     u_char                              instance[NGX_MAXHOSTNAMELEN + 24];
     size_t                              instance_len;
     unsigned                            active:1;
@@ -143,11 +149,28 @@ static void ngx_http_mitte_redis_beat_reply(redisReply *reply, void *data,
     ngx_uint_t rc);
 static void ngx_http_mitte_redis_count(ngx_http_mitte_redis_worker_t *w,
     ngx_uint_t kind);
+static void ngx_http_mitte_redis_load(ngx_http_mitte_redis_worker_t *w);
+static void ngx_http_mitte_redis_loaded(redisReply *reply, void *data,
+    ngx_uint_t rc);
 static void ngx_http_mitte_redis_slot(ngx_http_mitte_redis_worker_t *w,
     ngx_uint_t up);
 
 
 static ngx_http_mitte_redis_worker_t  ngx_http_mitte_redis_worker;
+
+
+/*
+ * The stream's ids are "<event sequence>-<n>": the sequence of the newest
+ * event, and Redis's own counter after it, so that every entry, with
+ * events or not, orders after those before it.
+ */
+
+static ngx_http_mitte_redis_script_t  ngx_http_mitte_redis_publish_script = {
+    "local s = redis.call('GET', KEYS[2]) or '0'\n"
+    "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1],\n"
+    "                  s .. '-*', 'j', ARGV[2])\n",
+    ""
+};
 
 static ngx_str_t  ngx_http_mitte_redis_zone_name =
     ngx_string("mitte_redis_status");
@@ -554,6 +577,7 @@ ngx_http_mitte_redis_init_process(ngx_cycle_t *cycle)
 
     w->conf = mmcf->redis;
     w->sh = zone->sh;
+    w->maxlen = mmcf->sse_replay;
     w->log = cycle->log;
     mitte_backoff_reset(&w->backoff);
 
@@ -589,6 +613,8 @@ ngx_http_mitte_redis_init_process(ngx_cycle_t *cycle)
     }
 
     w->active = 1;
+
+    (void) ngx_http_mitte_redis_script(&ngx_http_mitte_redis_publish_script);
 
     ngx_http_mitte_redis_connect(w);
 
@@ -918,6 +944,8 @@ ngx_http_mitte_redis_up(ngx_http_mitte_redis_worker_t *w)
     w->was_up = 1;
     w->attempts = 0;
 
+    ngx_http_mitte_redis_load(w);
+
     for (i = 0; i < w->nready && w->ready; i++) {
         w->on_ready[i].handler(w->on_ready[i].data);
     }
@@ -1221,6 +1249,13 @@ ngx_http_mitte_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
         if (reply->type == REDIS_REPLY_ERROR) {
             ngx_http_mitte_redis_count(w, NGX_HTTP_MITTE_REDIS_ERR_REPLY);
+
+            if (reply->len >= 8 && w->ac == ac
+                && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+            {
+                /* flushed by SCRIPT FLUSH: loaded again for what follows */
+                ngx_http_mitte_redis_load(w);
+            }
         }
 
     } else {
@@ -1524,4 +1559,160 @@ ngx_http_mitte_redis_metrics(u_char *p, ngx_http_mitte_redis_conf_t *rcf)
         sh->errors[NGX_HTTP_MITTE_REDIS_ERR_REPLY],
         sh->errors[NGX_HTTP_MITTE_REDIS_ERR_CONNECTION],
         sh->instances);
+}
+
+
+ngx_int_t
+ngx_http_mitte_redis_script(ngx_http_mitte_redis_script_t *script)
+{
+    u_char                          md[SHA_DIGEST_LENGTH];
+    ngx_uint_t                      i;
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    for (i = 0; i < w->nscripts; i++) {
+        if (w->scripts[i] == script) {
+            return NGX_OK;
+        }
+    }
+
+    if (w->nscripts == NGX_HTTP_MITTE_REDIS_NSCRIPTS) {
+        return NGX_ERROR;
+    }
+
+    (void) SHA1((const u_char *) script->text, ngx_strlen(script->text), md);
+    *ngx_hex_dump(script->sha, md, SHA_DIGEST_LENGTH) = '\0';
+
+    w->scripts[w->nscripts++] = script;
+
+    return NGX_OK;
+}
+
+
+/* SCRIPT LOAD of every script, ahead of the commands that use them */
+
+static void
+ngx_http_mitte_redis_load(ngx_http_mitte_redis_worker_t *w)
+{
+    const char  *argv[3];
+    size_t       argvlen[3];
+    ngx_uint_t   i;
+
+    argv[0] = "SCRIPT";
+    argvlen[0] = 6;
+    argv[1] = "LOAD";
+    argvlen[1] = 4;
+
+    for (i = 0; i < w->nscripts && w->ac; i++) {
+        argv[2] = w->scripts[i]->text;
+        argvlen[2] = ngx_strlen(w->scripts[i]->text);
+
+        (void) ngx_http_mitte_redis_argv(w, ngx_http_mitte_redis_loaded,
+                                         w->scripts[i], 3, argv, argvlen);
+    }
+}
+
+
+static void
+ngx_http_mitte_redis_loaded(redisReply *reply, void *data, ngx_uint_t rc)
+{
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    if (rc == NGX_HTTP_MITTE_REDIS_REPLY && reply->type == REDIS_REPLY_ERROR
+        && ngx_time() - w->logged >= 60)
+    {
+        w->logged = ngx_time();
+
+        ngx_log_error(NGX_LOG_ERR, w->log, 0,
+                      "mitte: redis \"%V\": SCRIPT LOAD failed: %s "
+                      "(logged at most once a minute)",
+                      &w->conf->name, reply->str);
+    }
+}
+
+
+ngx_int_t
+ngx_http_mitte_redis_eval(ngx_http_mitte_redis_handler_pt handler,
+    void *data, ngx_http_mitte_redis_script_t *script, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    int                             i;
+    size_t                          lens[NGX_HTTP_MITTE_REDIS_ARGS];
+    const char                     *args[NGX_HTTP_MITTE_REDIS_ARGS];
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    if (argc < 1 || argc > NGX_HTTP_MITTE_REDIS_ARGS - 2) {
+        return NGX_ERROR;
+    }
+
+    if (!w->ready) {
+        return NGX_DECLINED;
+    }
+
+    args[0] = "EVALSHA";
+    lens[0] = 7;
+    args[1] = (const char *) script->sha;
+    lens[1] = 40;
+
+    for (i = 0; i < argc; i++) {
+        args[i + 2] = argv[i];
+        lens[i + 2] = argvlen[i];
+    }
+
+    return ngx_http_mitte_redis_argv(w, handler, data, argc + 2, args, lens);
+}
+
+
+ngx_int_t
+ngx_http_mitte_redis_publish(ngx_http_mitte_redis_handler_pt handler,
+    void *data, u_char *text, size_t len)
+{
+    u_char                          events[NGX_HTTP_MITTE_REDIS_KEY_MAX];
+    u_char                          seq[NGX_HTTP_MITTE_REDIS_KEY_MAX];
+    u_char                          maxlen[NGX_INT_T_LEN];
+    size_t                          argvlen[5];
+    const char                     *argv[5];
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    argv[0] = "2";
+    argvlen[0] = 1;
+
+    argv[1] = (const char *) events;
+    argvlen[1] = ngx_http_mitte_redis_key(events, sizeof(events),
+                                          "{events}");
+    argv[2] = (const char *) seq;
+    argvlen[2] = ngx_http_mitte_redis_key(seq, sizeof(seq), "{events}:seq");
+
+    argv[3] = (const char *) maxlen;
+    argvlen[3] = ngx_sprintf(maxlen, "%ui", w->maxlen) - maxlen;
+
+    argv[4] = (const char *) text;
+    argvlen[4] = len;
+
+    if (argvlen[1] == 0 || argvlen[2] == 0) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mitte_redis_eval(handler, data,
+                                     &ngx_http_mitte_redis_publish_script,
+                                     5, argv, argvlen);
+}
+
+
+void
+ngx_http_mitte_redis_instance(ngx_str_t *name)
+{
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    name->data = w->instance;
+    name->len = w->instance_len;
 }

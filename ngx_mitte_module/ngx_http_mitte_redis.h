@@ -93,6 +93,39 @@ ngx_int_t ngx_http_mitte_redis_on_ready(ngx_http_mitte_redis_ready_pt handler,
 size_t ngx_http_mitte_redis_key(u_char *buf, size_t size,
     const char *fmt, ...);
 
+/*
+ * A Lua script, run with EVALSHA: registered in init_process (at most
+ * 16), loaded on every connection before the on_ready handlers run, and
+ * loaded again after a NOSCRIPT reply (that command fails; its caller
+ * retries it as any failed command).
+ */
+typedef struct {
+    const char                 *text;
+    u_char                      sha[41];    /* hex, NUL-terminated */
+} ngx_http_mitte_redis_script_t;
+
+ngx_int_t ngx_http_mitte_redis_script(ngx_http_mitte_redis_script_t *script);
+
+/*
+ * EVALSHA: argv holds numkeys, the keys, then the arguments (at most
+ * 254 in all); queued as ngx_http_mitte_redis_command_argv() is
+ */
+ngx_int_t ngx_http_mitte_redis_eval(ngx_http_mitte_redis_handler_pt handler,
+    void *data, ngx_http_mitte_redis_script_t *script, int argc,
+    const char **argv, const size_t *argvlen);
+
+/*
+ * Appends an entry to the cluster's event stream ("<prefix>{events}"),
+ * with the id "<event sequence>-*" and one field "j": the text given (a
+ * JSON object with a "k" kind). The stream is capped at mitte_sse_replay
+ * entries (MAXLEN ~). Queued as ngx_http_mitte_redis_command() is.
+ */
+ngx_int_t ngx_http_mitte_redis_publish(ngx_http_mitte_redis_handler_pt handler,
+    void *data, u_char *text, size_t len);
+
+/* "<host>:<master's pid>": this instance's name in Redis; empty: none */
+void ngx_http_mitte_redis_instance(ngx_str_t *name);
+
 /* the metrics' lines: at most NGX_HTTP_MITTE_REDIS_METRICS_LEN bytes */
 #define NGX_HTTP_MITTE_REDIS_METRICS_LEN  1536
 u_char *ngx_http_mitte_redis_metrics(u_char *p,
