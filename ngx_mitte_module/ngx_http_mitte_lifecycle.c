@@ -114,7 +114,17 @@ ngx_http_mitte_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_mitte_redis_init_process(cycle);
+    if (ngx_http_mitte_redis_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the cluster's event stream is read by worker 0 of each instance */
+
+    if (ngx_worker == 0) {
+        (void) ngx_http_mitte_redis_reader();
+    }
+
+    return NGX_OK;
 }
 
 

@@ -2,19 +2,23 @@
  * Copyright (C) ngx_mitte_module authors
  *
  * Cluster mode's connection to Redis. Every worker holds one connection,
- * made with hiredis's async API and driven by nginx's event loop: the
+ * and the workers that ask for it (worker 0 of each instance, for the
+ * cluster's event stream) a second one for blocking reads, each made
+ * with hiredis's async API and driven by nginx's event loop: the
  * socket is wrapped in an ngx_connection_t whose level-triggered read and
  * write events hiredis switches on and off through its ev hooks. hiredis
  * 0.14 has no timers, so the handshake and every command are timed by an
  * nginx timer on the oldest command waiting for its reply; a command that
  * times out fails, and the connection is dropped and made again with
  * backoff (250ms, x2, at most 30s, +-25% jitter). Nothing here blocks, no
- * timer holds up a graceful shutdown, and the connection is closed when a
- * shutdown begins.
+ * timer holds up a graceful shutdown, and the connections are closed when
+ * a shutdown begins.
  *
- * On each connection: AUTH (with a password file), SELECT, then the
- * instance heartbeat every 20s. The status the metrics show is kept in a
- * small shared memory zone of its own, written with atomics.
+ * On each connection: AUTH (with a password file), CLIENT SETNAME
+ * ("mitte:<pid>", "mitte-reader:<pid>"), SELECT; then, on the first one
+ * only, the registered scripts' SCRIPT LOAD and the instance heartbeat
+ * every 20s. The status the metrics show is kept in a small shared memory
+ * zone of its own, written with atomics.
  */
 
 
@@ -56,6 +60,7 @@ typedef struct {
     ngx_atomic_t                errors[3];
     ngx_atomic_t                instances;  /* at the last heartbeat */
     ngx_http_mitte_redis_slot_t slots[NGX_HTTP_MITTE_MAX_WORKERS];
+    ngx_http_mitte_redis_slot_t reader;     /* worker 0's reading one */
 } ngx_http_mitte_redis_sh_t;
 
 
@@ -80,7 +85,24 @@ typedef struct {
 } ngx_http_mitte_redis_ready_t;
 
 
+typedef struct ngx_http_mitte_redis_worker_s  ngx_http_mitte_redis_worker_t;
+
+
+/* a handshake command: what its error reply says, and whether it counts */
 typedef struct {
+    ngx_http_mitte_redis_worker_t      *w;
+    const char                         *failed;     /* "AUTH failed" */
+    unsigned                            optional:1; /* an error is ignored */
+    unsigned                            last:1;     /* its reply: up */
+} ngx_http_mitte_redis_step_t;
+
+
+/*
+ * One connection of this worker: the first (commands, scripts, heartbeat)
+ * or the reading one (blocking commands), each with its own context,
+ * queue, timer, backoff and on_ready handlers
+ */
+struct ngx_http_mitte_redis_worker_s {
     ngx_http_mitte_redis_conf_t        *conf;
     ngx_http_mitte_redis_sh_t          *sh;
     ngx_log_t                          *log;
@@ -88,10 +110,15 @@ typedef struct {
     ngx_queue_t                         commands;   /* oldest first */
     ngx_event_t                         timer;      /* the oldest's */
     ngx_event_t                         retry;
-    ngx_event_t                         heartbeat;
+    ngx_event_t                         heartbeat;  /* the first only */
     mitte_backoff_t                     backoff;
     ngx_uint_t                          attempts;   /* since the last up */
-    time_t                              logged;
+    time_t                             *logged;     /* the worker's: one */
+    const char                         *tag;        /* in log lines */
+    const char                         *tag_in;
+    ngx_http_mitte_redis_step_t         steps[3];   /* AUTH, SETNAME, SELECT */
+    u_char                              client[32]; /* the name, for SETNAME */
+    size_t                              client_len;
     ngx_uint_t                          nready;
     ngx_http_mitte_redis_ready_t        on_ready[NGX_HTTP_MITTE_REDIS_NREADY];
     ngx_uint_t                          nscripts;
@@ -102,7 +129,9 @@ typedef struct {
     unsigned                            active:1;
     unsigned                            ready:1;
     unsigned                            was_up:1;
-} ngx_http_mitte_redis_worker_t;
+    unsigned                            reader:1;   /* the reading one */
+    unsigned                            wanted:1;   /* asked for */
+};
 
 
 static char *ngx_http_mitte_redis_param(ngx_conf_t *cf,
@@ -113,7 +142,15 @@ static char *ngx_http_mitte_redis_password(ngx_conf_t *cf,
     ngx_http_mitte_redis_conf_t *rcf, ngx_str_t *path);
 static ngx_int_t ngx_http_mitte_redis_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static void ngx_http_mitte_redis_link_init(ngx_http_mitte_redis_worker_t *w,
+    ngx_cycle_t *cycle);
+static void ngx_http_mitte_redis_reader_start(
+    ngx_http_mitte_redis_worker_t *w);
+static void ngx_http_mitte_redis_close(ngx_http_mitte_redis_worker_t *w);
 static void ngx_http_mitte_redis_connect(ngx_http_mitte_redis_worker_t *w);
+static ngx_int_t ngx_http_mitte_redis_send_step(
+    ngx_http_mitte_redis_worker_t *w, ngx_uint_t i, int argc,
+    const char **argv, const size_t *argvlen);
 static ngx_int_t ngx_http_mitte_redis_attach(ngx_http_mitte_redis_worker_t *w,
     redisAsyncContext *ac);
 static void ngx_http_mitte_redis_add_read(void *privdata);
@@ -131,9 +168,12 @@ static void ngx_http_mitte_redis_drop(ngx_http_mitte_redis_worker_t *w,
 static void ngx_http_mitte_redis_lost(ngx_http_mitte_redis_worker_t *w,
     const char *why, const char *detail);
 static void ngx_http_mitte_redis_retry(ngx_event_t *ev);
+static ngx_int_t ngx_http_mitte_redis_ready_add(
+    ngx_http_mitte_redis_worker_t *w, ngx_http_mitte_redis_ready_pt handler,
+    void *data);
 static ngx_http_mitte_redis_cmd_t *ngx_http_mitte_redis_cmd(
     ngx_http_mitte_redis_worker_t *w, ngx_http_mitte_redis_handler_pt handler,
-    void *data);
+    void *data, ngx_msec_t block);
 static ngx_int_t ngx_http_mitte_redis_once(const char *word, size_t len);
 static ngx_int_t ngx_http_mitte_redis_queued(ngx_http_mitte_redis_worker_t *w,
     ngx_http_mitte_redis_cmd_t *cmd, int rc);
@@ -157,6 +197,10 @@ static void ngx_http_mitte_redis_slot(ngx_http_mitte_redis_worker_t *w,
 
 
 static ngx_http_mitte_redis_worker_t  ngx_http_mitte_redis_worker;
+static ngx_http_mitte_redis_worker_t  ngx_http_mitte_redis_reader_worker;
+
+/* the last error line of this worker about Redis, either connection */
+static time_t  ngx_http_mitte_redis_logged;
 
 
 /*
@@ -578,20 +622,10 @@ ngx_http_mitte_redis_init_process(ngx_cycle_t *cycle)
     w->conf = mmcf->redis;
     w->sh = zone->sh;
     w->maxlen = mmcf->sse_replay;
-    w->log = cycle->log;
-    mitte_backoff_reset(&w->backoff);
+    w->tag = "";
+    w->tag_in = "";
 
-    ngx_queue_init(&w->commands);
-
-    w->timer.handler = ngx_http_mitte_redis_timeout;
-    w->timer.data = w;
-    w->timer.log = cycle->log;
-    w->timer.cancelable = 1;
-
-    w->retry.handler = ngx_http_mitte_redis_retry;
-    w->retry.data = w;
-    w->retry.log = cycle->log;
-    w->retry.cancelable = 1;
+    ngx_http_mitte_redis_link_init(w, cycle);
 
     w->heartbeat.handler = ngx_http_mitte_redis_beat;
     w->heartbeat.data = w;
@@ -618,17 +652,134 @@ ngx_http_mitte_redis_init_process(ngx_cycle_t *cycle)
 
     ngx_http_mitte_redis_connect(w);
 
+    if (ngx_http_mitte_redis_reader_worker.wanted) {
+        /* asked for before this ran */
+        ngx_http_mitte_redis_reader_start(&ngx_http_mitte_redis_reader_worker);
+    }
+
     return NGX_OK;
+}
+
+
+/* what both connections start with; the name is "mitte[-reader]:<pid>" */
+
+static void
+ngx_http_mitte_redis_link_init(ngx_http_mitte_redis_worker_t *w,
+    ngx_cycle_t *cycle)
+{
+    ngx_uint_t  i;
+
+    static const char  *failed[] = {
+        "AUTH failed", "CLIENT SETNAME failed", "SELECT failed"
+    };
+
+    w->log = cycle->log;
+    w->logged = &ngx_http_mitte_redis_logged;
+    mitte_backoff_reset(&w->backoff);
+
+    ngx_queue_init(&w->commands);
+
+    w->timer.handler = ngx_http_mitte_redis_timeout;
+    w->timer.data = w;
+    w->timer.log = cycle->log;
+    w->timer.cancelable = 1;
+
+    w->retry.handler = ngx_http_mitte_redis_retry;
+    w->retry.data = w;
+    w->retry.log = cycle->log;
+    w->retry.cancelable = 1;
+
+    for (i = 0; i < 3; i++) {
+        w->steps[i].w = w;
+        w->steps[i].failed = failed[i];
+        w->steps[i].optional = (i == 1);
+        w->steps[i].last = (i == 2);
+    }
+
+    w->client_len = ngx_snprintf(w->client, sizeof(w->client), "mitte%s:%P",
+                                 w->reader ? "-reader" : "", ngx_pid)
+                    - w->client;
+}
+
+
+/*
+ * The reading connection: started at once when the first one is (its
+ * configuration and status are the first one's), else when it is
+ */
+
+ngx_int_t
+ngx_http_mitte_redis_reader(void)
+{
+    ngx_http_mitte_main_conf_t     *mmcf;
+    ngx_http_mitte_redis_worker_t  *r;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_DECLINED;
+    }
+
+    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_mitte_module);
+
+    if (mmcf == NULL || mmcf->redis == NULL) {
+        return NGX_DECLINED;
+    }
+
+    r = &ngx_http_mitte_redis_reader_worker;
+
+    if (r->wanted) {
+        return NGX_OK;
+    }
+
+    r->wanted = 1;
+
+    if (ngx_http_mitte_redis_worker.active) {
+        ngx_http_mitte_redis_reader_start(r);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mitte_redis_reader_start(ngx_http_mitte_redis_worker_t *r)
+{
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    r->conf = w->conf;
+    r->sh = w->sh;
+    r->reader = 1;
+    r->tag = " (reading connection)";
+    r->tag_in = "reading connection; ";
+
+    ngx_http_mitte_redis_link_init(r, (ngx_cycle_t *) ngx_cycle);
+
+    if (ngx_worker == 0) {
+        /* the metrics show worker 0's */
+        r->sh->reader.pid = (ngx_atomic_uint_t) ngx_pid;
+        r->sh->reader.up = 0;
+    }
+
+    r->active = 1;
+
+    ngx_http_mitte_redis_connect(r);
 }
 
 
 void
 ngx_http_mitte_redis_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_mitte_redis_worker_t  *w;
+    ngx_http_mitte_redis_close(&ngx_http_mitte_redis_reader_worker);
+    ngx_http_mitte_redis_close(&ngx_http_mitte_redis_worker);
+}
 
-    w = &ngx_http_mitte_redis_worker;
 
+static void
+ngx_http_mitte_redis_close(ngx_http_mitte_redis_worker_t *w)
+{
     if (!w->active) {
         return;
     }
@@ -651,11 +802,18 @@ ngx_http_mitte_redis_ready(void)
 }
 
 
+ngx_int_t
+ngx_http_mitte_redis_read_ready(void)
+{
+    return ngx_http_mitte_redis_reader_worker.ready ? NGX_OK : NGX_DECLINED;
+}
+
+
 static void
 ngx_http_mitte_redis_connect(ngx_http_mitte_redis_worker_t *w)
 {
-    const char                   *argv[2];
-    size_t                        argvlen[2];
+    const char                   *argv[3];
+    size_t                        argvlen[3];
     redisAsyncContext            *ac;
     ngx_http_mitte_redis_conf_t  *rcf;
 
@@ -700,13 +858,23 @@ ngx_http_mitte_redis_connect(ngx_http_mitte_redis_worker_t *w)
         argv[1] = (const char *) rcf->password.data;
         argvlen[1] = rcf->password.len;
 
-        if (ngx_http_mitte_redis_argv(w, ngx_http_mitte_redis_handshake,
-                                      "AUTH failed", 2, argv, argvlen)
-            != NGX_OK)
+        if (ngx_http_mitte_redis_send_step(w, 0, 2, argv, argvlen) != NGX_OK)
         {
-            ngx_http_mitte_redis_drop(w, "cannot send AUTH", NULL);
             return;
         }
+    }
+
+    /* the client's name, for operators (CLIENT LIST) */
+
+    argv[0] = "CLIENT";
+    argvlen[0] = 6;
+    argv[1] = "SETNAME";
+    argvlen[1] = 7;
+    argv[2] = (const char *) w->client;
+    argvlen[2] = w->client_len;
+
+    if (ngx_http_mitte_redis_send_step(w, 1, 3, argv, argvlen) != NGX_OK) {
+        return;
     }
 
     argv[0] = "SELECT";
@@ -714,12 +882,24 @@ ngx_http_mitte_redis_connect(ngx_http_mitte_redis_worker_t *w)
     argv[1] = (const char *) rcf->db_text.data;
     argvlen[1] = rcf->db_text.len;
 
+    (void) ngx_http_mitte_redis_send_step(w, 2, 2, argv, argvlen);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_redis_send_step(ngx_http_mitte_redis_worker_t *w,
+    ngx_uint_t i, int argc, const char **argv, const size_t *argvlen)
+{
     if (ngx_http_mitte_redis_argv(w, ngx_http_mitte_redis_handshake,
-                                  "SELECT failed", 2, argv, argvlen)
-        != NGX_OK)
+                                  &w->steps[i], argc, argv, argvlen)
+        == NGX_OK)
     {
-        ngx_http_mitte_redis_drop(w, "cannot send SELECT", NULL);
+        return NGX_OK;
     }
+
+    ngx_http_mitte_redis_drop(w, "cannot send the handshake", NULL);
+
+    return NGX_ERROR;
 }
 
 
@@ -737,6 +917,7 @@ ngx_http_mitte_redis_attach(ngx_http_mitte_redis_worker_t *w,
     }
 
     c->data = ac;
+    ac->data = w;
     c->read->handler = ngx_http_mitte_redis_read_handler;
     c->write->handler = ngx_http_mitte_redis_write_handler;
     c->read->log = w->log;
@@ -833,8 +1014,8 @@ ngx_http_mitte_redis_cleanup(void *privdata)
     redisAsyncContext              *ac;
     ngx_http_mitte_redis_worker_t  *w;
 
-    w = &ngx_http_mitte_redis_worker;
     ac = c->data;
+    w = ac->data;
 
     ngx_http_mitte_redis_del_read(c);
     ngx_http_mitte_redis_del_write(c);
@@ -872,9 +1053,13 @@ ngx_http_mitte_redis_read_handler(ngx_event_t *rev)
 {
     ngx_connection_t  *c = rev->data;
 
+    redisAsyncContext  *ac;
+
+    ac = c->data;
+
     if (c->close) {
         /* a graceful shutdown begins: no need to wait for it to end */
-        ngx_http_mitte_redis_drop(&ngx_http_mitte_redis_worker, NULL, NULL);
+        ngx_http_mitte_redis_drop(ac->data, NULL, NULL);
         return;
     }
 
@@ -892,28 +1077,28 @@ ngx_http_mitte_redis_write_handler(ngx_event_t *wev)
 }
 
 
-/* AUTH and SELECT: an error reply drops the connection, retried later */
+/*
+ * AUTH and SELECT: an error reply drops the connection, retried later;
+ * CLIENT SETNAME's is ignored (a proxy may not know it)
+ */
 
 static void
 ngx_http_mitte_redis_handshake(redisReply *reply, void *data, ngx_uint_t rc)
 {
-    char                           *cmd = data;
-    ngx_http_mitte_redis_worker_t  *w;
-
-    w = &ngx_http_mitte_redis_worker;
+    ngx_http_mitte_redis_step_t  *step = data;
 
     if (rc != NGX_HTTP_MITTE_REDIS_REPLY) {
         /* the connection is already being dropped */
         return;
     }
 
-    if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_http_mitte_redis_drop(w, cmd, reply);
+    if (reply->type == REDIS_REPLY_ERROR && !step->optional) {
+        ngx_http_mitte_redis_drop(step->w, step->failed, reply);
         return;
     }
 
-    if (cmd[0] == 'S') {
-        ngx_http_mitte_redis_up(w);
+    if (step->last) {
+        ngx_http_mitte_redis_up(step->w);
     }
 }
 
@@ -932,25 +1117,27 @@ ngx_http_mitte_redis_up(ngx_http_mitte_redis_worker_t *w)
         (void) ngx_atomic_fetch_add(&w->sh->reconnects, 1);
 
         ngx_log_error(NGX_LOG_NOTICE, w->log, 0,
-                      "mitte: redis \"%V\": connected again (attempt %ui)",
-                      &w->conf->name, w->attempts);
+                      "mitte: redis \"%V\": connected again (%sattempt %ui)",
+                      &w->conf->name, w->tag_in, w->attempts);
 
     } else {
         ngx_log_error(NGX_LOG_INFO, w->log, 0,
-                      "mitte: redis \"%V\": connected, db %ui",
-                      &w->conf->name, w->conf->db);
+                      "mitte: redis \"%V\": connected%s, db %ui",
+                      &w->conf->name, w->tag, w->conf->db);
     }
 
     w->was_up = 1;
     w->attempts = 0;
 
-    ngx_http_mitte_redis_load(w);
+    if (!w->reader) {
+        ngx_http_mitte_redis_load(w);
+    }
 
     for (i = 0; i < w->nready && w->ready; i++) {
         w->on_ready[i].handler(w->on_ready[i].data);
     }
 
-    if (w->ready) {
+    if (w->ready && !w->reader) {
         ngx_http_mitte_redis_beat(&w->heartbeat);
     }
 }
@@ -1020,14 +1207,14 @@ ngx_http_mitte_redis_lost(ngx_http_mitte_redis_worker_t *w, const char *why,
 
     delay = mitte_backoff_next(&w->backoff, (uint32_t) ngx_random());
 
-    if (ngx_time() - w->logged >= 60) {
-        w->logged = ngx_time();
+    if (ngx_time() - *w->logged >= 60) {
+        *w->logged = ngx_time();
 
         ngx_log_error(NGX_LOG_ERR, w->log, 0,
                       "mitte: redis \"%V\": %s%s%s, trying again in %Mms "
-                      "(logged at most once a minute)",
+                      "(%slogged at most once a minute)",
                       &w->conf->name, why, detail ? ": " : "",
-                      detail ? detail : "", delay);
+                      detail ? detail : "", delay, w->tag_in);
     }
 
     if (w->retry.timer_set) {
@@ -1101,7 +1288,7 @@ ngx_http_mitte_redis_command(ngx_http_mitte_redis_handler_pt handler,
         return NGX_DECLINED;
     }
 
-    cmd = ngx_http_mitte_redis_cmd(w, handler, data);
+    cmd = ngx_http_mitte_redis_cmd(w, handler, data, 0);
     if (cmd == NULL) {
         return NGX_DECLINED;
     }
@@ -1138,13 +1325,60 @@ ngx_http_mitte_redis_command_argv(ngx_http_mitte_redis_handler_pt handler,
 
 
 ngx_int_t
+ngx_http_mitte_redis_read_argv(ngx_http_mitte_redis_handler_pt handler,
+    void *data, ngx_msec_t block, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    int                             rc;
+    ngx_http_mitte_redis_cmd_t     *cmd;
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_reader_worker;
+
+    if (argc < 1
+        || ngx_http_mitte_redis_once(argv[0], argvlen[0]) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!w->ready) {
+        return NGX_DECLINED;
+    }
+
+    cmd = ngx_http_mitte_redis_cmd(w, handler, data, block);
+    if (cmd == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rc = redisAsyncCommandArgv(w->ac, ngx_http_mitte_redis_reply, cmd,
+                               argc, argv, argvlen);
+
+    return ngx_http_mitte_redis_queued(w, cmd, rc);
+}
+
+
+ngx_int_t
 ngx_http_mitte_redis_on_ready(ngx_http_mitte_redis_ready_pt handler,
     void *data)
 {
-    ngx_http_mitte_redis_worker_t  *w;
+    return ngx_http_mitte_redis_ready_add(&ngx_http_mitte_redis_worker,
+                                          handler, data);
+}
 
-    w = &ngx_http_mitte_redis_worker;
 
+ngx_int_t
+ngx_http_mitte_redis_read_on_ready(ngx_http_mitte_redis_ready_pt handler,
+    void *data)
+{
+    return ngx_http_mitte_redis_ready_add(
+               &ngx_http_mitte_redis_reader_worker, handler, data);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_redis_ready_add(ngx_http_mitte_redis_worker_t *w,
+    ngx_http_mitte_redis_ready_pt handler, void *data)
+{
     if (w->nready == NGX_HTTP_MITTE_REDIS_NREADY) {
         return NGX_ERROR;
     }
@@ -1159,14 +1393,18 @@ ngx_http_mitte_redis_on_ready(ngx_http_mitte_redis_ready_pt handler,
 
 /*
  * A command: a record for our queue, which times it, then the command
- * into hiredis's buffer (it goes out when the socket is writable).
+ * into hiredis's buffer (it goes out when the socket is writable). Its
+ * deadline: "block" (a blocking command's own wait) plus the timeout, and
+ * never before the deadline of the command ahead, whose reply comes first:
+ * the queue stays in the order of its deadlines, and the oldest's timer
+ * times them all.
  */
 
 static ngx_http_mitte_redis_cmd_t *
 ngx_http_mitte_redis_cmd(ngx_http_mitte_redis_worker_t *w,
-    ngx_http_mitte_redis_handler_pt handler, void *data)
+    ngx_http_mitte_redis_handler_pt handler, void *data, ngx_msec_t block)
 {
-    ngx_http_mitte_redis_cmd_t  *cmd;
+    ngx_http_mitte_redis_cmd_t  *cmd, *last;
 
     if (w->ac == NULL) {
         return NULL;
@@ -1179,8 +1417,17 @@ ngx_http_mitte_redis_cmd(ngx_http_mitte_redis_worker_t *w,
 
     cmd->handler = handler;
     cmd->data = data;
-    cmd->deadline = ngx_current_msec + w->conf->timeout;
+    cmd->deadline = ngx_current_msec + block + w->conf->timeout;
     cmd->timedout = 0;
+
+    if (!ngx_queue_empty(&w->commands)) {
+        last = ngx_queue_data(ngx_queue_last(&w->commands),
+                              ngx_http_mitte_redis_cmd_t, queue);
+
+        if ((ngx_msec_int_t) (last->deadline - cmd->deadline) > 0) {
+            cmd->deadline = last->deadline;
+        }
+    }
 
     return cmd;
 }
@@ -1214,7 +1461,7 @@ ngx_http_mitte_redis_argv(ngx_http_mitte_redis_worker_t *w,
     int                          rc;
     ngx_http_mitte_redis_cmd_t  *cmd;
 
-    cmd = ngx_http_mitte_redis_cmd(w, handler, data);
+    cmd = ngx_http_mitte_redis_cmd(w, handler, data, 0);
     if (cmd == NULL) {
         return NGX_DECLINED;
     }
@@ -1240,7 +1487,7 @@ ngx_http_mitte_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     ngx_uint_t                      rc;
     ngx_http_mitte_redis_worker_t  *w;
 
-    w = &ngx_http_mitte_redis_worker;
+    w = ac->data;
 
     ngx_queue_remove(&cmd->queue);
 
@@ -1250,7 +1497,7 @@ ngx_http_mitte_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
         if (reply->type == REDIS_REPLY_ERROR) {
             ngx_http_mitte_redis_count(w, NGX_HTTP_MITTE_REDIS_ERR_REPLY);
 
-            if (reply->len >= 8 && w->ac == ac
+            if (reply->len >= 8 && w->ac == ac && !w->reader
                 && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
             {
                 /* flushed by SCRIPT FLUSH: loaded again for what follows */
@@ -1416,8 +1663,8 @@ ngx_http_mitte_redis_beat_reply(redisReply *reply, void *data, ngx_uint_t rc)
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (ngx_time() - w->logged >= 60) {
-            w->logged = ngx_time();
+        if (ngx_time() - *w->logged >= 60) {
+            *w->logged = ngx_time();
 
             ngx_log_error(NGX_LOG_ERR, w->log, 0,
                           "mitte: redis \"%V\": heartbeat %s failed: %s "
@@ -1482,11 +1729,19 @@ ngx_http_mitte_redis_slot(ngx_http_mitte_redis_worker_t *w, ngx_uint_t up)
 {
     ngx_http_mitte_redis_slot_t  *slot;
 
-    if (ngx_worker >= NGX_HTTP_MITTE_MAX_WORKERS) {
+    if (w->reader) {
+        if (ngx_worker != 0) {
+            return;
+        }
+
+        slot = &w->sh->reader;
+
+    } else if (ngx_worker < NGX_HTTP_MITTE_MAX_WORKERS) {
+        slot = &w->sh->slots[ngx_worker];
+
+    } else {
         return;
     }
-
-    slot = &w->sh->slots[ngx_worker];
 
     /* a worker shutting down after a reload no longer owns its slot */
 
@@ -1498,7 +1753,8 @@ ngx_http_mitte_redis_slot(ngx_http_mitte_redis_worker_t *w, ngx_uint_t up)
 
 /*
  * The metrics, for the instance: "up" when every worker has a ready
- * connection (each will flush its own share of the state).
+ * connection (each will flush its own share of the state); "reader_up"
+ * for worker 0's reading connection, when it has asked for one.
  */
 
 u_char *
@@ -1531,7 +1787,7 @@ ngx_http_mitte_redis_metrics(u_char *p, ngx_http_mitte_redis_conf_t *rcf)
         }
     }
 
-    return ngx_sprintf(p,
+    p = ngx_sprintf(p,
         "# HELP mitte_redis_up 1 when every worker of this instance has a "
         "ready connection to Redis.\n"
         "# TYPE mitte_redis_up gauge\n"
@@ -1559,6 +1815,18 @@ ngx_http_mitte_redis_metrics(u_char *p, ngx_http_mitte_redis_conf_t *rcf)
         sh->errors[NGX_HTTP_MITTE_REDIS_ERR_REPLY],
         sh->errors[NGX_HTTP_MITTE_REDIS_ERR_CONNECTION],
         sh->instances);
+
+    if (sh->reader.pid == 0) {
+        /* no worker asked for a reading connection */
+        return p;
+    }
+
+    return ngx_sprintf(p,
+        "# HELP mitte_redis_reader_up 1 when worker 0's reading connection "
+        "to Redis (the event stream's) is ready.\n"
+        "# TYPE mitte_redis_reader_up gauge\n"
+        "mitte_redis_reader_up %d\n",
+        sh->reader.up ? 1 : 0);
 }
 
 
@@ -1622,9 +1890,9 @@ ngx_http_mitte_redis_loaded(redisReply *reply, void *data, ngx_uint_t rc)
     w = &ngx_http_mitte_redis_worker;
 
     if (rc == NGX_HTTP_MITTE_REDIS_REPLY && reply->type == REDIS_REPLY_ERROR
-        && ngx_time() - w->logged >= 60)
+        && ngx_time() - *w->logged >= 60)
     {
-        w->logged = ngx_time();
+        *w->logged = ngx_time();
 
         ngx_log_error(NGX_LOG_ERR, w->log, 0,
                       "mitte: redis \"%V\": SCRIPT LOAD failed: %s "

@@ -2,7 +2,8 @@
  * Copyright (C) ngx_mitte_module authors
  *
  * Cluster mode's connection to Redis: hiredis's async API on nginx's event
- * loop, one connection per worker, and a small command API for the layers
+ * loop, one connection per worker (and a second one for blocking reads in
+ * the workers that ask for it), and a small command API for the layers
  * that share state through it.
  */
 
@@ -69,8 +70,8 @@ ngx_int_t ngx_http_mitte_redis_ready(void);
  * Not for SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE or MONITOR (hiredis calls their
  * callback once a message, the handler is called once): refused with
  * NGX_ERROR. Not for blocking commands (BLPOP, XREAD BLOCK, ...) either:
- * the command timeout would drop the shared connection; they need a
- * connection of their own.
+ * the command timeout would drop the shared connection; they go on the
+ * reading connection (ngx_http_mitte_redis_read_argv()).
  */
 ngx_int_t ngx_http_mitte_redis_command(ngx_http_mitte_redis_handler_pt handler,
     void *data, const char *fmt, ...);
@@ -123,11 +124,34 @@ ngx_int_t ngx_http_mitte_redis_eval(ngx_http_mitte_redis_handler_pt handler,
 ngx_int_t ngx_http_mitte_redis_publish(ngx_http_mitte_redis_handler_pt handler,
     void *data, u_char *text, size_t len);
 
+/*
+ * A second connection of this worker, for blocking commands (XREAD BLOCK):
+ * asked for in init_process (before or after ngx_http_mitte_redis_init_process
+ * runs; the lifecycle calls redis's init_process first), made, handshaken
+ * (AUTH, CLIENT SETNAME, SELECT), timed and reconnected with backoff as
+ * the first one is.
+ * NGX_DECLINED without mitte_redis (or outside a worker), else NGX_OK.
+ */
+ngx_int_t ngx_http_mitte_redis_reader(void);
+/* NGX_OK when the reading connection is ready */
+ngx_int_t ngx_http_mitte_redis_read_ready(void);
+/*
+ * One command on the reading connection (argv form): its timeout is
+ * "block" plus mitte_redis's timeout; NGX_DECLINED at once when not ready;
+ * the handler is called exactly once, as for ngx_http_mitte_redis_command()
+ */
+ngx_int_t ngx_http_mitte_redis_read_argv(
+    ngx_http_mitte_redis_handler_pt handler, void *data, ngx_msec_t block,
+    int argc, const char **argv, const size_t *argvlen);
+/* called each time the reading connection becomes ready (at most 8) */
+ngx_int_t ngx_http_mitte_redis_read_on_ready(
+    ngx_http_mitte_redis_ready_pt handler, void *data);
+
 /* "<host>:<master's pid>": this instance's name in Redis; empty: none */
 void ngx_http_mitte_redis_instance(ngx_str_t *name);
 
 /* the metrics' lines: at most NGX_HTTP_MITTE_REDIS_METRICS_LEN bytes */
-#define NGX_HTTP_MITTE_REDIS_METRICS_LEN  1536
+#define NGX_HTTP_MITTE_REDIS_METRICS_LEN  2048
 u_char *ngx_http_mitte_redis_metrics(u_char *p,
     ngx_http_mitte_redis_conf_t *rcf);
 
