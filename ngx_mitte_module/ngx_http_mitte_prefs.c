@@ -1373,8 +1373,10 @@ ngx_http_mitte_prefs_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_mitte_redis_script(&ngx_http_mitte_prefs_cas) != NGX_OK
-        || ngx_http_mitte_redis_script(&ngx_http_mitte_user_set_script) != NGX_OK
-        || ngx_http_mitte_redis_script(&ngx_http_mitte_user_get_script) != NGX_OK)
+        || ngx_http_mitte_redis_script(&ngx_http_mitte_user_set_script)
+           != NGX_OK
+        || ngx_http_mitte_redis_script(&ngx_http_mitte_user_get_script)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
