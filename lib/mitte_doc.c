@@ -109,8 +109,8 @@ int
 mitte_user_doc_parse(const char *body, size_t len, mitte_user_doc_t *doc,
     mitte_doc_error_t *err)
 {
-    int     plan;
-    cJSON  *root, *item;
+    int     rc;
+    cJSON  *root;
 
     memset(doc, 0, sizeof(mitte_user_doc_t));
 
@@ -119,12 +119,42 @@ mitte_user_doc_parse(const char *body, size_t len, mitte_user_doc_t *doc,
         return -1;
     }
 
+    rc = mitte_user_doc_from(root, 0, doc, err);
+
+    cJSON_Delete(root);
+
+    return rc;
+}
+
+
+int
+mitte_user_doc_from(const cJSON *obj, int entry, mitte_user_doc_t *doc,
+    mitte_doc_error_t *err)
+{
+    int           plan;
+    const cJSON  *item;
+
+    memset(doc, 0, sizeof(mitte_user_doc_t));
+
+    if (!cJSON_IsObject(obj)) {
+        return mitte_doc_fail(err, "invalid_json", "the user must be an "
+                              "object");
+    }
+
     /*
      * As with the user variables, an empty string counts as not set:
      * "" and null both bring back the default.
      */
 
-    for (item = root->child; item != NULL; item = item->next) {
+    for (item = obj->child; item != NULL; item = item->next) {
+
+        if (entry
+            && (strcmp(item->string, "k") == 0
+                || strcmp(item->string, "u") == 0
+                || strcmp(item->string, "t") == 0))
+        {
+            continue;
+        }
 
         if (strcmp(item->string, "plan") == 0) {
             if (cJSON_IsNull(item)
@@ -195,16 +225,87 @@ mitte_user_doc_parse(const char *body, size_t len, mitte_user_doc_t *doc,
         }
     }
 
-    cJSON_Delete(root);
-
     return 0;
 
 failed:
 
-    cJSON_Delete(root);
     memset(doc, 0, sizeof(mitte_user_doc_t));
 
     return -1;
+}
+
+
+int
+mitte_user_meta_field(mitte_user_doc_t *doc, const char *name, size_t nlen,
+    const char *value, size_t vlen)
+{
+    int       plan;
+    size_t    i;
+    uint64_t  v;
+
+#define MITTE_IS(s)  (nlen == sizeof(s) - 1 && memcmp(name, s, nlen) == 0)
+
+    if (MITTE_IS("plan")) {
+        plan = mitte_plan_parse(value, vlen);
+
+        if (plan < 0) {
+            return -1;
+        }
+
+        doc->plan = plan;
+        doc->has_plan = 1;
+
+        return 0;
+    }
+
+    if (MITTE_IS("email")) {
+        if (vlen > MITTE_EMAIL_MAX
+            || (vlen && !mitte_email_valid(value, vlen)))
+        {
+            return -1;
+        }
+
+        memcpy(doc->email, value, vlen);
+        doc->email[vlen] = '\0';
+        doc->email_len = vlen;
+        doc->has_email = 1;
+
+        return 0;
+    }
+
+    if (!MITTE_IS("trialEndsAt") && !MITTE_IS("t")) {
+        return -1;
+    }
+
+#undef MITTE_IS
+
+    if (vlen == 0 || vlen > 16) {
+        return -1;
+    }
+
+    v = 0;
+
+    for (i = 0; i < vlen; i++) {
+        if (value[i] < '0' || value[i] > '9') {
+            return -1;
+        }
+
+        v = v * 10 + (uint64_t) (value[i] - '0');
+    }
+
+    if (nlen == 1) {
+        /* "t" */
+        return 0;
+    }
+
+    if (v > (uint64_t) MITTE_DOC_SEC_MAX) {
+        return -1;
+    }
+
+    doc->trial_ends = (int64_t) v;
+    doc->has_trial = 1;
+
+    return 0;
 }
 
 

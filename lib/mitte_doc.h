@@ -73,6 +73,23 @@ int mitte_user_doc_parse(const char *body, size_t len, mitte_user_doc_t *doc,
 
 struct cJSON;
 
+/*
+ * The same from a parsed object; "entry": it is a cluster stream entry
+ * ({"k":"m","u":"<id>","t":<ms>, the fields}), whose "k", "u" and "t"
+ * are skipped.
+ */
+int mitte_user_doc_from(const struct cJSON *obj, int entry,
+    mitte_user_doc_t *doc, mitte_doc_error_t *err);
+
+/*
+ * One field of the user's hash in Redis, as the module writes it: "plan"
+ * (free, pro, trial), "trialEndsAt" (unix seconds, "0": none), "email"
+ * ("": none), "t" (ms, read and ignored). 0 with *doc updated (has_...
+ * set), or -1 for an unknown field or a bad value.
+ */
+int mitte_user_meta_field(mitte_user_doc_t *doc, const char *name,
+    size_t nlen, const char *value, size_t vlen);
+
 /* members of one object at most (no document here has as many) */
 #define MITTE_DOC_MEMBERS_MAX  64
 

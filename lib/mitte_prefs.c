@@ -21,12 +21,18 @@ static int mitte_prefs_inapp(mitte_prefs_t *p, const cJSON *obj,
 static int mitte_prefs_email(mitte_prefs_t *p, const cJSON *obj,
     mitte_doc_error_t *err);
 static int mitte_prefs_webhook(mitte_prefs_t *p, const cJSON *obj,
-    const mitte_cidr_t *allow, size_t nallow, mitte_doc_error_t *err);
+    const mitte_cidr_t *allow, size_t nallow, int judge,
+    mitte_doc_error_t *err);
 static int mitte_prefs_url(mitte_prefs_t *p, const cJSON *item,
-    const mitte_cidr_t *allow, size_t nallow, mitte_doc_error_t *err);
+    const mitte_cidr_t *allow, size_t nallow, int judge,
+    mitte_doc_error_t *err);
 static int mitte_prefs_types(mitte_prefs_t *p, const cJSON *obj,
     mitte_doc_error_t *err);
 static int mitte_prefs_text(const char *s, size_t len, size_t size);
+static void mitte_prefs_write(mitte_out_t *o, const mitte_prefs_t *p,
+    int secret);
+static int mitte_prefs_whole(const cJSON *item, double max, uint64_t *v);
+static int mitte_prefs_complete(const cJSON *obj, mitte_doc_error_t *err);
 static void mitte_prefs_bool(mitte_out_t *o, int v);
 static void mitte_prefs_string(mitte_out_t *o, const char *s, size_t len,
     size_t size);
@@ -84,7 +90,7 @@ mitte_prefs_patch(mitte_prefs_t *p, const char *body, size_t len,
             rc = mitte_prefs_email(&copy, item, err);
 
         } else if (strcmp(item->string, "webhook") == 0) {
-            rc = mitte_prefs_webhook(&copy, item, allow, nallow, err);
+            rc = mitte_prefs_webhook(&copy, item, allow, nallow, 1, err);
 
         } else if (strcmp(item->string, "types") == 0) {
             rc = mitte_prefs_types(&copy, item, err);
@@ -115,44 +121,246 @@ mitte_prefs_patch(mitte_prefs_t *p, const char *body, size_t len,
 size_t
 mitte_prefs_json(const mitte_prefs_t *p, char *buf, size_t size)
 {
-    int           type;
-    const char   *format;
-    mitte_out_t   o;
+    mitte_out_t  o;
 
     mitte_out_init(&o, buf, size);
+    mitte_out_str(&o, "{");
+    mitte_prefs_write(&o, p, 0);
 
-    mitte_out_str(&o, "{\"inApp\":{\"enabled\":true},"
-                        "\"email\":{\"enabled\":");
-    mitte_prefs_bool(&o, p->email_enabled);
-    mitte_out_str(&o, ",\"address\":");
-    mitte_prefs_string(&o, p->email, p->email_len,
-                       sizeof(p->email));
+    return mitte_out_end(&o);
+}
 
-    mitte_out_str(&o, "},\"webhook\":{\"enabled\":");
-    mitte_prefs_bool(&o, p->webhook_enabled);
-    mitte_out_str(&o, ",\"url\":");
-    mitte_prefs_string(&o, p->url, p->url_len,
-                       sizeof(p->url));
+
+size_t
+mitte_prefs_store_json(const mitte_prefs_t *p, uint32_t rev, uint64_t t_ms,
+    char *buf, size_t size)
+{
+    mitte_out_t  o;
+
+    mitte_out_init(&o, buf, size);
+    mitte_out_str(&o, "{\"rev\":");
+    mitte_out_uint(&o, rev);
+    mitte_out_str(&o, ",\"t\":");
+    mitte_out_uint(&o, t_ms);
+    mitte_out_str(&o, ",");
+    mitte_prefs_write(&o, p, 1);
+
+    return mitte_out_end(&o);
+}
+
+
+/* the document after its "{": the secret itself or only secretSet */
+
+static void
+mitte_prefs_write(mitte_out_t *o, const mitte_prefs_t *p, int secret)
+{
+    int          type;
+    const char  *format;
+
+    mitte_out_str(o, "\"inApp\":{\"enabled\":true},"
+                       "\"email\":{\"enabled\":");
+    mitte_prefs_bool(o, p->email_enabled);
+    mitte_out_str(o, ",\"address\":");
+    mitte_prefs_string(o, p->email, p->email_len, sizeof(p->email));
+
+    mitte_out_str(o, "},\"webhook\":{\"enabled\":");
+    mitte_prefs_bool(o, p->webhook_enabled);
+    mitte_out_str(o, ",\"url\":");
+    mitte_prefs_string(o, p->url, p->url_len, sizeof(p->url));
 
     format = mitte_webhook_format_name(p->format);
 
-    mitte_out_str(&o, ",\"format\":\"");
-    mitte_out_str(&o, format ? format : "json");
-    mitte_out_str(&o, "\",\"secretSet\":");
-    mitte_prefs_bool(&o, p->secret_len != 0);
+    mitte_out_str(o, ",\"format\":\"");
+    mitte_out_str(o, format ? format : "json");
 
-    mitte_out_str(&o, "},\"types\":{");
+    if (secret) {
+        mitte_out_str(o, "\",\"secret\":");
+        mitte_prefs_string(o, p->secret, p->secret_len, sizeof(p->secret));
 
-    for (type = 0; type < MITTE_NOTIFY_N; type++) {
-        mitte_out_str(&o, type ? ",\"" : "\"");
-        mitte_out_str(&o, mitte_notify_type_name(type));
-        mitte_out_str(&o, "\":");
-        mitte_prefs_bool(&o, mitte_prefs_type_on(p, type));
+    } else {
+        mitte_out_str(o, "\",\"secretSet\":");
+        mitte_prefs_bool(o, p->secret_len != 0);
     }
 
-    mitte_out_str(&o, "}}");
+    mitte_out_str(o, "},\"types\":{");
 
-    return mitte_out_end(&o);
+    for (type = 0; type < MITTE_NOTIFY_N; type++) {
+        mitte_out_str(o, type ? ",\"" : "\"");
+        mitte_out_str(o, mitte_notify_type_name(type));
+        mitte_out_str(o, "\":");
+        mitte_prefs_bool(o, mitte_prefs_type_on(p, type));
+    }
+
+    mitte_out_str(o, "}}");
+}
+
+
+int
+mitte_prefs_store_parse(const char *text, size_t len, mitte_prefs_t *p,
+    uint32_t *rev, uint64_t *t_ms, mitte_doc_error_t *err)
+{
+    int     rc;
+    cJSON  *root;
+
+    root = mitte_doc_parse(text, len, err);
+    if (root == NULL) {
+        return -1;
+    }
+
+    rc = mitte_prefs_store_from(root, p, rev, t_ms, err);
+
+    cJSON_Delete(root);
+
+    return rc;
+}
+
+
+int
+mitte_prefs_store_from(const cJSON *obj, mitte_prefs_t *p, uint32_t *rev,
+    uint64_t *t_ms, mitte_doc_error_t *err)
+{
+    int            rc;
+    uint64_t       r, t;
+    const cJSON   *item;
+    mitte_prefs_t  copy;
+
+    if (!cJSON_IsObject(obj)) {
+        return mitte_doc_fail(err, "invalid_json", "the preferences must be "
+                              "an object");
+    }
+
+    if (mitte_prefs_complete(obj, err) != 0) {
+        return -1;
+    }
+
+    (void) mitte_prefs_default(&copy, NULL, 0);
+
+    r = 0;
+    t = 0;
+    rc = 0;
+
+    for (item = obj->child; item != NULL && rc == 0; item = item->next) {
+
+        if (strcmp(item->string, "rev") == 0) {
+            if (mitte_prefs_whole(item, MITTE_PREFS_REV_MAX, &r) != 0
+                || r == 0)
+            {
+                rc = mitte_doc_fail(err, "invalid_field", "rev must be a "
+                                    "whole number from 1 to %d",
+                                    MITTE_PREFS_REV_MAX);
+            }
+
+        } else if (strcmp(item->string, "t") == 0) {
+            if (mitte_prefs_whole(item, 9007199254740992.0, &t) != 0) {
+                rc = mitte_doc_fail(err, "invalid_field", "t must be a whole "
+                                    "number of milliseconds");
+            }
+
+        } else if (strcmp(item->string, "inApp") == 0) {
+            rc = mitte_prefs_inapp(&copy, item, err);
+
+        } else if (strcmp(item->string, "email") == 0) {
+            rc = mitte_prefs_email(&copy, item, err);
+
+        } else if (strcmp(item->string, "webhook") == 0) {
+            rc = mitte_prefs_webhook(&copy, item, NULL, 0, 0, err);
+
+        } else if (strcmp(item->string, "types") == 0) {
+            rc = mitte_prefs_types(&copy, item, err);
+
+        } else {
+            rc = mitte_doc_fail(err, "invalid_field",
+                                "unknown field \"%.64s\"", item->string);
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (mitte_prefs_check(&copy) != 0) {
+        return mitte_doc_fail(err, "invalid_field", "the preferences do not "
+                              "hold together (a webhook enabled without a "
+                              "url?)");
+    }
+
+    memcpy(p, &copy, sizeof(mitte_prefs_t));
+    *rev = (uint32_t) r;
+    *t_ms = t;
+
+    return 0;
+}
+
+
+/* every member of a stored document is there (their values come later) */
+
+static int
+mitte_prefs_complete(const cJSON *obj, mitte_doc_error_t *err)
+{
+    int           i, type;
+    const cJSON  *part;
+
+    static const char  *need[][5] = {
+        { "rev", NULL },
+        { "t", NULL },
+        { "inApp", "enabled", NULL },
+        { "email", "enabled", "address", NULL },
+        { "webhook", "enabled", "url", "format", "secret" },
+        { "types", NULL },
+    };
+
+    for (i = 0; i < (int) (sizeof(need) / sizeof(need[0])); i++) {
+        part = cJSON_GetObjectItemCaseSensitive(obj, need[i][0]);
+
+        if (part == NULL) {
+            return mitte_doc_fail(err, "invalid_field", "\"%s\" is missing",
+                                  need[i][0]);
+        }
+
+        for (type = 1; type < 5 && need[i][type]; type++) {
+            if (cJSON_GetObjectItemCaseSensitive(part, need[i][type])
+                == NULL)
+            {
+                return mitte_doc_fail(err, "invalid_field", "\"%s.%s\" is "
+                                      "missing", need[i][0], need[i][type]);
+            }
+        }
+    }
+
+    part = cJSON_GetObjectItemCaseSensitive(obj, "types");
+
+    for (type = 0; type < MITTE_NOTIFY_N; type++) {
+        if (cJSON_GetObjectItemCaseSensitive(part,
+                                             mitte_notify_type_name(type))
+            == NULL)
+        {
+            return mitte_doc_fail(err, "invalid_field", "\"types.%s\" is "
+                                  "missing", mitte_notify_type_name(type));
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+mitte_prefs_whole(const cJSON *item, double max, uint64_t *v)
+{
+    double  d;
+
+    if (!cJSON_IsNumber(item)) {
+        return -1;
+    }
+
+    d = item->valuedouble;
+
+    if (!(d >= 0 && d <= max) || d != (double) (uint64_t) d) {
+        return -1;
+    }
+
+    *v = (uint64_t) d;
+
+    return 0;
 }
 
 
@@ -299,7 +507,8 @@ mitte_prefs_email(mitte_prefs_t *p, const cJSON *obj, mitte_doc_error_t *err)
 
 static int
 mitte_prefs_webhook(mitte_prefs_t *p, const cJSON *obj,
-    const mitte_cidr_t *allow, size_t nallow, mitte_doc_error_t *err)
+    const mitte_cidr_t *allow, size_t nallow, int judge,
+    mitte_doc_error_t *err)
 {
     int           format;
     size_t        n;
@@ -321,7 +530,7 @@ mitte_prefs_webhook(mitte_prefs_t *p, const cJSON *obj,
             p->webhook_enabled = cJSON_IsTrue(item) ? 1 : 0;
 
         } else if (strcmp(item->string, "url") == 0) {
-            if (mitte_prefs_url(p, item, allow, nallow, err) != 0) {
+            if (mitte_prefs_url(p, item, allow, nallow, judge, err) != 0) {
                 return -1;
             }
 
@@ -382,7 +591,8 @@ mitte_prefs_webhook(mitte_prefs_t *p, const cJSON *obj,
 
 static int
 mitte_prefs_url(mitte_prefs_t *p, const cJSON *item,
-    const mitte_cidr_t *allow, size_t nallow, mitte_doc_error_t *err)
+    const mitte_cidr_t *allow, size_t nallow, int judge,
+    mitte_doc_error_t *err)
 {
     size_t                   n;
     const char              *s;
@@ -409,7 +619,8 @@ mitte_prefs_url(mitte_prefs_t *p, const cJSON *item,
                                   u.error);
         }
 
-        if (mitte_host_literal(s + u.host, u.host_len, &sa) == 1
+        if (judge
+            && mitte_host_literal(s + u.host, u.host_len, &sa) == 1
             && mitte_addr_blocked((struct sockaddr *) &sa, allow, nallow))
         {
             return mitte_doc_fail(err, "invalid_field", "webhook.url must "

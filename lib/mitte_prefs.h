@@ -94,4 +94,35 @@ int mitte_prefs_type_on(const mitte_prefs_t *p, int type);
  */
 int mitte_prefs_check(const mitte_prefs_t *p);
 
+
+/*
+ * Cluster mode's copy of a document, as kept in Redis and sent in the
+ * event stream: the GET document with the secret in place of secretSet
+ * (another instance sends the webhooks), preceded by its revision and
+ * update time:
+ *   {"rev":3,"t":1767225600000,"inApp":{"enabled":true},
+ *    "email":{"enabled":true,"address":null},
+ *    "webhook":{"enabled":false,"url":null,"format":"json",
+ *               "secret":null},
+ *    "types":{"ANOMALY_DETECTED":true,...}}
+ * Returns the length needed, as mitte_prefs_json().
+ */
+#define MITTE_PREFS_REV_MAX  0x7fffffff
+
+size_t mitte_prefs_store_json(const mitte_prefs_t *p, uint32_t rev,
+    uint64_t t_ms, char *buf, size_t size);
+
+/*
+ * Reads such a document (a cJSON object, or text): every member must be
+ * there ("rev" 1..MITTE_PREFS_REV_MAX, "t" a whole number of ms, the four
+ * parts with all their fields, all six types) and valid as
+ * mitte_prefs_check() has it (the url is not judged against an
+ * allowlist: the instance that stored it did). Returns 0 with *p, *rev,
+ * *t_ms filled, or -1 with "err" filled and *p unchanged.
+ */
+int mitte_prefs_store_from(const struct cJSON *obj, mitte_prefs_t *p,
+    uint32_t *rev, uint64_t *t_ms, mitte_doc_error_t *err);
+int mitte_prefs_store_parse(const char *text, size_t len, mitte_prefs_t *p,
+    uint32_t *rev, uint64_t *t_ms, mitte_doc_error_t *err);
+
 #endif /* MITTE_PREFS_H */

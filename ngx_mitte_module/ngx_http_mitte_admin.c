@@ -10,10 +10,19 @@
 #include "ngx_http_mitte_rules.h"
 #include "ngx_http_mitte_api.h"
 #include "ngx_http_mitte_redis.h"
+#include "ngx_http_mitte_cluster.h"
 #include "mitte_doc.h"
 
 
 #define NGX_HTTP_MITTE_SEND_JSON        16384
+
+
+/* a user's GET or PUT waiting for Redis (cluster mode) */
+typedef struct {
+    ngx_str_t                    id;
+    ngx_uint_t                   put;
+    uint32_t                     month;
+} ngx_http_mitte_admin_user_ctx_t;
 
 
 typedef enum {
@@ -41,6 +50,12 @@ static ngx_int_t ngx_http_mitte_admin_user(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_mitte_admin_put_user(ngx_http_request_t *r,
     ngx_str_t *id, ngx_str_t *body);
+static ngx_int_t ngx_http_mitte_admin_user_answer(ngx_http_request_t *r,
+    ngx_str_t *id, uint32_t used);
+static ngx_int_t ngx_http_mitte_admin_user_start(ngx_http_request_t *r,
+    ngx_str_t *id, mitte_user_doc_t *doc);
+static ngx_int_t ngx_http_mitte_admin_user_redis(ngx_http_mitte_wait_t *wt,
+    redisReply *reply, ngx_uint_t rc);
 static ngx_int_t ngx_http_mitte_write_user(ngx_http_request_t *r,
     ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_user_t *u,
     ngx_chain_t **last);
@@ -447,8 +462,30 @@ ngx_http_mitte_admin_delete_endpoint(ngx_http_request_t *r, ngx_str_t *slug)
 static ngx_int_t
 ngx_http_mitte_admin_user(ngx_http_request_t *r, ngx_str_t *id)
 {
-    ngx_int_t                    rc;
+    ngx_int_t  rc;
+
+    rc = ngx_http_mitte_admin_user_start(r, id, NULL);
+
+    if (rc == NGX_DONE) {
+        return NGX_DONE;
+    }
+
+    return ngx_http_mitte_admin_user_answer(r, id, 0);
+}
+
+
+/*
+ * The zone's user, its quota use at least "used" (Redis's, cluster-wide,
+ * in cluster mode), or 404
+ */
+
+static ngx_int_t
+ngx_http_mitte_admin_user_answer(ngx_http_request_t *r, ngx_str_t *id,
+    uint32_t used)
+{
+    uint32_t                     month;
     ngx_chain_t                 *out, *last;
+    ngx_http_mitte_user_t        u;
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_main_conf_t  *mmcf;
     ngx_http_mitte_user_node_t  *un;
@@ -457,30 +494,160 @@ ngx_http_mitte_admin_user(ngx_http_request_t *r, ngx_str_t *id)
     ctx = mmcf->shm_zone->data;
 
     last = NULL;
-    out = NULL;
-    rc = NGX_DECLINED;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
     un = ngx_http_mitte_user_lookup(ctx, id->data, id->len);
 
     if (un) {
-        rc = ngx_http_mitte_write_user(r, mmcf, &un->user, &last);
-        out = last;
+        u = un->user;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    if (rc == NGX_DECLINED) {
+    if (un == NULL) {
         return ngx_http_mitte_reply_error(r, NGX_HTTP_NOT_FOUND, "not_found",
                                           "No such user.");
     }
 
-    if (rc != NGX_OK) {
+    month = mitte_month_of(ngx_time());
+
+    if (used && (u.month != month || u.used < used)) {
+        u.month = month;
+        u.used = used;
+    }
+
+    if (ngx_http_mitte_write_user(r, mmcf, &u, &last) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* one link: ngx_http_mitte_chain() makes them of 32 KiB */
+    out = last;
+
     return ngx_http_mitte_reply_json(r, NGX_HTTP_OK, out);
+}
+
+
+/*
+ * Cluster mode: a PUT ("doc") writes the meta to Redis, a GET reads it
+ * and the month's quota use; the answer waits for Redis (NGX_DONE).
+ * NGX_DECLINED: no mitte_redis, or Redis not ready (logged): the zone
+ * answers at once.
+ */
+
+static ngx_int_t
+ngx_http_mitte_admin_user_start(ngx_http_request_t *r, ngx_str_t *id,
+    mitte_user_doc_t *doc)
+{
+    ngx_int_t                         rc;
+    ngx_http_mitte_wait_t            *wt;
+    ngx_http_mitte_main_conf_t       *mmcf;
+    ngx_http_mitte_admin_user_ctx_t  *uc;
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+
+    if (mmcf->redis == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_mitte_redis_ready() != NGX_OK) {
+        ngx_http_mitte_cluster_log(r->connection->log,
+                                   "user \"%V\" %s without Redis: not "
+                                   "connected", id, doc ? "saved" : "read");
+        return NGX_DECLINED;
+    }
+
+    uc = ngx_pcalloc(r->pool, sizeof(ngx_http_mitte_admin_user_ctx_t));
+    if (uc == NULL) {
+        return NGX_DECLINED;
+    }
+
+    uc->id = *id;
+    uc->put = (doc != NULL);
+    uc->month = mitte_month_of(ngx_time());
+
+    wt = ngx_http_mitte_wait_create(r, ngx_http_mitte_admin_user_redis, uc);
+    if (wt == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rc = doc ? ngx_http_mitte_user_meta_set(wt, id, doc)
+             : ngx_http_mitte_user_meta_get(wt, id, uc->month);
+
+    if (rc != NGX_OK) {
+        ngx_http_mitte_wait_cancel(wt);
+        return NGX_DECLINED;
+    }
+
+    ngx_http_mitte_wait_begin(wt);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_mitte_admin_user_redis(ngx_http_mitte_wait_t *wt,
+    redisReply *reply, ngx_uint_t rc)
+{
+    ngx_http_request_t               *r = wt->request;
+    ngx_http_mitte_admin_user_ctx_t  *uc = wt->data;
+
+    uint32_t                     used;
+    ngx_int_t                    n;
+    redisReply                  *meta, *quota;
+    mitte_user_doc_t             doc;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
+
+    used = 0;
+    meta = NULL;
+    quota = NULL;
+
+    if (rc == NGX_HTTP_MITTE_REDIS_REPLY && uc->put) {
+        meta = reply;
+
+    } else if (rc == NGX_HTTP_MITTE_REDIS_REPLY
+               && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2)
+    {
+        meta = reply->element[0];
+        quota = reply->element[1];
+    }
+
+    if (meta == NULL || meta->type == REDIS_REPLY_ERROR) {
+        ngx_http_mitte_cluster_log(r->connection->log,
+                                   "user \"%V\" %s without Redis: %s",
+                                   &uc->id, uc->put ? "saved" : "read",
+                                   ngx_http_mitte_cluster_why(meta, rc));
+
+        return ngx_http_mitte_admin_user_answer(r, &uc->id, 0);
+    }
+
+    if (ngx_http_mitte_user_meta_read(r->connection->log, &uc->id, meta,
+                                      &doc)
+        == NGX_OK)
+    {
+        (void) ngx_http_mitte_user_apply(mmcf, &uc->id, &doc);
+
+        if (uc->put) {
+            ngx_http_mitte_user_meta_publish(r, &uc->id, &doc);
+        }
+    }
+
+    if (quota && quota->type == REDIS_REPLY_STRING) {
+        n = ngx_atoi((u_char *) quota->str, quota->len);
+
+        if (n >= 0) {
+            used = (uint32_t) ngx_min(n, (ngx_int_t) NGX_MAX_UINT32_VALUE);
+
+        } else {
+            ngx_http_mitte_cluster_log(r->connection->log,
+                                       "the quota use of user \"%V\" in "
+                                       "Redis is not a number", &uc->id);
+        }
+    }
+
+    return ngx_http_mitte_admin_user_answer(r, &uc->id, used);
 }
 
 
@@ -490,7 +657,6 @@ ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
 {
     ngx_int_t                    rc;
     ngx_uint_t                   i;
-    ngx_chain_t                 *out, *last;
     mitte_doc_error_t            err;
     mitte_user_doc_t             doc;
     ngx_http_mitte_user_t       *u;
@@ -523,8 +689,6 @@ ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mitte_module);
     ctx = mmcf->shm_zone->data;
 
-    last = NULL;
-
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
     un = ngx_http_mitte_user_get(ctx, id->data, id->len, NULL);
@@ -553,16 +717,17 @@ ngx_http_mitte_admin_put_user(ngx_http_request_t *r, ngx_str_t *id,
         u->email_len = (uint8_t) doc.email_len;
     }
 
-    rc = ngx_http_mitte_write_user(r, mmcf, u, &last);
-    out = last;
-
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    /* cluster mode: written to Redis too, answered after its reply */
+
+    rc = ngx_http_mitte_admin_user_start(r, id, &doc);
+
+    if (rc == NGX_DONE) {
+        return NGX_DONE;
     }
 
-    return ngx_http_mitte_reply_json(r, NGX_HTTP_OK, out);
+    return ngx_http_mitte_admin_user_answer(r, id, 0);
 }
 
 

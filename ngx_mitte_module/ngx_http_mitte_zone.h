@@ -239,8 +239,19 @@ typedef struct {
     uint32_t                    nnotes;
     uint32_t                    unread;
     uint32_t                    prefs_off;  /* offset in the zone, 0: none */
+    uint32_t                    prefs_rev;  /* cluster mode: the revision
+                                               of the preferences held, 0:
+                                               none; with
+                                               NGX_HTTP_MITTE_PREFS_DIRTY:
+                                               saved while Redis could not
+                                               take them (in the padding
+                                               before "user": the layout
+                                               is unchanged) */
     ngx_http_mitte_user_t       user;
 } ngx_http_mitte_user_node_t;
+
+
+#define NGX_HTTP_MITTE_PREFS_DIRTY      0x80000000
 
 
 typedef struct {

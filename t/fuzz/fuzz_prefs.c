@@ -4,7 +4,9 @@
  * PUT/PATCH /mitte/preferences bodies (mitte_prefs_patch): a refused body
  * changes nothing; an accepted one leaves preferences that pass the check
  * made on records read back, whose GET document is JSON, and applying the
- * same body again changes nothing more.
+ * same body again changes nothing more; cluster mode's stored document of
+ * it reads back the same. The input read as a stored document: refused
+ * without a change, or read into preferences that pass the check.
  */
 
 #include <string.h>
@@ -19,7 +21,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int                rc;
-    char               json[8192];
+    char               json[16384];
+    uint32_t           rev;
+    uint64_t           t;
     size_t             n;
     cJSON             *doc;
     mitte_cidr_t       allow[1];
@@ -27,6 +31,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mitte_doc_error_t  err;
 
     FUZZ_CHECK(mitte_cidr_parse("10.0.0.0/8", 10, &allow[0]) == 0);
+
+    memset(&p, 0x41, sizeof(mitte_prefs_t));
+    memcpy(&before, &p, sizeof(mitte_prefs_t));
+
+    if (mitte_prefs_store_parse((const char *) data, size, &p, &rev, &t,
+                                &err)
+        == 0)
+    {
+        FUZZ_CHECK(mitte_prefs_check(&p) == 0);
+        FUZZ_CHECK(rev >= 1 && rev <= MITTE_PREFS_REV_MAX);
+
+    } else {
+        FUZZ_CHECK(memcmp(&p, &before, sizeof(mitte_prefs_t)) == 0);
+    }
+
     FUZZ_CHECK(mitte_prefs_default(&p, "a@example.com", 13) == 0);
     memcpy(&before, &p, sizeof(mitte_prefs_t));
 
@@ -57,6 +76,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                  &err)
                == 0);
     FUZZ_CHECK(memcmp(&again, &p, sizeof(mitte_prefs_t)) == 0);
+
+    n = mitte_prefs_store_json(&p, 5, 1767225600000ULL, json, sizeof(json));
+    FUZZ_CHECK(n < sizeof(json));
+    FUZZ_CHECK(mitte_prefs_store_parse(json, n, &again, &rev, &t, &err)
+               == 0);
+    FUZZ_CHECK(memcmp(&again, &p, sizeof(mitte_prefs_t)) == 0);
+    FUZZ_CHECK(rev == 5 && t == 1767225600000ULL);
 
     return 0;
 }

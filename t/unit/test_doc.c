@@ -12,6 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <cjson/cJSON.h>
+
 #include "mitte_doc.h"
 
 
@@ -485,6 +487,89 @@ test_user_invalid(void **state)
 }
 
 
+/* a cluster stream entry "m": its "k", "u", "t" skipped, the rest read */
+
+static void
+test_user_entry(void **state)
+{
+    cJSON              *o;
+    mitte_user_doc_t    doc;
+    mitte_doc_error_t   err;
+
+    (void) state;
+
+    o = cJSON_Parse("{\"k\":\"m\",\"u\":\"alice\",\"t\":1767225600000,"
+                    "\"plan\":\"pro\",\"trialEndsAt\":1767225600,"
+                    "\"email\":\"a@example.com\"}");
+    assert_non_null(o);
+    assert_int_equal(mitte_user_doc_from(o, 1, &doc, &err), 0);
+    assert_true(doc.has_plan && doc.has_trial && doc.has_email);
+    assert_int_equal(doc.plan, MITTE_PLAN_PRO);
+    assert_true(doc.trial_ends == 1767225600);
+    assert_string_equal(doc.email, "a@example.com");
+
+    /* not an entry: "k" is an unknown field */
+    assert_int_equal(mitte_user_doc_from(o, 0, &doc, &err), -1);
+    cJSON_Delete(o);
+
+    o = cJSON_Parse("{\"k\":\"m\",\"u\":\"a\",\"plan\":\"gold\"}");
+    assert_int_equal(mitte_user_doc_from(o, 1, &doc, &err), -1);
+    assert_false(doc.has_plan);
+    cJSON_Delete(o);
+
+    o = cJSON_Parse("{\"k\":\"m\",\"u\":\"a\",\"email\":\"no at\"}");
+    assert_int_equal(mitte_user_doc_from(o, 1, &doc, &err), -1);
+    cJSON_Delete(o);
+
+    o = cJSON_Parse("[\"m\"]");
+    assert_int_equal(mitte_user_doc_from(o, 1, &doc, &err), -1);
+    cJSON_Delete(o);
+}
+
+
+#define FIELD(d, n, v)  mitte_user_meta_field(d, n, strlen(n), v, strlen(v))
+
+static void
+test_user_meta_field(void **state)
+{
+    mitte_user_doc_t  doc;
+
+    (void) state;
+
+    memset(&doc, 0, sizeof(doc));
+
+    assert_int_equal(FIELD(&doc, "plan", "trial"), 0);
+    assert_int_equal(doc.plan, MITTE_PLAN_TRIAL);
+    assert_int_equal(FIELD(&doc, "trialEndsAt", "1767225600"), 0);
+    assert_true(doc.trial_ends == 1767225600);
+    assert_int_equal(FIELD(&doc, "trialEndsAt", "0"), 0);
+    assert_true(doc.trial_ends == 0 && doc.has_trial);
+    assert_int_equal(FIELD(&doc, "email", "b@example.org"), 0);
+    assert_string_equal(doc.email, "b@example.org");
+    assert_int_equal(FIELD(&doc, "email", ""), 0);
+    assert_int_equal(doc.email_len, 0);
+    assert_int_equal(FIELD(&doc, "t", "1767225600000"), 0);
+    assert_true(doc.has_plan && doc.has_trial && doc.has_email);
+
+    assert_int_equal(FIELD(&doc, "plan", ""), -1);
+    assert_int_equal(FIELD(&doc, "plan", "gold"), -1);
+    assert_int_equal(FIELD(&doc, "trialEndsAt", ""), -1);
+    assert_int_equal(FIELD(&doc, "trialEndsAt", "-1"), -1);
+    assert_int_equal(FIELD(&doc, "trialEndsAt", "12a"), -1);
+    assert_int_equal(FIELD(&doc, "trialEndsAt", "99999999999999999"), -1);
+    assert_int_equal(FIELD(&doc, "trialEndsAt", "9999999999999999"), -1);
+    assert_int_equal(FIELD(&doc, "email", "x"), -1);
+    assert_int_equal(FIELD(&doc, "email", "a b@example.com"), -1);
+    assert_int_equal(FIELD(&doc, "t", "x"), -1);
+    assert_int_equal(FIELD(&doc, "colour", "red"), -1);
+    assert_int_equal(FIELD(&doc, "pla", "pro"), -1);
+
+    /* what was refused changed nothing */
+    assert_int_equal(doc.plan, MITTE_PLAN_TRIAL);
+    assert_true(doc.trial_ends == 0);
+}
+
+
 int
 main(void)
 {
@@ -495,6 +580,8 @@ main(void)
         cmocka_unit_test(test_endpoint_invalid_field),
         cmocka_unit_test(test_user_valid),
         cmocka_unit_test(test_user_invalid),
+        cmocka_unit_test(test_user_entry),
+        cmocka_unit_test(test_user_meta_field),
     };
 
     return cmocka_run_group_tests_name("doc", tests, NULL, NULL);

@@ -38,6 +38,7 @@
 
 static mitte_cidr_t  allow[2];
 static size_t        nallow;
+static mitte_doc_error_t  serr;    /* the stored documents' tests' */
 
 
 /* the GET document, checked against the length returned */
@@ -785,6 +786,174 @@ test_check(void **state)
 }
 
 
+/* cluster mode's stored document: the secret kept, read back as it was */
+
+static void
+test_store_round_trip(void **state)
+{
+    size_t          n;
+    uint32_t        rev;
+    uint64_t        t;
+    mitte_prefs_t   p, q, empty;
+    static char     doc[8192];
+
+    (void) state;
+
+    full_prefs(&p);
+
+    n = mitte_prefs_store_json(&p, 7, 1767225600123ULL, doc, sizeof(doc));
+    assert_true(n < sizeof(doc));
+    assert_int_equal(n, strlen(doc));
+    assert_int_equal(mitte_prefs_store_json(&p, 7, 1767225600123ULL, NULL, 0),
+                     n);
+
+    assert_non_null(strstr(doc, "{\"rev\":7,\"t\":1767225600123,"
+                                "\"inApp\":{\"enabled\":true},"));
+    assert_non_null(strstr(doc, "\"secret\":\"s3cret\""));
+    assert_null(strstr(doc, "secretSet"));
+
+    memset(&q, 0x5a, sizeof(q));
+    assert_int_equal(mitte_prefs_store_parse(doc, n, &q, &rev, &t, &serr), 0);
+    assert_memory_equal(&p, &q, sizeof(mitte_prefs_t));
+    assert_int_equal(rev, 7);
+    assert_true(t == 1767225600123ULL);
+
+    /* no secret, no url: null both ways */
+    (void) mitte_prefs_default(&empty, NULL, 0);
+    n = mitte_prefs_store_json(&empty, 1, 0, doc, sizeof(doc));
+    assert_non_null(strstr(doc, "\"url\":null,\"format\":\"json\","
+                                "\"secret\":null}"));
+    assert_int_equal(mitte_prefs_store_parse(doc, n, &q, &rev, &t, &serr), 0);
+    assert_memory_equal(&empty, &q, sizeof(mitte_prefs_t));
+}
+
+
+/* a url to a private address: the instance that stored it judged it */
+
+static void
+test_store_private_url(void **state)
+{
+    size_t          n;
+    uint32_t        rev;
+    uint64_t        t;
+    mitte_prefs_t   p, q;
+    static char     doc[8192];
+
+    (void) state;
+
+    (void) mitte_prefs_default(&p, NULL, 0);
+    memcpy(p.url, "http://10.1.2.3/hook", 20);
+    p.url_len = 20;
+    p.webhook_enabled = 1;
+    assert_int_equal(mitte_prefs_check(&p), 0);
+
+    n = mitte_prefs_store_json(&p, 2, 5, doc, sizeof(doc));
+    assert_int_equal(mitte_prefs_store_parse(doc, n, &q, &rev, &t, &serr), 0);
+    assert_memory_equal(&p, &q, sizeof(mitte_prefs_t));
+}
+
+
+static void
+store_bad(const char *text)
+{
+    uint32_t        rev;
+    uint64_t        t;
+    mitte_prefs_t   q, before;
+
+    memset(&q, 0x33, sizeof(q));
+    before = q;
+    rev = 99;
+    t = 99;
+
+    if (mitte_prefs_store_parse(text, strlen(text), &q, &rev, &t, &serr)
+        != -1)
+    {
+        fail_msg("accepted: %s", text);
+    }
+
+    assert_memory_equal(&q, &before, sizeof(q));
+    assert_int_equal(rev, 99);
+    assert_true(t == 99);
+    assert_non_null(serr.code);
+}
+
+
+#define STORE_TYPES                                                          \
+    "\"types\":{\"ANOMALY_DETECTED\":true,\"QUOTA_WARNING\":true,"           \
+    "\"QUOTA_EXCEEDED\":true,\"ENDPOINT_DOWN\":true,"                        \
+    "\"ENDPOINT_RECOVERED\":true,\"TRIAL_ENDING\":true}"
+
+#define STORE_DOC(rev, t, email, webhook, types)                             \
+    "{\"rev\":" rev ",\"t\":" t ",\"inApp\":{\"enabled\":true},"             \
+    "\"email\":" email ",\"webhook\":" webhook "," types "}"
+
+#define STORE_EMAIL    "{\"enabled\":true,\"address\":null}"
+#define STORE_WEBHOOK  "{\"enabled\":false,\"url\":null,\"format\":\"json\"," \
+                       "\"secret\":null}"
+
+
+static void
+test_store_refusals(void **state)
+{
+    uint32_t        rev;
+    uint64_t        t;
+    mitte_prefs_t   q;
+    const char     *good;
+
+    (void) state;
+
+    good = STORE_DOC("1", "0", STORE_EMAIL, STORE_WEBHOOK, STORE_TYPES);
+    assert_int_equal(mitte_prefs_store_parse(good, strlen(good), &q, &rev,
+                                             &t, &serr), 0);
+
+    store_bad("");
+    store_bad("garbage");
+    store_bad("[1,2]");
+    store_bad("{}");
+    store_bad(STORE_DOC("0", "0", STORE_EMAIL, STORE_WEBHOOK, STORE_TYPES));
+    store_bad(STORE_DOC("-1", "0", STORE_EMAIL, STORE_WEBHOOK, STORE_TYPES));
+    store_bad(STORE_DOC("1.5", "0", STORE_EMAIL, STORE_WEBHOOK, STORE_TYPES));
+    store_bad(STORE_DOC("2147483648", "0", STORE_EMAIL, STORE_WEBHOOK,
+                        STORE_TYPES));
+    store_bad(STORE_DOC("\"1\"", "0", STORE_EMAIL, STORE_WEBHOOK,
+                        STORE_TYPES));
+    store_bad(STORE_DOC("1", "-5", STORE_EMAIL, STORE_WEBHOOK, STORE_TYPES));
+    store_bad(STORE_DOC("1", "1e300", STORE_EMAIL, STORE_WEBHOOK,
+                        STORE_TYPES));
+    store_bad(STORE_DOC("1", "0", "{\"enabled\":true}", STORE_WEBHOOK,
+                        STORE_TYPES));
+    store_bad(STORE_DOC("1", "0", "{\"enabled\":1,\"address\":null}",
+                        STORE_WEBHOOK, STORE_TYPES));
+    store_bad(STORE_DOC("1", "0", "{\"enabled\":true,\"address\":\"x\"}",
+                        STORE_WEBHOOK, STORE_TYPES));
+    store_bad(STORE_DOC("1", "0", STORE_EMAIL,
+                        "{\"enabled\":false,\"url\":null,\"format\":\"json\"}",
+                        STORE_TYPES));
+    store_bad(STORE_DOC("1", "0", STORE_EMAIL,
+                        "{\"enabled\":true,\"url\":null,\"format\":\"json\","
+                        "\"secret\":null}", STORE_TYPES));
+    store_bad(STORE_DOC("1", "0", STORE_EMAIL,
+                        "{\"enabled\":false,\"url\":\"ftp://x/\","
+                        "\"format\":\"json\",\"secret\":null}", STORE_TYPES));
+    store_bad(STORE_DOC("1", "0", STORE_EMAIL,
+                        "{\"enabled\":false,\"url\":null,\"format\":\"xml\","
+                        "\"secret\":null}", STORE_TYPES));
+    store_bad(STORE_DOC("1", "0", STORE_EMAIL, STORE_WEBHOOK,
+                        "\"types\":{\"ANOMALY_DETECTED\":true}"));
+    store_bad(STORE_DOC("1", "0", STORE_EMAIL, STORE_WEBHOOK,
+                        "\"types\":{\"ANOMALY_DETECTED\":true,"
+                        "\"QUOTA_WARNING\":true,\"QUOTA_EXCEEDED\":true,"
+                        "\"ENDPOINT_DOWN\":true,\"ENDPOINT_RECOVERED\":true,"
+                        "\"TRIAL_ENDING\":true,\"NOPE\":true}"));
+    store_bad("{\"rev\":1,\"t\":0,\"inApp\":{\"enabled\":true},"
+              "\"email\":" STORE_EMAIL ",\"webhook\":" STORE_WEBHOOK ","
+              STORE_TYPES ",\"extra\":1}");
+    store_bad("{\"rev\":1,\"t\":0,\"inApp\":{\"enabled\":false},"
+              "\"email\":" STORE_EMAIL ",\"webhook\":" STORE_WEBHOOK ","
+              STORE_TYPES "}");
+}
+
+
 int
 main(void)
 {
@@ -801,6 +970,9 @@ main(void)
         cmocka_unit_test(test_json_parses),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_check),
+        cmocka_unit_test(test_store_round_trip),
+        cmocka_unit_test(test_store_private_url),
+        cmocka_unit_test(test_store_refusals),
     };
 
     return cmocka_run_group_tests_name("prefs", tests, NULL, NULL);
