@@ -14,6 +14,7 @@
 #include "mitte_doc.h"
 
 
+#define NGX_HTTP_MITTE_CLUSTER_METRICS_LEN  2048
 #define NGX_HTTP_MITTE_SEND_JSON        16384
 
 
@@ -60,6 +61,8 @@ static ngx_int_t ngx_http_mitte_write_user(ngx_http_request_t *r,
     ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_user_t *u,
     ngx_chain_t **last);
 static ngx_int_t ngx_http_mitte_admin_metrics(ngx_http_request_t *r);
+static u_char *ngx_http_mitte_metrics_cluster(u_char *p,
+    ngx_http_mitte_cluster_counters_t *cc);
 static u_char *ngx_http_mitte_metrics_work(u_char *p,
     ngx_http_mitte_counters_t *c, ngx_uint_t *pending,
     ngx_uint_t subscribers);
@@ -402,6 +405,11 @@ ngx_http_mitte_admin_put_endpoint(ngx_http_request_t *r, ngx_str_t *slug,
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     mitte_endpoint_doc_free(&doc);
+
+    if (mmcf->redis) {
+        /* the cluster's copy, and every instance's zone */
+        (void) ngx_http_mitte_sync_endpoint(mmcf, slug->data, slug->len);
+    }
 
     rc = ngx_http_mitte_write_endpoint(r, &copy, &last, now_hour);
     out = last;
@@ -809,7 +817,8 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    b = ngx_create_temp_buf(r->pool, 8192 + NGX_HTTP_MITTE_REDIS_METRICS_LEN);
+    b = ngx_create_temp_buf(r->pool, 8192 + NGX_HTTP_MITTE_REDIS_METRICS_LEN
+                                     + NGX_HTTP_MITTE_CLUSTER_METRICS_LEN);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -863,6 +872,11 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
     b->last = ngx_http_mitte_metrics_work(b->last, &c, pending, subscribers);
     b->last = ngx_http_mitte_redis_metrics(b->last, mmcf->redis);
 
+    if (mmcf->redis) {
+        b->last = ngx_http_mitte_metrics_cluster(b->last,
+                                                 &ctx->sh->cluster);
+    }
+
     out = ngx_alloc_chain_link(r->pool);
     if (out == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -872,6 +886,56 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
     out->next = NULL;
 
     return ngx_http_mitte_reply(r, NGX_HTTP_OK, &type, out);
+}
+
+
+/* cluster mode's: flushes, the backlog, the relay, sweep leadership */
+
+static u_char *
+ngx_http_mitte_metrics_cluster(u_char *p,
+    ngx_http_mitte_cluster_counters_t *cc)
+{
+    ngx_uint_t  i, backlog;
+
+    backlog = 0;
+
+    for (i = 0; i < NGX_HTTP_MITTE_MAX_WORKERS; i++) {
+        backlog += cc->backlog[i];
+    }
+
+    return ngx_sprintf(p,
+        "# HELP mitte_redis_flushes_total Batches of deliveries written "
+        "to Redis.\n"
+        "# TYPE mitte_redis_flushes_total counter\n"
+        "mitte_redis_flushes_total %uA\n"
+        "# HELP mitte_redis_flush_errors_total Flushes that failed (kept "
+        "and sent again).\n"
+        "# TYPE mitte_redis_flush_errors_total counter\n"
+        "mitte_redis_flush_errors_total %uA\n"
+        "# HELP mitte_redis_backlog_endpoints Endpoints with deltas not "
+        "yet in Redis.\n"
+        "# TYPE mitte_redis_backlog_endpoints gauge\n"
+        "mitte_redis_backlog_endpoints %ui\n"
+        "# HELP mitte_redis_backlog_dropped_total Deltas and events the "
+        "backlog could not keep.\n"
+        "# TYPE mitte_redis_backlog_dropped_total counter\n"
+        "mitte_redis_backlog_dropped_total %uA\n"
+        "# HELP mitte_redis_events_total Events sent to and read from the "
+        "cluster's stream.\n"
+        "# TYPE mitte_redis_events_total counter\n"
+        "mitte_redis_events_total{direction=\"out\"} %uA\n"
+        "mitte_redis_events_total{direction=\"in\"} %uA\n"
+        "# HELP mitte_redis_entries_refused_total Stream entries that "
+        "could not be applied.\n"
+        "# TYPE mitte_redis_entries_refused_total counter\n"
+        "mitte_redis_entries_refused_total %uA\n"
+        "# HELP mitte_redis_sweeps_total Sweep intervals, by whether this "
+        "instance led them.\n"
+        "# TYPE mitte_redis_sweeps_total counter\n"
+        "mitte_redis_sweeps_total{leader=\"won\"} %uA\n"
+        "mitte_redis_sweeps_total{leader=\"lost\"} %uA\n",
+        cc->flushes, cc->flush_errors, backlog, cc->dropped, cc->events_out,
+        cc->events_in, cc->entries_bad, cc->sweeps_won, cc->sweeps_lost);
 }
 
 

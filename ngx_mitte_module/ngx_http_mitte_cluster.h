@@ -1,7 +1,9 @@
 /*
  * Copyright (C) ngx_mitte_module authors
  *
- * Cluster mode (mitte_redis): what the files share across floors.
+ * Cluster mode (mitte_redis): what the files that share the zone's state
+ * through Redis offer each other. The connection itself is
+ * ngx_http_mitte_redis.h.
  */
 
 
@@ -10,11 +12,51 @@
 
 
 #include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_stream.h"
 #include "ngx_http_mitte_redis.h"
 #include "mitte_doc.h"
 
 #include <cjson/cJSON.h>
 
+
+/* a worker's flushes: every so often while it has deltas (ms) */
+#define NGX_HTTP_MITTE_SYNC_INTERVAL    20
+
+/* endpoints one worker's batch holds (its backlog while Redis is away) */
+#define NGX_HTTP_MITTE_SYNC_ENDPOINTS   4096
+
+/* a stream open somewhere is told to the other instances this often (s) */
+#define NGX_HTTP_MITTE_WATCH_TELL       300
+
+
+/* ngx_http_mitte_sync.c: a worker's deltas and their flush */
+ngx_int_t ngx_http_mitte_sync_init_process(ngx_cycle_t *cycle);
+void ngx_http_mitte_sync_exit_process(ngx_cycle_t *cycle);
+/*
+ * With the zone locked, after the delivery is recorded in it: the
+ * delivery into this worker's batch; "event" when its event is for the
+ * streams (sent with the batch, then read back by every instance).
+ * NGX_OK: the cluster has it; NGX_DECLINED: not in cluster mode now, the
+ * zone alone decides (notifications, events)
+ */
+ngx_int_t ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_delivery_t *d,
+    ngx_http_mitte_endpoint_node_t *en, ngx_uint_t event);
+
+/* an endpoint the operator API imported: into Redis, to every instance */
+ngx_int_t ngx_http_mitte_sync_endpoint(ngx_http_mitte_main_conf_t *mmcf,
+    u_char *slug, size_t len);
+
+/* ngx_http_mitte_relay.c: the cluster's event stream, read into the zone */
+ngx_int_t ngx_http_mitte_relay_init_process(ngx_cycle_t *cycle);
+
+/* ngx_http_mitte_notify.c */
+ngx_int_t ngx_http_mitte_notify_relay(ngx_http_mitte_main_conf_t *mmcf,
+    cJSON *entry, ngx_uint_t route);
+
+/* ngx_http_mitte_notifications.c */
+ngx_int_t ngx_http_mitte_notifications_relay(
+    ngx_http_mitte_main_conf_t *mmcf, cJSON *entry);
 
 /* the TTL of a user's preferences and meta in Redis, refreshed on write */
 #define NGX_HTTP_MITTE_USER_TTL         (400 * 86400)

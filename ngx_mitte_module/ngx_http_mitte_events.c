@@ -132,15 +132,30 @@ void
 ngx_http_mitte_event_delivered(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_delivery_t *d, ngx_http_mitte_endpoint_node_t *en)
 {
-    ngx_str_t                name;
-    ngx_http_mitte_sh_t     *sh;
-    ngx_http_mitte_event_t  *e;
+    ngx_http_mitte_sh_t  *sh;
 
     sh = ctx->sh;
 
-    e = &sh->events[++sh->event_seq % sh->nevents];
+    ++sh->event_seq;
 
-    e->seq = sh->event_seq;
+    ngx_http_mitte_event_delivered_copy(ctx, d, en,
+                                        &sh->events[sh->event_seq
+                                                    % sh->nevents]);
+
+    sh->events[sh->event_seq % sh->nevents].seq = sh->event_seq;
+}
+
+
+/* with the zone locked: the event of a delivery, unnumbered, into "e" */
+
+void
+ngx_http_mitte_event_delivered_copy(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_delivery_t *d, ngx_http_mitte_endpoint_node_t *en,
+    ngx_http_mitte_event_t *e)
+{
+    ngx_str_t  name;
+
+    e->seq = 0;
     e->time_ms = d->now_ms;
     e->value = (uint32_t) d->duration;
     e->status = (uint16_t) d->status;
@@ -214,16 +229,23 @@ ngx_http_mitte_copy_short(u_char *dst, u_char *src, size_t len)
 
 void
 ngx_http_mitte_event_notification(ngx_http_mitte_zone_ctx_t *ctx,
-    ngx_str_t *user, ngx_http_mitte_notification_t *n)
+    ngx_str_t *user, ngx_http_mitte_notification_t *n, uint64_t seq)
 {
     ngx_http_mitte_sh_t     *sh;
     ngx_http_mitte_event_t  *e;
 
     sh = ctx->sh;
 
-    e = &sh->events[++sh->event_seq % sh->nevents];
+    if (seq == 0) {
+        seq = ++sh->event_seq;
 
-    e->seq = sh->event_seq;
+    } else if (seq > sh->event_seq) {
+        sh->event_seq = seq;
+    }
+
+    e = &sh->events[seq % sh->nevents];
+
+    e->seq = seq;
     e->time_ms = n->created_ms;
     e->value = n->seq;
     e->status = 0;
@@ -239,6 +261,34 @@ ngx_http_mitte_event_notification(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_memcpy(e->slug, n->slug, n->slug_len);
     e->message_len = n->message_len;
     ngx_memcpy(e->u.message, n->message, n->message_len);
+}
+
+
+/*
+ * With the zone locked: an event numbered by the cluster, at its number;
+ * the ring's newest number follows the highest seen.
+ */
+
+void
+ngx_http_mitte_event_put(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_event_t *e)
+{
+    ngx_http_mitte_sh_t  *sh;
+
+    sh = ctx->sh;
+
+    if (e->seq == 0 || (sh->event_seq >= sh->nevents
+                        && e->seq <= sh->event_seq - sh->nevents))
+    {
+        /* older than the ring holds */
+        return;
+    }
+
+    sh->events[e->seq % sh->nevents] = *e;
+
+    if (e->seq > sh->event_seq) {
+        sh->event_seq = e->seq;
+    }
 }
 
 

@@ -14,6 +14,7 @@
 #include "ngx_http_mitte_rules.h"
 #include "ngx_http_mitte_send.h"
 #include "ngx_http_mitte_redis.h"
+#include "ngx_http_mitte_cluster.h"
 
 
 ngx_int_t
@@ -118,19 +119,22 @@ ngx_http_mitte_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    /* the cluster's event stream is read by worker 0 of each instance */
-
-    if (ngx_worker == 0) {
-        (void) ngx_http_mitte_redis_reader();
+    if (ngx_http_mitte_prefs_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    return NGX_OK;
+    if (ngx_http_mitte_sync_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_mitte_relay_init_process(cycle);
 }
 
 
 void
 ngx_http_mitte_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_mitte_sync_exit_process(cycle);
     ngx_http_mitte_redis_exit_process(cycle);
     ngx_http_mitte_send_exit_process(cycle);
     ngx_http_mitte_sse_exit_process(cycle);

@@ -9,6 +9,8 @@
 
 #include "ngx_http_mitte_module.h"
 #include "ngx_http_mitte_api.h"
+#include "ngx_http_mitte_redis.h"
+#include "ngx_http_mitte_cluster.h"
 
 #include <cjson/cJSON.h>
 
@@ -32,6 +34,10 @@ static ngx_int_t ngx_http_mitte_notes_read(ngx_http_request_t *r,
     ngx_str_t *user, ngx_str_t *body);
 static ngx_uint_t ngx_http_mitte_notes_mark(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_str_t *user, ngx_uint_t all, uint32_t *seqs, ngx_uint_t nseqs);
+static void ngx_http_mitte_notes_tell(ngx_str_t *user, ngx_uint_t all,
+    uint32_t *seqs, ngx_uint_t nseqs);
+static void ngx_http_mitte_notes_told(redisReply *reply, void *data,
+    ngx_uint_t rc);
 static ngx_int_t ngx_http_mitte_read_ids(ngx_http_request_t *r,
     cJSON *ids, uint32_t **seqs, ngx_uint_t *n);
 static int ngx_libc_cdecl ngx_http_mitte_seq_cmp(const void *a,
@@ -334,6 +340,10 @@ ngx_http_mitte_notes_read(ngx_http_request_t *r, ngx_str_t *user,
 
     unread = ngx_http_mitte_notes_mark(ctx, user, mark_all, seqs, nseqs);
 
+    if (mmcf->redis) {
+        ngx_http_mitte_notes_tell(user, mark_all, seqs, nseqs);
+    }
+
     cJSON_Delete(doc);
 
     b = ngx_create_temp_buf(r->pool, 64);
@@ -391,6 +401,116 @@ ngx_http_mitte_notes_mark(ngx_http_mitte_zone_ctx_t *ctx, ngx_str_t *user,
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return unread;
+}
+
+
+/*
+ * Cluster mode: the other instances hear of what was marked read, through
+ * the event stream (an "r" entry); their relays mark it in their zones.
+ */
+
+static void
+ngx_http_mitte_notes_tell(ngx_str_t *user, ngx_uint_t all, uint32_t *seqs,
+    ngx_uint_t nseqs)
+{
+    u_char      *text, *p;
+    ngx_uint_t   i;
+
+    if (ngx_http_mitte_redis_ready() != NGX_OK) {
+        return;
+    }
+
+    text = ngx_alloc(64 + 6 * MITTE_USER_MAX + nseqs * (NGX_INT32_LEN + 1),
+                     ngx_cycle->log);
+    if (text == NULL) {
+        return;
+    }
+
+    p = ngx_cpymem(text, "{\"k\":\"r\",\"u\":\"",
+                   sizeof("{\"k\":\"r\",\"u\":\"") - 1);
+    p += mitte_json_escape(p, user->data, user->len);
+    p = ngx_sprintf(p, "\",\"a\":%s,\"q\":[", all ? "true" : "false");
+
+    for (i = 0; i < nseqs; i++) {
+        p = ngx_sprintf(p, "%s%uD", i ? "," : "", seqs[i]);
+    }
+
+    p = ngx_cpymem(p, "]}", 2);
+
+    (void) ngx_http_mitte_redis_publish(ngx_http_mitte_notes_told, NULL,
+                                        text, p - text);
+
+    ngx_free(text);
+}
+
+
+static void
+ngx_http_mitte_notes_told(redisReply *reply, void *data, ngx_uint_t rc)
+{
+    if (rc == NGX_HTTP_MITTE_REDIS_REPLY && reply->type == REDIS_REPLY_ERROR)
+    {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "mitte: redis: notifications marked read were not "
+                      "told to the other instances: %s", reply->str);
+    }
+}
+
+
+/* an "r" entry of the cluster's stream, into this zone */
+
+ngx_int_t
+ngx_http_mitte_notifications_relay(ngx_http_mitte_main_conf_t *mmcf,
+    cJSON *entry)
+{
+    cJSON       *u, *a, *q, *id;
+    uint32_t    *seqs;
+    ngx_str_t    user;
+    ngx_uint_t   n;
+
+    u = cJSON_GetObjectItemCaseSensitive(entry, "u");
+    a = cJSON_GetObjectItemCaseSensitive(entry, "a");
+    q = cJSON_GetObjectItemCaseSensitive(entry, "q");
+
+    if (!cJSON_IsString(u) || !cJSON_IsBool(a) || !cJSON_IsArray(q)
+        || cJSON_GetArraySize(q) > NGX_HTTP_MITTE_READ_IDS_MAX)
+    {
+        return NGX_ERROR;
+    }
+
+    user.data = (u_char *) u->valuestring;
+    user.len = ngx_strlen(u->valuestring);
+
+    if (user.len == 0 || user.len > MITTE_USER_MAX) {
+        return NGX_ERROR;
+    }
+
+    seqs = ngx_alloc((cJSON_GetArraySize(q) + 1) * sizeof(uint32_t),
+                     ngx_cycle->log);
+    if (seqs == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    cJSON_ArrayForEach(id, q) {
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0
+            || id->valuedouble > 0xffffffff
+            || (n && (uint32_t) id->valuedouble <= seqs[n - 1]))
+        {
+            /* told sorted and distinct, as the binary search needs */
+            ngx_free(seqs);
+            return NGX_ERROR;
+        }
+
+        seqs[n++] = (uint32_t) id->valuedouble;
+    }
+
+    (void) ngx_http_mitte_notes_mark(mmcf->shm_zone->data, &user,
+                                     cJSON_IsTrue(a), seqs, n);
+
+    ngx_free(seqs);
+
+    return NGX_OK;
 }
 
 

@@ -1834,7 +1834,9 @@ ngx_int_t
 ngx_http_mitte_redis_script(ngx_http_mitte_redis_script_t *script)
 {
     u_char                          md[SHA_DIGEST_LENGTH];
+    size_t                          argvlen[3];
     ngx_uint_t                      i;
+    const char                     *argv[3];
     ngx_http_mitte_redis_worker_t  *w;
 
     w = &ngx_http_mitte_redis_worker;
@@ -1853,6 +1855,19 @@ ngx_http_mitte_redis_script(ngx_http_mitte_redis_script_t *script)
     *ngx_hex_dump(script->sha, md, SHA_DIGEST_LENGTH) = '\0';
 
     w->scripts[w->nscripts++] = script;
+
+    if (w->ready) {
+        /* registered late: loaded now, ahead of the commands that use it */
+        argv[0] = "SCRIPT";
+        argvlen[0] = 6;
+        argv[1] = "LOAD";
+        argvlen[1] = 4;
+        argv[2] = script->text;
+        argvlen[2] = ngx_strlen(script->text);
+
+        (void) ngx_http_mitte_redis_argv(w, ngx_http_mitte_redis_loaded,
+                                         script, 3, argv, argvlen);
+    }
 
     return NGX_OK;
 }

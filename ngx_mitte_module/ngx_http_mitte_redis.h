@@ -95,9 +95,10 @@ size_t ngx_http_mitte_redis_key(u_char *buf, size_t size,
     const char *fmt, ...);
 
 /*
- * A Lua script, run with EVALSHA: registered in init_process (at most
- * 16), loaded on every connection before the on_ready handlers run, and
- * loaded again after a NOSCRIPT reply (that command fails; its caller
+ * A Lua script, run with EVALSHA: registered once (at most 16; again is
+ * a no-op), loaded at once when the connection is ready, on every new
+ * connection before the on_ready handlers run, and again after a NOSCRIPT
+ * reply (that command fails; its caller
  * retries it as any failed command).
  */
 typedef struct {

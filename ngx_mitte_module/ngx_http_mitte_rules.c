@@ -10,6 +10,7 @@
 #include "ngx_http_mitte_stream.h"
 #include "ngx_http_mitte_notify.h"
 #include "ngx_http_mitte_rules.h"
+#include "ngx_http_mitte_cluster.h"
 #include "mitte_notify.h"
 
 
@@ -257,8 +258,16 @@ ngx_http_mitte_quota_note(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     ngx_uint_t type, ngx_uint_t limit, ngx_http_mitte_visit_t *v)
 {
-    u_char  msg[NGX_HTTP_MITTE_MESSAGE_MAX];
-    size_t  len;
+    u_char                 msg[NGX_HTTP_MITTE_MESSAGE_MAX];
+    size_t                 len;
+    ngx_http_mitte_once_t  once;
+
+    /* once a month cluster-wide */
+
+    once.len = ngx_sprintf(once.what, "%s:%uD", mitte_notify_type_name(type),
+                           un->user.month)
+               - once.what;
+    once.ttl = 40 * 86400;
 
     if (type == NGX_HTTP_MITTE_QUOTA_EXCEEDED) {
         len = mitte_notify_quota_exceeded_message((char *) msg, sizeof(msg),
@@ -273,7 +282,7 @@ ngx_http_mitte_quota_note(ngx_http_mitte_main_conf_t *mmcf,
 
     return ngx_http_mitte_notify(mmcf, ctx, un, type, NULL, 0, msg,
                                  ngx_min(len, NGX_HTTP_MITTE_MESSAGE_MAX - 1),
-                                 v->now_ms, NULL)
+                                 v->now_ms, NULL, &once)
            == NGX_OK;
 }
 
@@ -352,11 +361,19 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
                                                           en->user_len),
                                      (uint32_t) sec);
 
-    if (watched) {
-        if (d->request_id) {
-            d->request_id(d);
-        }
+    if (watched && d->request_id) {
+        d->request_id(d);
+    }
 
+    if (mmcf->redis
+        && ngx_http_mitte_sync_delivery(mmcf, ctx, d, en, watched) == NGX_OK)
+    {
+        /* the cluster numbers the event and decides the streak's notes */
+        ngx_http_mitte_unlock(&ctx->shpool->mutex);
+        return NGX_OK;
+    }
+
+    if (watched) {
         ngx_http_mitte_event_delivered(ctx, d, en);
     }
 
@@ -427,7 +444,7 @@ ngx_http_mitte_streak_note(ngx_http_mitte_main_conf_t *mmcf,
     (void) ngx_http_mitte_notify(mmcf, ctx, un, type, en->ep.slug,
                                  en->slug_len, msg,
                                  ngx_min(len, sizeof(msg) - 1),
-                                 d->now_ms, en);
+                                 d->now_ms, en, NULL);
 }
 
 
@@ -443,6 +460,7 @@ ngx_http_mitte_rules_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
     uint32_t                     hour, requests, failures;
     ngx_str_t                    name;
     mitte_anomaly_result_t       res;
+    ngx_http_mitte_once_t        once;
     ngx_http_mitte_user_node_t  *un;
 
     if (!mmcf->anomaly_on) {
@@ -490,9 +508,18 @@ ngx_http_mitte_rules_sweep_endpoint(ngx_http_mitte_main_conf_t *mmcf,
                                        &res);
     len = ngx_min(len, sizeof(msg) - 1);
 
+    /* once a cooldown cluster-wide */
+
+    once.len = ngx_snprintf(once.what, sizeof(once.what), "%s:%*s",
+                            mitte_notify_type_name(
+                                NGX_HTTP_MITTE_ANOMALY_DETECTED),
+                            (size_t) en->slug_len, en->ep.slug)
+               - once.what;
+    once.ttl = ngx_max(mmcf->cooldown, 1);
+
     if (ngx_http_mitte_notify(mmcf, ctx, un, NGX_HTTP_MITTE_ANOMALY_DETECTED,
                               en->ep.slug, en->slug_len, msg, len,
-                              ngx_http_mitte_now_ms(), en)
+                              ngx_http_mitte_now_ms(), en, &once)
         == NGX_OK)
     {
         (*notes)++;
@@ -520,6 +547,7 @@ ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
     u_char                  msg[NGX_HTTP_MITTE_MESSAGE_MAX];
     size_t                  len;
     int64_t                 end;
+    ngx_http_mitte_once_t   once;
     ngx_http_mitte_user_t  *u;
 
     u = &un->user;
@@ -536,9 +564,17 @@ ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
 
     len = mitte_notify_trial_message((char *) msg, sizeof(msg), end);
 
+    /* once a trial's end cluster-wide */
+
+    once.len = ngx_sprintf(once.what, "%s:%L",
+                           mitte_notify_type_name(
+                               NGX_HTTP_MITTE_TRIAL_ENDING), end)
+               - once.what;
+    once.ttl = (ngx_uint_t) (end - now) + 86400;
+
     if (ngx_http_mitte_notify(mmcf, ctx, un, NGX_HTTP_MITTE_TRIAL_ENDING,
                               NULL, 0, msg, ngx_min(len, sizeof(msg) - 1),
-                              now_ms, un)
+                              now_ms, un, &once)
         == NGX_OK)
     {
         (*notes)++;

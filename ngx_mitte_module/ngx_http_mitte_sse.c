@@ -11,6 +11,8 @@
 #include "ngx_http_mitte_module.h"
 #include "ngx_http_mitte_stream.h"
 #include "ngx_http_mitte_api.h"
+#include "ngx_http_mitte_redis.h"
+#include "ngx_http_mitte_cluster.h"
 
 
 /* a subscriber that stops reading is dropped when this much is queued */
@@ -54,6 +56,7 @@ typedef struct {
     unsigned                     raw:1;     /* detached */
     unsigned                     chunked:1;
     uint32_t                     hash;
+    time_t                       told;      /* the other instances, last */
     size_t                       user_len;
     u_char                       user[MITTE_USER_MAX];
 } ngx_http_mitte_sub_t;
@@ -98,6 +101,9 @@ static ngx_int_t ngx_http_mitte_sse_replay(ngx_http_request_t *r,
     ngx_http_mitte_sub_t *sub, uint64_t *head);
 static void ngx_http_mitte_sse_write(ngx_http_request_t *r);
 static void ngx_http_mitte_sse_heartbeat(ngx_event_t *ev);
+static void ngx_http_mitte_sse_tell(ngx_http_mitte_sub_t *sub);
+static void ngx_http_mitte_sse_told(redisReply *reply, void *data,
+    ngx_uint_t rc);
 static void ngx_http_mitte_sse_cleanup(void *data);
 static void ngx_http_mitte_sse_watch(ngx_http_mitte_sse_worker_t *w,
     ngx_http_mitte_sub_t *sub, ngx_int_t n);
@@ -903,6 +909,10 @@ ngx_http_mitte_sse_heartbeat(ngx_event_t *ev)
         ngx_post_event(&w->drain, &ngx_posted_events);
     }
 
+    if (ngx_time() - sub->told >= NGX_HTTP_MITTE_WATCH_TELL) {
+        ngx_http_mitte_sse_tell(sub);
+    }
+
     idle = ngx_current_msec - sub->written;
 
     if (idle + 10 >= sub->interval) {
@@ -978,6 +988,45 @@ ngx_http_mitte_sse_watch(ngx_http_mitte_sse_worker_t *w,
     ngx_shmtx_unlock(&w->zone->shpool->mutex);
 
     sub->watching = (n > 0);
+
+    ngx_http_mitte_sse_tell(sub);
+}
+
+
+/*
+ * Cluster mode: the other instances hear that a stream of the user (or
+ * an "all" stream) is open, when it opens and closes and every
+ * NGX_HTTP_MITTE_WATCH_TELL seconds between, and keep its user's events
+ * as this instance does (a "w" entry of the event stream)
+ */
+
+static void
+ngx_http_mitte_sse_tell(ngx_http_mitte_sub_t *sub)
+{
+    u_char  *p;
+    u_char   text[64 + 6 * MITTE_USER_MAX];
+
+    if (ngx_http_mitte_redis_ready() != NGX_OK) {
+        return;
+    }
+
+    sub->told = ngx_time();
+
+    p = ngx_sprintf(text, "{\"k\":\"w\",\"a\":%s,\"u\":\"",
+                    sub->all ? "true" : "false");
+    p += mitte_json_escape(p, sub->user, sub->user_len);
+    *p++ = '"';
+    *p++ = '}';
+
+    (void) ngx_http_mitte_redis_publish(ngx_http_mitte_sse_told, NULL, text,
+                                        p - text);
+}
+
+
+static void
+ngx_http_mitte_sse_told(redisReply *reply, void *data, ngx_uint_t rc)
+{
+    /* a stream not told costs the other instances its events' replay */
 }
 
 

@@ -39,8 +39,15 @@ ngx_int_t ngx_http_mitte_events_init(ngx_shm_zone_t *shm_zone,
     ngx_http_mitte_zone_ctx_t *ctx);
 void ngx_http_mitte_event_delivered(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_delivery_t *d, ngx_http_mitte_endpoint_node_t *en);
+void ngx_http_mitte_event_delivered_copy(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_delivery_t *d, ngx_http_mitte_endpoint_node_t *en,
+    ngx_http_mitte_event_t *e);
+/* "seq": the event's number (cluster mode), 0: the ring's next */
 void ngx_http_mitte_event_notification(ngx_http_mitte_zone_ctx_t *ctx,
-    ngx_str_t *user, ngx_http_mitte_notification_t *n);
+    ngx_str_t *user, ngx_http_mitte_notification_t *n, uint64_t seq);
+/* an event numbered elsewhere (cluster mode): kept at its number */
+void ngx_http_mitte_event_put(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_event_t *e);
 ngx_uint_t ngx_http_mitte_events_copy(ngx_http_mitte_zone_ctx_t *ctx,
     uint64_t after, ngx_http_mitte_event_t *out, ngx_uint_t max,
     uint64_t *head);

@@ -13,6 +13,7 @@
 #include "ngx_http_mitte_stream.h"
 #include "ngx_http_mitte_rules.h"
 #include "ngx_http_mitte_api.h"
+#include "ngx_http_mitte_redis.h"
 
 #include <time.h>
 
@@ -26,6 +27,7 @@ typedef struct {
     ngx_http_request_t          *request;   /* a manual sweep's */
     int64_t                      now;
     ngx_uint_t                   phase;     /* 0: endpoints, 1: users */
+    ngx_uint_t                   claimed;   /* this interval is ours */
     ngx_uint_t                   started;   /* the cursor is set */
     ngx_rbtree_key_t             key;       /* cursor: the last node */
     size_t                       len;
@@ -45,6 +47,10 @@ static void ngx_http_mitte_sweep_timer(ngx_event_t *ev);
 static void ngx_http_mitte_sweep_manual(ngx_event_t *ev);
 static void ngx_http_mitte_sweep_abort(void *data);
 static uint64_t ngx_http_mitte_cpu_usec(void);
+static ngx_msec_t ngx_http_mitte_sweep_next(ngx_http_mitte_sweep_t *sw);
+static ngx_int_t ngx_http_mitte_sweep_claim(ngx_http_mitte_sweep_t *sw);
+static void ngx_http_mitte_sweep_claimed(redisReply *reply, void *data,
+    ngx_uint_t rc);
 
 
 ngx_int_t
@@ -71,9 +77,110 @@ ngx_http_mitte_sweep_init_process(ngx_cycle_t *cycle)
     sw->ev.cancelable = 1;
     sw->phase = 2;
 
-    ngx_add_timer(&sw->ev, mmcf->sweep_interval);
+    ngx_add_timer(&sw->ev, ngx_http_mitte_sweep_next(sw));
 
     return NGX_OK;
+}
+
+
+/*
+ * The time to the next sweep: the interval; in cluster mode, to the next
+ * multiple of it, so that every instance asks for the same interval's
+ * key at about the same time
+ */
+
+static ngx_msec_t
+ngx_http_mitte_sweep_next(ngx_http_mitte_sweep_t *sw)
+{
+    uint64_t     now;
+    ngx_msec_t   interval;
+    ngx_time_t  *tp;
+
+    interval = sw->mmcf->sweep_interval;
+
+    if (sw->mmcf->redis == NULL) {
+        return interval;
+    }
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    return interval - (ngx_msec_t) (now % interval) + 1;
+}
+
+
+/*
+ * Cluster mode: "<prefix>{sweep}:<interval's number>", SET NX, decides
+ * which instance sweeps this interval; NGX_OK: asked, the reply goes on
+ */
+
+static ngx_int_t
+ngx_http_mitte_sweep_claim(ngx_http_mitte_sweep_t *sw)
+{
+    u_char      key[NGX_HTTP_MITTE_REDIS_KEY_MAX];
+    u_char      ttl[NGX_INT64_LEN];
+    size_t      argvlen[6];
+    ngx_str_t   instance;
+    const char *argv[6];
+
+    argvlen[1] = ngx_http_mitte_redis_key(key, sizeof(key), "{sweep}:%T",
+                                          ngx_time() * 1000
+                                          / (time_t) sw->mmcf->sweep_interval);
+    if (argvlen[1] == 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_mitte_redis_instance(&instance);
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key;
+    argv[2] = (const char *) instance.data;
+    argvlen[2] = instance.len;
+    argv[3] = "NX";
+    argvlen[3] = 2;
+    argv[4] = "EX";
+    argvlen[4] = 2;
+    argv[5] = (const char *) ttl;
+    argvlen[5] = ngx_sprintf(ttl, "%M",
+                             ngx_max(sw->mmcf->sweep_interval / 1000, 1))
+                 - ttl;
+
+    return ngx_http_mitte_redis_command_argv(ngx_http_mitte_sweep_claimed,
+                                             sw, 6, argv, argvlen);
+}
+
+
+static void
+ngx_http_mitte_sweep_claimed(redisReply *reply, void *data, ngx_uint_t rc)
+{
+    ngx_http_mitte_sweep_t *sw = data;
+
+    ngx_http_mitte_zone_ctx_t  *ctx;
+
+    ctx = sw->mmcf->shm_zone->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (rc == NGX_HTTP_MITTE_REDIS_REPLY && reply->type == REDIS_REPLY_NIL) {
+        /* another instance sweeps this interval */
+        (void) ngx_atomic_fetch_add(&ctx->sh->cluster.sweeps_lost, 1);
+        ngx_add_timer(&sw->ev, ngx_http_mitte_sweep_next(sw));
+        return;
+    }
+
+    if (rc == NGX_HTTP_MITTE_REDIS_REPLY
+        && reply->type == REDIS_REPLY_STATUS)
+    {
+        (void) ngx_atomic_fetch_add(&ctx->sh->cluster.sweeps_won, 1);
+    }
+
+    /* won; or Redis could not say, and this instance sweeps (fail-open) */
+
+    sw->claimed = 1;
+    ngx_post_event(&sw->ev, &ngx_posted_events);
 }
 
 
@@ -87,6 +194,15 @@ ngx_http_mitte_sweep_timer(ngx_event_t *ev)
     }
 
     if (sw->phase >= 2) {
+        if (sw->mmcf->redis && !sw->claimed
+            && ngx_http_mitte_redis_ready() == NGX_OK
+            && ngx_http_mitte_sweep_claim(sw) == NGX_OK)
+        {
+            /* the reply goes on */
+            return;
+        }
+
+        sw->claimed = 0;
         ngx_http_mitte_sweep_start(sw);
     }
 
@@ -99,7 +215,7 @@ ngx_http_mitte_sweep_timer(ngx_event_t *ev)
                    "mitte sweep: %ui endpoints, %ui notifications",
                    sw->endpoints, sw->notes);
 
-    ngx_add_timer(ev, sw->mmcf->sweep_interval);
+    ngx_add_timer(ev, ngx_http_mitte_sweep_next(sw));
 }
 
 

@@ -809,7 +809,8 @@ ngx_http_mitte_user_delete(ngx_http_mitte_zone_ctx_t *ctx,
 
 
 /*
- * An event stream opens (n = 1) or closes (n = -1): "all", or the user's
+ * An event stream opens (n = 1) or closes (n = -1), or one is open on
+ * another instance (n = 0): "all", or the user's
  * bucket. Buckets that users share only keep more events, never fewer.
  */
 
@@ -825,6 +826,12 @@ ngx_http_mitte_watch(ngx_http_mitte_zone_ctx_t *ctx, u_char *user,
 
     if (n > 0) {
         w->open++;
+        return;
+    }
+
+    if (n == 0) {
+        /* a stream open on another instance: kept as if it closed now */
+        w->closed = (uint32_t) ngx_time();
         return;
     }
 

@@ -25,7 +25,7 @@
  * (the records' own version, that of the state file, is in
  * ngx_http_mitte_state.c)
  */
-#define NGX_HTTP_MITTE_ZONE_VERSION     3
+#define NGX_HTTP_MITTE_ZONE_VERSION     4
 
 
 /*
@@ -276,6 +276,25 @@ typedef struct {
 } ngx_http_mitte_counters_t;
 
 
+/* cluster mode's counters, kept with atomics (no lock) */
+typedef struct {
+    ngx_atomic_t                flushes;
+    ngx_atomic_t                flush_errors;
+    ngx_atomic_t                dropped;    /* deltas the backlog could not keep */
+    ngx_atomic_t                events_out; /* sent to the cluster's stream */
+    ngx_atomic_t                events_in;  /* read from it into the ring */
+    ngx_atomic_t                entries_bad;/* stream entries refused */
+    ngx_atomic_t                sweeps_won;
+    ngx_atomic_t                sweeps_lost;
+    ngx_atomic_t                relay_seq;  /* the stream's last entry read: */
+    ngx_atomic_t                relay_sub;  /* "<seq>-<sub>" */
+    ngx_atomic_t                epoch;      /* of the Redis data set last
+                                               refilled from this zone */
+    ngx_atomic_t                refills;
+    ngx_atomic_t                backlog[NGX_HTTP_MITTE_MAX_WORKERS];
+} ngx_http_mitte_cluster_counters_t;
+
+
 typedef struct {
     ngx_uint_t                  version;
     uint64_t                    gen;        /* bumped when a node is freed */
@@ -295,6 +314,7 @@ typedef struct {
     ngx_http_mitte_watch_t      watch_all;  /* "mitte_sse all" streams */
     ngx_http_mitte_watch_t      watch[NGX_HTTP_MITTE_WATCH];
     ngx_http_mitte_worker_t     workers[NGX_HTTP_MITTE_MAX_WORKERS];
+    ngx_http_mitte_cluster_counters_t  cluster;
 
     ngx_queue_t                 pending[2]; /* by channel, oldest first */
     ngx_uint_t                  npending[2];

@@ -294,8 +294,15 @@ my $YM = sprintf '%04d%02d', $yyyy + 1900, $mm + 1;
     my ($ust, $u2) = user($ia, 'GET', 'u2');
     is($ust, 200, 'a bad meta hash: GET 200');
     is($u2->{plan}, 'pro', "... the zone's plan");
-    ($ust) = user($ib, 'GET', 'u2');
-    is($ust, 404, "... and 404 where the zone does not know the user");
+    # B's zone heard of u2 through the event stream (A's "m" entry)
+    my $u2b;
+    for (1 .. 100) {
+        ($ust, $u2b) = user($ib, 'GET', 'u2');
+        last if $ust == 200;
+        select(undef, undef, undef, 0.05);
+    }
+    is($ust, 200, "... and B's zone, which the stream told, answers");
+    is($u2b && $u2b->{plan}, 'pro', "... with the plan A saved");
     $redis->cli('-n', $DB, 'SET', "cp:{u:u2}:q:$YM", 'many');
     ($ust, $u2) = user($ia, 'GET', 'u2');
     is($ust, 200, 'a bad quota use: GET 200');

@@ -1,0 +1,1380 @@
+/*
+ * Copyright (C) ngx_mitte_module authors
+ *
+ * Cluster mode's deltas. The log phase records a delivery in the zone as
+ * without Redis, and also into this worker's batch, in worker memory:
+ * aggregated by endpoint and hour, with what the streak needs (failures
+ * before the batch's first success, after its last one), and the
+ * delivery's event when a stream may want it. Every
+ * NGX_HTTP_MITTE_SYNC_INTERVAL ms while the batch holds anything, one
+ * EVALSHA sends it: the script adds the counts, moves each streak and
+ * reports its crossings (atomic: one flush cluster-wide sees a crossing),
+ * numbers the events and appends one entry to the cluster's stream, from
+ * which every instance's relay updates its zone. The flush carries a
+ * number that the script checks, so that a flush sent again after a lost
+ * reply is counted once. While Redis is away the batch keeps aggregating
+ * (at most NGX_HTTP_MITTE_SYNC_ENDPOINTS endpoints; what does not fit is
+ * counted as dropped) and is sent when Redis is back.
+ */
+
+
+#include "ngx_http_mitte_module.h"
+#include "ngx_http_mitte_stream.h"
+#include "ngx_http_mitte_notify.h"
+#include "ngx_http_mitte_redis.h"
+#include "ngx_http_mitte_cluster.h"
+#include "mitte_notify.h"
+
+
+#define NGX_HTTP_MITTE_SYNC_HOURS       8
+#define NGX_HTTP_MITTE_SYNC_SLOTS       (2 * NGX_HTTP_MITTE_SYNC_ENDPOINTS)
+#define NGX_HTTP_MITTE_SYNC_RETRY       250
+#define NGX_HTTP_MITTE_SYNC_EPOCH       5000
+/* a JSON endpoint or event at most, escaped */
+#define NGX_HTTP_MITTE_SYNC_JSON_MAX    2048
+
+
+typedef struct {
+    uint32_t                    hour;
+    uint32_t                    requests;
+    uint32_t                    failures;
+} ngx_http_mitte_sync_hour_t;
+
+
+/* one endpoint's deltas in the batch */
+typedef struct {
+    ngx_rbtree_key_t            hash;
+    uint64_t                    first_ms;
+    uint64_t                    last_ms;
+    uint32_t                    lead;       /* failures before a success */
+    uint32_t                    tail;       /* failures after the last one */
+    uint16_t                    status;
+    u_char                      ok;         /* a success in the batch */
+    u_char                      quiet;      /* recorded while Redis was away:
+                                               its crossings were raised
+                                               here already */
+    u_char                      nhours;
+    u_char                      slug_len;
+    u_char                      user_len;
+    u_char                      name_len;
+    u_char                      slug[MITTE_SLUG_MAX];
+    u_char                      user[MITTE_USER_MAX];
+    u_char                      name[MITTE_NAME_MAX];
+    ngx_http_mitte_sync_hour_t  hours[NGX_HTTP_MITTE_SYNC_HOURS];
+} ngx_http_mitte_sync_ep_t;
+
+
+typedef struct {
+    ngx_http_mitte_main_conf_t *mmcf;
+    ngx_http_mitte_zone_ctx_t  *ctx;
+    ngx_log_t                  *log;
+
+    ngx_http_mitte_sync_ep_t   *eps;
+    ngx_uint_t                  neps;
+    uint16_t                   *slots;      /* index + 1 of eps, by hash */
+    ngx_http_mitte_event_t     *events;
+    ngx_uint_t                  nevents;
+    ngx_uint_t                  max_events;
+
+    /* the flush on its way, or to be sent again */
+    ngx_event_t                 timer;
+    uint64_t                    number;
+    u_char                     *deltas;
+    size_t                      deltas_len;
+    u_char                     *evtext;
+    size_t                      evtext_len;
+    ngx_uint_t                  flight_eps;
+    ngx_uint_t                  flight_events;
+    unsigned                    sending:1;
+    unsigned                    pending:1;  /* deltas/evtext hold a flush */
+
+    u_char                      worker[NGX_HTTP_MITTE_REDIS_KEY_MAX];
+    size_t                      worker_len;
+    time_t                      logged;
+
+    /* the Redis data set this worker's backlog belongs to */
+    uint64_t                    epoch;
+    ngx_event_t                 check;      /* worker 0's, of the epoch */
+    unsigned                    checked:1;  /* the epoch, since connected */
+
+    /* a refill of Redis from the zone: the cursor */
+    ngx_event_t                 refill;
+    ngx_rbtree_key_t            refill_key;
+    u_char                      refill_slug[MITTE_SLUG_MAX];
+    size_t                      refill_len;
+    ngx_uint_t                  refill_started;
+    ngx_uint_t                  refilled;
+} ngx_http_mitte_sync_t;
+
+
+static ngx_http_mitte_sync_ep_t *ngx_http_mitte_sync_ep(
+    ngx_http_mitte_sync_t *s, ngx_http_mitte_delivery_t *d,
+    ngx_http_mitte_endpoint_node_t *en);
+static void ngx_http_mitte_sync_timer(ngx_event_t *ev);
+static ngx_int_t ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s);
+static u_char *ngx_http_mitte_sync_ep_json(u_char *p,
+    ngx_http_mitte_sync_ep_t *e);
+static u_char *ngx_http_mitte_sync_event_json(u_char *p,
+    ngx_http_mitte_event_t *e);
+static u_char *ngx_http_mitte_sync_str(u_char *p, const char *name,
+    u_char *s, size_t len);
+static void ngx_http_mitte_sync_send(ngx_http_mitte_sync_t *s);
+static void ngx_http_mitte_sync_sent(redisReply *reply, void *data,
+    ngx_uint_t rc);
+static void ngx_http_mitte_sync_crossings(ngx_http_mitte_sync_t *s,
+    redisReply *reply);
+static void ngx_http_mitte_sync_cross(ngx_http_mitte_sync_t *s,
+    cJSON *c);
+static void ngx_http_mitte_sync_backlog(ngx_http_mitte_sync_t *s);
+static void ngx_http_mitte_sync_ready(void *data);
+static void ngx_http_mitte_sync_check(ngx_event_t *ev);
+static void ngx_http_mitte_sync_ask(ngx_http_mitte_sync_t *s);
+static void ngx_http_mitte_sync_epoch(redisReply *reply, void *data,
+    ngx_uint_t rc);
+static void ngx_http_mitte_sync_drop(ngx_http_mitte_sync_t *s);
+static void ngx_http_mitte_sync_refill(ngx_event_t *ev);
+static void ngx_http_mitte_sync_refilled(redisReply *reply, void *data,
+    ngx_uint_t rc);
+static u_char *ngx_http_mitte_sync_copy_json(u_char *p,
+    ngx_http_mitte_endpoint_copy_t *c, uint32_t now_hour);
+static ngx_int_t ngx_http_mitte_sync_merge(ngx_http_mitte_sync_t *s,
+    u_char *text, size_t len, const char *mode, void *data);
+
+
+static ngx_http_mitte_sync_t  *ngx_http_mitte_sync;
+
+
+/*
+ * KEYS: the worker's applied flush number, the stream, its sequence.
+ * ARGV: 1 the flush number, 2 the prefix, 3 the endpoints' deltas,
+ * 4 the events (JSON text, passed through), 5 their number, 6 the down
+ * threshold, 7 the streak's reset (ms), 8 the lowest next sequence,
+ * 9 the current hour, 10 the stream's cap.
+ * Returns {0, "[]"} for a flush applied before, else {1, crossings}:
+ * [slug, 1 down | 2 recovered, count, crossing number, user].
+ */
+
+static ngx_http_mitte_redis_script_t  ngx_http_mitte_sync_script = {
+    "local n = tonumber(ARGV[1])\n"
+    "if n <= tonumber(redis.call('GET', KEYS[1]) or '0') then\n"
+    "    return {0, '[]'}\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400)\n"
+    "local P, T, reset = ARGV[2], tonumber(ARGV[6]), tonumber(ARGV[7])\n"
+    "local old = tonumber(ARGV[9]) - 48\n"
+    "local out, cross = {}, {}\n"
+    "for i, e in ipairs(cjson.decode(ARGV[3])) do\n"
+    "    local hk = P .. '{e:' .. e.s .. '}:h'\n"
+    "    local mk = P .. '{e:' .. e.s .. '}:m'\n"
+    "    local hours, new = {}, false\n"
+    "    for j, h in ipairs(e.h) do\n"
+    "        local r = redis.call('HINCRBY', hk, h[1] .. 'r', h[2])\n"
+    "        local f = redis.call('HINCRBY', hk, h[1] .. 'f', h[3])\n"
+    "        if r == h[2] then new = true end\n"
+    "        hours[j] = {h[1], r, f}\n"
+    "    end\n"
+    "    if new then\n"
+    "        for _, k in ipairs(redis.call('HKEYS', hk)) do\n"
+    "            local h = tonumber(string.sub(k, 1, -2))\n"
+    "            if h == nil or h < old then redis.call('HDEL', hk, k) end\n"
+    "        end\n"
+    "    end\n"
+    "    local m = redis.call('HMGET', mk, 'k', 'd', 't', 'x', 'u', 'n')\n"
+    "    local k, d = tonumber(m[1] or '0'), tonumber(m[2] or '0')\n"
+    "    local t, x = tonumber(m[3] or '0'), tonumber(m[4] or '0')\n"
+    "    local u, nm = e.u, e.n\n"
+    "    if u == '' then u = m[5] or '' end\n"
+    "    if nm == '' then nm = m[6] or '' end\n"
+    "    local function note(kind)\n"
+    "        x = x + 1\n"
+    "        if e.q == 0 then cross[#cross + 1] = {e.s, kind, k, x, u} end\n"
+    "    end\n"
+    "    if t > 0 and e.a > t and e.a - t > reset then k = 0 end\n"
+    "    k = k + e.l\n"
+    "    if T > 0 and d == 0 and k >= T then d = 1; note(1) end\n"
+    "    if e.o == 1 then\n"
+    "        if d == 1 then d = 0; note(2) end\n"
+    "        k = e.t\n"
+    "        if T > 0 and k >= T then d = 1; note(1) end\n"
+    "    end\n"
+    "    if e.z > t then t = e.z end\n"
+    "    redis.call('HSET', mk, 'k', k, 'd', d, 't', t, 'x', x, 'u', u,\n"
+    "               'n', nm, 'st', e.st)\n"
+    "    redis.call('EXPIRE', hk, 176400)\n"
+    "    redis.call('EXPIRE', mk, 176400)\n"
+    "    out[i] = {s = e.s, u = u, n = nm, h = hours, k = k, d = d,\n"
+    "              st = e.st, t = t}\n"
+    "end\n"
+    "local seq = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
+    "if seq < tonumber(ARGV[8]) then seq = tonumber(ARGV[8]) end\n"
+    "local base = seq\n"
+    "seq = seq + tonumber(ARGV[5])\n"
+    "redis.call('SET', KEYS[3], seq)\n"
+    "local ep = '[]'\n"
+    "if #out > 0 then ep = cjson.encode(out) end\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], seq .. '-*', 'j',\n"
+    "    '{\"k\":\"f\",\"b\":' .. base .. ',\"ev\":' .. ARGV[4] ..\n"
+    "    ',\"ep\":' .. ep .. '}')\n"
+    "local c = '[]'\n"
+    "if #cross > 0 then c = cjson.encode(cross) end\n"
+    "return {1, c}\n",
+    ""
+};
+
+
+/*
+ * The data set's epoch: a random id set once in an empty Redis. A Redis
+ * that restarted without its data, or another one, has another epoch.
+ */
+
+static ngx_http_mitte_redis_script_t  ngx_http_mitte_epoch_script = {
+    "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
+    "return redis.call('GET', KEYS[1])\n",
+    ""
+};
+
+
+/*
+ * Endpoints from a zone into Redis: ARGV 1 the prefix, 2 "max" (a refill:
+ * each count the larger; the streak where Redis has none) or "set" (an
+ * import: the hours given replace those held), 3 the endpoints, 4 the
+ * stream's cap. The result goes to every instance as a flush's does.
+ */
+
+static ngx_http_mitte_redis_script_t  ngx_http_mitte_merge_script = {
+    "local P, set = ARGV[1], ARGV[2] == 'set'\n"
+    "local out = {}\n"
+    "for i, e in ipairs(cjson.decode(ARGV[3])) do\n"
+    "    local hk = P .. '{e:' .. e.s .. '}:h'\n"
+    "    local mk = P .. '{e:' .. e.s .. '}:m'\n"
+    "    if set then redis.call('DEL', hk) end\n"
+    "    local hours = {}\n"
+    "    for j, h in ipairs(e.h) do\n"
+    "        local r = tonumber(redis.call('HGET', hk, h[1] .. 'r') or '0')\n"
+    "        local f = tonumber(redis.call('HGET', hk, h[1] .. 'f') or '0')\n"
+    "        if h[2] > r then r = h[2] end\n"
+    "        if h[3] > f then f = h[3] end\n"
+    "        redis.call('HSET', hk, h[1] .. 'r', r, h[1] .. 'f', f)\n"
+    "        hours[j] = {h[1], r, f}\n"
+    "    end\n"
+    "    if e.u ~= '' then\n"
+    "        if set then redis.call('HSET', mk, 'u', e.u)\n"
+    "        else redis.call('HSETNX', mk, 'u', e.u) end\n"
+    "    end\n"
+    "    if e.n ~= '' then\n"
+    "        if set then redis.call('HSET', mk, 'n', e.n)\n"
+    "        else redis.call('HSETNX', mk, 'n', e.n) end\n"
+    "    end\n"
+    "    if redis.call('HEXISTS', mk, 'k') == 0 then\n"
+    "        redis.call('HSET', mk, 'k', e.k, 'd', e.d, 't', e.t, 'x', 0,\n"
+    "                   'st', e.st)\n"
+    "    end\n"
+    "    redis.call('EXPIRE', hk, 176400)\n"
+    "    redis.call('EXPIRE', mk, 176400)\n"
+    "    local m = redis.call('HMGET', mk, 'u', 'n', 'k', 'd', 't', 'st')\n"
+    "    out[i] = {s = e.s, u = m[1] or '', n = m[2] or '', h = hours,\n"
+    "              k = tonumber(m[3]), d = tonumber(m[4]),\n"
+    "              t = tonumber(m[5]), st = tonumber(m[6])}\n"
+    "end\n"
+    "if #out > 0 then\n"
+    "    local seq = redis.call('GET', KEYS[2]) or '0'\n"
+    "    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], seq .. '-*',\n"
+    "        'j', '{\"k\":\"f\",\"b\":' .. seq .. ',\"ev\":[],\"ep\":' ..\n"
+    "        cjson.encode(out) .. '}')\n"
+    "end\n"
+    "return #out\n",
+    ""
+};
+
+
+ngx_int_t
+ngx_http_mitte_sync_init_process(ngx_cycle_t *cycle)
+{
+    u_char                      *p;
+    ngx_str_t                    instance;
+    ngx_http_mitte_sync_t       *s;
+    ngx_http_mitte_main_conf_t  *mmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mitte_module);
+
+    if (mmcf == NULL || mmcf->redis == NULL || mmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    s = ngx_pcalloc(cycle->pool, sizeof(ngx_http_mitte_sync_t));
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->mmcf = mmcf;
+    s->ctx = mmcf->shm_zone->data;
+    s->log = cycle->log;
+    s->max_events = ngx_max(mmcf->sse_replay, 64);
+
+    s->eps = ngx_alloc(NGX_HTTP_MITTE_SYNC_ENDPOINTS
+                       * sizeof(ngx_http_mitte_sync_ep_t), cycle->log);
+    s->slots = ngx_calloc(NGX_HTTP_MITTE_SYNC_SLOTS * sizeof(uint16_t),
+                          cycle->log);
+    s->events = ngx_alloc(s->max_events * sizeof(ngx_http_mitte_event_t),
+                          cycle->log);
+
+    if (s->eps == NULL || s->slots == NULL || s->events == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->timer.handler = ngx_http_mitte_sync_timer;
+    s->timer.data = s;
+    s->timer.log = cycle->log;
+    s->timer.cancelable = 1;
+
+    /* flush numbers grow across restarts of a worker with the same pid */
+    s->number = (uint64_t) ngx_time() * 1000;
+
+    ngx_http_mitte_redis_instance(&instance);
+
+    p = ngx_snprintf(s->worker, sizeof(s->worker), "%V:%P", &instance,
+                     ngx_pid);
+    s->worker_len = p - s->worker;
+
+    s->refill.handler = ngx_http_mitte_sync_refill;
+    s->refill.data = s;
+    s->refill.log = cycle->log;
+
+    s->check.handler = ngx_http_mitte_sync_check;
+    s->check.data = s;
+    s->check.log = cycle->log;
+    s->check.cancelable = 1;
+
+    if (ngx_worker == 0) {
+        ngx_add_timer(&s->check, NGX_HTTP_MITTE_SYNC_EPOCH);
+    }
+
+    if (ngx_http_mitte_redis_script(&ngx_http_mitte_sync_script) != NGX_OK
+        || ngx_http_mitte_redis_script(&ngx_http_mitte_epoch_script)
+           != NGX_OK
+        || ngx_http_mitte_redis_script(&ngx_http_mitte_merge_script)
+           != NGX_OK
+        || ngx_http_mitte_redis_on_ready(ngx_http_mitte_sync_ready, s)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_mitte_sync = s;
+
+    return NGX_OK;
+}
+
+
+/*
+ * At exit: the batch is not sent (its reply could not be waited for);
+ * the zone keeps what it holds, and the state file if there is one.
+ */
+
+void
+ngx_http_mitte_sync_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mitte_sync_t  *s;
+
+    s = ngx_http_mitte_sync;
+
+    if (s == NULL) {
+        return;
+    }
+
+    if (s->timer.timer_set) {
+        ngx_del_timer(&s->timer);
+    }
+
+    if (s->check.timer_set) {
+        ngx_del_timer(&s->check);
+    }
+
+    if (s->refill.posted) {
+        ngx_delete_posted_event(&s->refill);
+    }
+
+    s->ctx->sh->cluster.backlog[ngx_worker % NGX_HTTP_MITTE_MAX_WORKERS] = 0;
+}
+
+
+ngx_int_t
+ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_delivery_t *d,
+    ngx_http_mitte_endpoint_node_t *en, ngx_uint_t event)
+{
+    uint32_t                     hour;
+    ngx_uint_t                   i, ready;
+    ngx_http_mitte_sync_t       *s;
+    ngx_http_mitte_sync_ep_t    *e;
+    ngx_http_mitte_sync_hour_t  *h;
+
+    s = ngx_http_mitte_sync;
+
+    if (s == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ready = (ngx_http_mitte_redis_ready() == NGX_OK);
+
+    e = ngx_http_mitte_sync_ep(s, d, en);
+
+    if (e == NULL) {
+        (void) ngx_atomic_fetch_add(&ctx->sh->cluster.dropped, 1);
+        goto armed;
+    }
+
+    hour = mitte_hour_of((int64_t) (d->now_ms / 1000));
+
+    for (i = 0; i < e->nhours; i++) {
+        if (e->hours[i].hour == hour) {
+            break;
+        }
+    }
+
+    if (i == e->nhours) {
+        if (i == NGX_HTTP_MITTE_SYNC_HOURS) {
+            (void) ngx_atomic_fetch_add(&ctx->sh->cluster.dropped, 1);
+            goto armed;
+        }
+
+        e->hours[i].hour = hour;
+        e->hours[i].requests = 0;
+        e->hours[i].failures = 0;
+        e->nhours++;
+    }
+
+    h = &e->hours[i];
+    h->requests++;
+
+    if (d->success) {
+        e->ok = 1;
+        e->tail = 0;
+
+    } else {
+        h->failures++;
+
+        if (e->ok) {
+            e->tail++;
+
+        } else {
+            e->lead++;
+        }
+    }
+
+    if (e->first_ms == 0) {
+        e->first_ms = d->now_ms;
+    }
+
+    e->last_ms = d->now_ms;
+    e->status = (uint16_t) d->status;
+
+    if (!ready) {
+        e->quiet = 1;
+    }
+
+armed:
+
+    if (!s->timer.timer_set && !s->sending) {
+        ngx_add_timer(&s->timer, ready ? NGX_HTTP_MITTE_SYNC_INTERVAL
+                                       : NGX_HTTP_MITTE_SYNC_RETRY);
+    }
+
+    if (!ready) {
+        return NGX_DECLINED;
+    }
+
+    if (event) {
+        if (s->nevents == s->max_events) {
+            /* a burst past the batch's room: this one stays local */
+            (void) ngx_atomic_fetch_add(&ctx->sh->cluster.dropped, 1);
+            return NGX_DECLINED;
+        }
+
+        /* the event as the zone would keep it; numbered by the cluster */
+        ngx_http_mitte_event_delivered_copy(ctx, d, en,
+                                            &s->events[s->nevents++]);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the batch's entry of the endpoint, made when new; NULL: the batch is full */
+
+static ngx_http_mitte_sync_ep_t *
+ngx_http_mitte_sync_ep(ngx_http_mitte_sync_t *s,
+    ngx_http_mitte_delivery_t *d, ngx_http_mitte_endpoint_node_t *en)
+{
+    ngx_str_t                  name;
+    ngx_uint_t                 i, n;
+    ngx_http_mitte_sync_ep_t  *e;
+
+    i = d->hash & (NGX_HTTP_MITTE_SYNC_SLOTS - 1);
+
+    for ( ;; ) {
+        n = s->slots[i];
+
+        if (n == 0) {
+            break;
+        }
+
+        e = &s->eps[n - 1];
+
+        if (e->hash == d->hash && e->slug_len == d->slug.len
+            && ngx_http_mitte_same(e->slug, d->slug.data, d->slug.len))
+        {
+            goto found;
+        }
+
+        i = (i + 1) & (NGX_HTTP_MITTE_SYNC_SLOTS - 1);
+    }
+
+    if (s->neps == NGX_HTTP_MITTE_SYNC_ENDPOINTS) {
+        return NULL;
+    }
+
+    e = &s->eps[s->neps++];
+    s->slots[i] = (uint16_t) s->neps;
+
+    ngx_memzero(e, offsetof(ngx_http_mitte_sync_ep_t, slug));
+
+    e->hash = d->hash;
+    e->slug_len = (u_char) d->slug.len;
+    ngx_memcpy(e->slug, d->slug.data, d->slug.len);
+
+    s->ctx->sh->cluster.backlog[ngx_worker % NGX_HTTP_MITTE_MAX_WORKERS] =
+        s->neps;
+
+found:
+
+    /* the owner and name as the zone has them now */
+
+    e->user_len = en->user_len;
+    ngx_memcpy(e->user, en->ep.user, en->user_len);
+
+    if (en->ep.name_off) {
+        ngx_http_mitte_endpoint_name(s->ctx, en, &name);
+        e->name_len = (u_char) ngx_min(name.len, MITTE_NAME_MAX);
+        ngx_memcpy(e->name, name.data, e->name_len);
+
+    } else {
+        e->name_len = 0;
+    }
+
+    return e;
+}
+
+
+static void
+ngx_http_mitte_sync_timer(ngx_event_t *ev)
+{
+    ngx_http_mitte_sync_t *s = ev->data;
+
+    if (s->sending) {
+        return;
+    }
+
+    if (ngx_http_mitte_redis_ready() != NGX_OK || !s->checked) {
+        if (s->pending || s->neps || s->nevents) {
+            ngx_add_timer(&s->timer, NGX_HTTP_MITTE_SYNC_RETRY);
+        }
+
+        return;
+    }
+
+    if (!s->pending && ngx_http_mitte_sync_seal(s) != NGX_OK) {
+        return;
+    }
+
+    ngx_http_mitte_sync_send(s);
+}
+
+
+/*
+ * The batch as the script's text, with a new flush number; the batch is
+ * empty after. NGX_DECLINED: nothing to send.
+ */
+
+static ngx_int_t
+ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    if (s->neps == 0 && s->nevents == 0) {
+        return NGX_DECLINED;
+    }
+
+    s->deltas = ngx_alloc(s->neps * NGX_HTTP_MITTE_SYNC_JSON_MAX + 3,
+                          s->log);
+    s->evtext = ngx_alloc(s->nevents * NGX_HTTP_MITTE_SYNC_JSON_MAX + 3,
+                          s->log);
+
+    if (s->deltas == NULL || s->evtext == NULL) {
+        if (s->deltas) {
+            ngx_free(s->deltas);
+        }
+
+        if (s->evtext) {
+            ngx_free(s->evtext);
+        }
+
+        s->deltas = NULL;
+        s->evtext = NULL;
+
+        return NGX_DECLINED;
+    }
+
+    p = s->deltas;
+    *p++ = '[';
+
+    for (i = 0; i < s->neps; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_mitte_sync_ep_json(p, &s->eps[i]);
+    }
+
+    *p++ = ']';
+    s->deltas_len = p - s->deltas;
+
+    p = s->evtext;
+    *p++ = '[';
+
+    for (i = 0; i < s->nevents; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_mitte_sync_event_json(p, &s->events[i]);
+    }
+
+    *p++ = ']';
+    s->evtext_len = p - s->evtext;
+
+    s->flight_eps = s->neps;
+    s->flight_events = s->nevents;
+    s->number++;
+    s->pending = 1;
+
+    s->neps = 0;
+    s->nevents = 0;
+    ngx_memzero(s->slots, NGX_HTTP_MITTE_SYNC_SLOTS * sizeof(uint16_t));
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_mitte_sync_ep_json(u_char *p, ngx_http_mitte_sync_ep_t *e)
+{
+    ngx_uint_t  i;
+
+    p = ngx_http_mitte_sync_str(p, "{\"s\":\"", e->slug, e->slug_len);
+    p = ngx_http_mitte_sync_str(p, "\",\"u\":\"", e->user, e->user_len);
+    p = ngx_http_mitte_sync_str(p, "\",\"n\":\"", e->name, e->name_len);
+    p = ngx_cpymem(p, "\",\"h\":[", 7);
+
+    for (i = 0; i < e->nhours; i++) {
+        p = ngx_sprintf(p, "%s[%uD,%uD,%uD]", i ? "," : "",
+                        e->hours[i].hour, e->hours[i].requests,
+                        e->hours[i].failures);
+    }
+
+    return ngx_sprintf(p, "],\"l\":%uD,\"t\":%uD,\"o\":%d,\"q\":%d,"
+                          "\"st\":%uD,\"a\":%uL,\"z\":%uL}",
+                       e->lead, e->tail, e->ok ? 1 : 0, e->quiet ? 1 : 0,
+                       (uint32_t) e->status, e->first_ms, e->last_ms);
+}
+
+
+static u_char *
+ngx_http_mitte_sync_event_json(u_char *p, ngx_http_mitte_event_t *e)
+{
+    p = ngx_http_mitte_sync_str(p, "{\"s\":\"", e->slug, e->slug_len);
+    p = ngx_http_mitte_sync_str(p, "\",\"u\":\"", e->user, e->user_len);
+    p = ngx_http_mitte_sync_str(p, "\",\"n\":\"", e->u.d.name, e->name_len);
+    p = ngx_http_mitte_sync_str(p, "\",\"m\":\"", e->u.d.method,
+                                e->method_len);
+    p = ngx_http_mitte_sync_str(p, "\",\"r\":\"", e->u.d.rid, e->rid_len);
+
+    return ngx_sprintf(p, "\",\"st\":%uD,\"o\":%d,\"d\":%uD,\"t\":%uL}",
+                       (uint32_t) e->status, e->flag ? 1 : 0, e->value,
+                       e->time_ms);
+}
+
+
+static u_char *
+ngx_http_mitte_sync_str(u_char *p, const char *name, u_char *s, size_t len)
+{
+    p = ngx_cpymem(p, name, ngx_strlen(name));
+
+    return p + mitte_json_escape(p, s, len);
+}
+
+
+static void
+ngx_http_mitte_sync_send(ngx_http_mitte_sync_t *s)
+{
+    u_char       keys[3][NGX_HTTP_MITTE_REDIS_KEY_MAX];
+    u_char       num[7][NGX_INT64_LEN + 1];
+    size_t       argvlen[14];
+    ngx_str_t   *prefix;
+    ngx_uint_t   i;
+    const char  *argv[14];
+
+    argv[0] = "3";
+    argvlen[0] = 1;
+
+    argvlen[1] = ngx_http_mitte_redis_key(keys[0], sizeof(keys[0]),
+                                          "{w:%*s}:f", s->worker_len,
+                                          s->worker);
+    argvlen[2] = ngx_http_mitte_redis_key(keys[1], sizeof(keys[1]),
+                                          "{events}");
+    argvlen[3] = ngx_http_mitte_redis_key(keys[2], sizeof(keys[2]),
+                                          "{events}:seq");
+
+    for (i = 0; i < 3; i++) {
+        argv[i + 1] = (const char *) keys[i];
+    }
+
+    prefix = &s->mmcf->redis->prefix;
+
+    argvlen[4] = ngx_sprintf(num[0], "%uL", s->number) - num[0];
+    argvlen[5] = prefix->len;
+    argv[5] = (const char *) prefix->data;
+    argv[6] = (const char *) s->deltas;
+    argvlen[6] = s->deltas_len;
+    argv[7] = (const char *) s->evtext;
+    argvlen[7] = s->evtext_len;
+    argvlen[8] = ngx_sprintf(num[1], "%ui", s->flight_events) - num[1];
+    argvlen[9] = ngx_sprintf(num[2], "%ui", s->mmcf->down_threshold)
+                 - num[2];
+    argvlen[10] = ngx_sprintf(num[3], "%uL", (uint64_t) s->mmcf->down_reset)
+                  - num[3];
+    argvlen[11] = ngx_sprintf(num[4], "%uL", s->ctx->sh->event_seq)
+                  - num[4];
+    argvlen[12] = ngx_sprintf(num[5], "%uD", mitte_hour_of(ngx_time()))
+                  - num[5];
+    argvlen[13] = ngx_sprintf(num[6], "%ui", s->mmcf->sse_replay) - num[6];
+
+    argv[4] = (const char *) num[0];
+    argv[8] = (const char *) num[1];
+    argv[9] = (const char *) num[2];
+    argv[10] = (const char *) num[3];
+    argv[11] = (const char *) num[4];
+    argv[12] = (const char *) num[5];
+    argv[13] = (const char *) num[6];
+
+    if (ngx_http_mitte_redis_eval(ngx_http_mitte_sync_sent, s,
+                                  &ngx_http_mitte_sync_script, 14, argv,
+                                  argvlen)
+        != NGX_OK)
+    {
+        ngx_add_timer(&s->timer, NGX_HTTP_MITTE_SYNC_RETRY);
+        return;
+    }
+
+    s->sending = 1;
+}
+
+
+static void
+ngx_http_mitte_sync_sent(redisReply *reply, void *data, ngx_uint_t rc)
+{
+    ngx_http_mitte_sync_t *s = data;
+
+    ngx_http_mitte_sh_t  *sh;
+
+    sh = s->ctx->sh;
+    s->sending = 0;
+
+    if (rc != NGX_HTTP_MITTE_REDIS_REPLY
+        || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_INTEGER)
+    {
+        /* kept, and sent again with the same number: counted once */
+
+        (void) ngx_atomic_fetch_add(&sh->cluster.flush_errors, 1);
+
+        if (ngx_time() - s->logged >= 60) {
+            s->logged = ngx_time();
+
+            ngx_log_error(NGX_LOG_ERR, s->log, 0,
+                          "mitte: redis \"%V\": a flush of %ui endpoints "
+                          "and %ui events failed (%s); kept and sent again "
+                          "(logged at most once a minute)",
+                          &s->mmcf->redis->name, s->flight_eps, s->flight_events,
+                          (rc == NGX_HTTP_MITTE_REDIS_REPLY
+                           && reply->type == REDIS_REPLY_ERROR)
+                          ? reply->str : "no reply");
+        }
+
+        if (!s->timer.timer_set) {
+            ngx_add_timer(&s->timer, NGX_HTTP_MITTE_SYNC_RETRY);
+        }
+
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->cluster.flushes, 1);
+    (void) ngx_atomic_fetch_add(&sh->cluster.events_out, s->flight_events);
+
+    ngx_free(s->deltas);
+    ngx_free(s->evtext);
+    s->deltas = NULL;
+    s->evtext = NULL;
+    s->pending = 0;
+
+    ngx_http_mitte_sync_backlog(s);
+
+    if (reply->element[0]->integer == 1
+        && reply->element[1]->type == REDIS_REPLY_STRING)
+    {
+        ngx_http_mitte_sync_crossings(s, reply->element[1]);
+    }
+
+    if ((s->neps || s->nevents) && !s->timer.timer_set) {
+        ngx_add_timer(&s->timer, NGX_HTTP_MITTE_SYNC_INTERVAL);
+    }
+}
+
+
+static void
+ngx_http_mitte_sync_backlog(ngx_http_mitte_sync_t *s)
+{
+    s->ctx->sh->cluster.backlog[ngx_worker % NGX_HTTP_MITTE_MAX_WORKERS] =
+        s->neps + (s->pending ? s->flight_eps : 0);
+}
+
+
+/* the streaks that crossed in this flush: each one's notification */
+
+static void
+ngx_http_mitte_sync_crossings(ngx_http_mitte_sync_t *s, redisReply *reply)
+{
+    cJSON  *doc, *c;
+
+    if (reply->len <= 2) {
+        return;
+    }
+
+    doc = cJSON_ParseWithLength(reply->str, reply->len);
+
+    if (doc == NULL || !cJSON_IsArray(doc)) {
+        ngx_log_error(NGX_LOG_ERR, s->log, 0,
+                      "mitte: redis \"%V\": a flush's reply is not what "
+                      "the script returns; its crossings are lost",
+                      &s->mmcf->redis->name);
+        cJSON_Delete(doc);
+        return;
+    }
+
+    cJSON_ArrayForEach(c, doc) {
+        ngx_http_mitte_sync_cross(s, c);
+    }
+
+    cJSON_Delete(doc);
+
+    ngx_http_mitte_sse_wake(s->ctx);
+}
+
+
+static void
+ngx_http_mitte_sync_cross(ngx_http_mitte_sync_t *s, cJSON *c)
+{
+    u_char                           msg[NGX_HTTP_MITTE_MESSAGE_MAX];
+    size_t                           len;
+    cJSON                           *slug, *kind, *count, *x, *user;
+    ngx_str_t                        name;
+    ngx_uint_t                       type, status;
+    ngx_time_t                      *tp;
+    ngx_http_mitte_once_t            once;
+    ngx_http_mitte_zone_ctx_t       *ctx;
+    ngx_http_mitte_user_node_t      *un;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    slug = cJSON_GetArrayItem(c, 0);
+    kind = cJSON_GetArrayItem(c, 1);
+    count = cJSON_GetArrayItem(c, 2);
+    x = cJSON_GetArrayItem(c, 3);
+    user = cJSON_GetArrayItem(c, 4);
+
+    if (!cJSON_IsString(slug) || !cJSON_IsNumber(kind)
+        || !cJSON_IsNumber(count) || !cJSON_IsNumber(x)
+        || !cJSON_IsString(user) || user->valuestring[0] == '\0'
+        || ngx_strlen(slug->valuestring) > MITTE_SLUG_MAX
+        || ngx_strlen(user->valuestring) > MITTE_USER_MAX)
+    {
+        return;
+    }
+
+    type = (kind->valueint == 1) ? NGX_HTTP_MITTE_ENDPOINT_DOWN
+                                 : NGX_HTTP_MITTE_ENDPOINT_RECOVERED;
+
+    once.len = ngx_snprintf(once.what, sizeof(once.what), "%s:%s:%d",
+                            mitte_notify_type_name(type), slug->valuestring,
+                            x->valueint)
+               - once.what;
+    once.ttl = s->mmcf->down_reset / 1000 + 86400;
+
+    ctx = s->ctx;
+    tp = ngx_timeofday();
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_http_mitte_endpoint_lookup(ctx, (u_char *) slug->valuestring,
+                                        ngx_strlen(slug->valuestring));
+
+    un = ngx_http_mitte_user_get(ctx, (u_char *) user->valuestring,
+                                 ngx_strlen(user->valuestring), en);
+
+    if (un == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return;
+    }
+
+    if (en) {
+        ngx_http_mitte_endpoint_name(ctx, en, &name);
+        name.len = ngx_min(name.len, MITTE_NAME_MAX);
+        status = en->last_status;
+
+    } else {
+        name.data = (u_char *) slug->valuestring;
+        name.len = ngx_strlen(slug->valuestring);
+        status = 0;
+    }
+
+    if (type == NGX_HTTP_MITTE_ENDPOINT_DOWN) {
+        len = mitte_notify_down_message((char *) msg, sizeof(msg),
+                                        (char *) name.data, name.len,
+                                        (uint32_t) count->valuedouble,
+                                        (unsigned) status);
+
+    } else {
+        len = mitte_notify_recovered_message((char *) msg, sizeof(msg),
+                                             (char *) name.data, name.len,
+                                             (unsigned) status,
+                                             (uint32_t) count->valuedouble);
+    }
+
+    (void) ngx_http_mitte_notify(s->mmcf, ctx, un, type,
+                                 (u_char *) slug->valuestring,
+                                 ngx_strlen(slug->valuestring), msg,
+                                 ngx_min(len, sizeof(msg) - 1),
+                                 (uint64_t) tp->sec * 1000 + tp->msec, en,
+                                 &once);
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/*
+ * The connection is ready: the data set's epoch first. The backlog is sent
+ * when the epoch is the one it was recorded against; when Redis lost its
+ * data (restarted empty, flushed, another one), the zone refills it
+ * instead, and the backlog, which the zone holds too, is dropped.
+ */
+
+static void
+ngx_http_mitte_sync_ready(void *data)
+{
+    ngx_http_mitte_sync_t *s = data;
+
+    s->checked = 0;
+
+    ngx_http_mitte_sync_ask(s);
+}
+
+
+/*
+ * Worker 0 asks again every NGX_HTTP_MITTE_SYNC_EPOCH ms: a FLUSHALL
+ * leaves the connections as they are
+ */
+
+static void
+ngx_http_mitte_sync_check(ngx_event_t *ev)
+{
+    ngx_http_mitte_sync_t *s = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (ngx_http_mitte_redis_ready() == NGX_OK) {
+        ngx_http_mitte_sync_ask(s);
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_MITTE_SYNC_EPOCH);
+}
+
+
+static void
+ngx_http_mitte_sync_ask(ngx_http_mitte_sync_t *s)
+{
+    u_char       key[NGX_HTTP_MITTE_REDIS_KEY_MAX];
+    u_char       fresh[NGX_INT64_LEN];
+    size_t       argvlen[3];
+    const char  *argv[3];
+
+    argv[0] = "1";
+    argvlen[0] = 1;
+    argv[1] = (const char *) key;
+    argvlen[1] = ngx_http_mitte_redis_key(key, sizeof(key), "{meta}:epoch");
+    argv[2] = (const char *) fresh;
+    argvlen[2] = ngx_sprintf(fresh, "%08xD%08xD", (uint32_t) ngx_random(),
+                             (uint32_t) ngx_random())
+                 - fresh;
+
+    if (argvlen[1] == 0
+        || ngx_http_mitte_redis_eval(ngx_http_mitte_sync_epoch, s,
+                                     &ngx_http_mitte_epoch_script, 3, argv,
+                                     argvlen)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, s->log, 0,
+                      "mitte: redis \"%V\": cannot ask for the data set's "
+                      "epoch", &s->mmcf->redis->name);
+    }
+}
+
+
+static void
+ngx_http_mitte_sync_epoch(redisReply *reply, void *data, ngx_uint_t rc)
+{
+    ngx_http_mitte_sync_t *s = data;
+
+    uint64_t                            epoch;
+    ngx_uint_t                          i;
+    ngx_atomic_uint_t                   old;
+    ngx_http_mitte_cluster_counters_t  *cc;
+
+    if (rc != NGX_HTTP_MITTE_REDIS_REPLY
+        || reply->type != REDIS_REPLY_STRING || reply->len != 16)
+    {
+        /* a lost connection asks again when it is back */
+        return;
+    }
+
+    epoch = 0;
+
+    for (i = 0; i < 16; i++) {
+        epoch = epoch * 16 + (uint64_t) ngx_hextoi((u_char *) &reply->str[i],
+                                                   1);
+    }
+
+    if (s->epoch != epoch && s->epoch != 0) {
+        ngx_http_mitte_sync_drop(s);
+    }
+
+    s->epoch = epoch;
+    s->checked = 1;
+
+    cc = &s->ctx->sh->cluster;
+
+    old = cc->epoch;
+
+    if (old != (ngx_atomic_uint_t) epoch
+        && ngx_atomic_cmp_set(&cc->epoch, old, (ngx_atomic_uint_t) epoch))
+    {
+        if (old != 0) {
+            /*
+             * a new stream too, whose ids may start below the last one
+             * read: the relay reads it from its start (after its current
+             * XREAD, within its block)
+             */
+            cc->relay_seq = 0;
+            cc->relay_sub = 0;
+        }
+
+        /* this worker refills Redis from the zone, for the instance */
+        s->refill_started = 0;
+        s->refilled = 0;
+        ngx_post_event(&s->refill, &ngx_posted_events);
+    }
+
+    if ((s->pending || s->neps || s->nevents) && !s->timer.timer_set
+        && !s->sending)
+    {
+        ngx_add_timer(&s->timer, NGX_HTTP_MITTE_SYNC_INTERVAL);
+    }
+}
+
+
+/* the backlog of a data set Redis lost: the zone refills it */
+
+static void
+ngx_http_mitte_sync_drop(ngx_http_mitte_sync_t *s)
+{
+    if (s->pending) {
+        ngx_free(s->deltas);
+        ngx_free(s->evtext);
+        s->deltas = NULL;
+        s->evtext = NULL;
+        s->pending = 0;
+    }
+
+    s->neps = 0;
+    ngx_memzero(s->slots, NGX_HTTP_MITTE_SYNC_SLOTS * sizeof(uint16_t));
+
+    ngx_http_mitte_sync_backlog(s);
+
+    ngx_log_error(NGX_LOG_NOTICE, s->log, 0,
+                  "mitte: redis \"%V\" lost its data (a new epoch): "
+                  "the zone refills it, this worker's backlog is not sent",
+                  &s->mmcf->redis->name);
+}
+
+
+#define NGX_HTTP_MITTE_SYNC_REFILL      64
+
+/* the refill: the zone's endpoints, a slice a call, in the tree's order */
+
+static void
+ngx_http_mitte_sync_refill(ngx_event_t *ev)
+{
+    ngx_http_mitte_sync_t *s = ev->data;
+
+    u_char                          *text, *p;
+    uint32_t                         hour;
+    ngx_uint_t                       n;
+    ngx_rbtree_t                    *tree;
+    ngx_rbtree_node_t               *node;
+    ngx_http_mitte_zone_ctx_t       *ctx;
+    ngx_http_mitte_endpoint_node_t  *en;
+    ngx_http_mitte_endpoint_copy_t  *copy;
+
+    ctx = s->ctx;
+
+    copy = ngx_alloc(NGX_HTTP_MITTE_SYNC_REFILL
+                     * sizeof(ngx_http_mitte_endpoint_copy_t), s->log);
+    text = ngx_alloc(NGX_HTTP_MITTE_SYNC_REFILL * 4096 + 2, s->log);
+
+    if (copy == NULL || text == NULL) {
+        goto done;
+    }
+
+    n = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    tree = &ctx->sh->ep_rbtree;
+
+    if (s->refill_started) {
+        node = ngx_http_mitte_tree_after(tree, ngx_http_mitte_endpoint_key,
+                                         s->refill_key, s->refill_slug,
+                                         s->refill_len);
+
+    } else {
+        node = (tree->root != tree->sentinel)
+               ? ngx_rbtree_min(tree->root, tree->sentinel) : NULL;
+    }
+
+    for ( /* void */ ; node && n < NGX_HTTP_MITTE_SYNC_REFILL;
+         node = ngx_rbtree_next(tree, node))
+    {
+        en = (ngx_http_mitte_endpoint_node_t *) &node->color;
+
+        ngx_http_mitte_endpoint_copy(ctx, en, &copy[n++]);
+
+        s->refill_key = node->key;
+        s->refill_len = en->slug_len;
+        ngx_memcpy(s->refill_slug, en->ep.slug, en->slug_len);
+        s->refill_started = 1;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (n == 0) {
+        (void) ngx_atomic_fetch_add(&ctx->sh->cluster.refills, 1);
+
+        ngx_log_error(NGX_LOG_NOTICE, s->log, 0,
+                      "mitte: redis \"%V\": %ui endpoints of the zone "
+                      "written to a new data set", &s->mmcf->redis->name,
+                      s->refilled);
+        goto done;
+    }
+
+    hour = mitte_hour_of(ngx_time());
+
+    p = text;
+    *p++ = '[';
+
+    for (s->refilled += n; n; n--) {
+        p = ngx_http_mitte_sync_copy_json(p, &copy[n - 1], hour);
+        *p++ = (n > 1) ? ',' : ']';
+    }
+
+    if (ngx_http_mitte_sync_merge(s, text, p - text, "max", s) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, s->log, 0,
+                      "mitte: redis \"%V\": the refill of a new data set "
+                      "stopped (the connection went)",
+                      &s->mmcf->redis->name);
+    }
+
+done:
+
+    if (copy) {
+        ngx_free(copy);
+    }
+
+    if (text) {
+        ngx_free(text);
+    }
+}
+
+
+static void
+ngx_http_mitte_sync_refilled(redisReply *reply, void *data, ngx_uint_t rc)
+{
+    ngx_http_mitte_sync_t *s = data;
+
+    if (rc != NGX_HTTP_MITTE_REDIS_REPLY
+        || reply->type != REDIS_REPLY_INTEGER)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "mitte: redis: endpoints were not written (%s)",
+                      (rc == NGX_HTTP_MITTE_REDIS_REPLY
+                       && reply->type == REDIS_REPLY_ERROR)
+                      ? reply->str : "no reply");
+    }
+
+    if (s == NULL || ngx_exiting) {
+        return;
+    }
+
+    ngx_post_event(&s->refill, &ngx_posted_events);
+}
+
+
+/* an endpoint copied out of the zone as the merge script reads it */
+
+static u_char *
+ngx_http_mitte_sync_copy_json(u_char *p, ngx_http_mitte_endpoint_copy_t *c,
+    uint32_t now_hour)
+{
+    uint32_t    h, r, f;
+    ngx_uint_t  first;
+
+    p = ngx_http_mitte_sync_str(p, "{\"s\":\"", c->ep.slug, c->slug_len);
+    p = ngx_http_mitte_sync_str(p, "\",\"u\":\"", c->ep.user, c->user_len);
+    p = ngx_http_mitte_sync_str(p, "\",\"n\":\"", c->name, c->name_len);
+    p = ngx_cpymem(p, "\",\"h\":[", 7);
+
+    first = 1;
+
+    for (h = now_hour - 48; h <= now_hour; h++) {
+        mitte_ring_get(&c->ep.ring, now_hour, h, &r, &f);
+
+        if (r == 0) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "%s[%uD,%uD,%uD]", first ? "" : ",", h, r, f);
+        first = 0;
+    }
+
+    return ngx_sprintf(p, "],\"k\":%uD,\"d\":%uD,\"t\":%uL,\"st\":%uD}",
+                       c->ep.streak.count, c->ep.streak.down,
+                       c->ep.streak.last_ms, (uint32_t) c->last_status);
+}
+
+
+static ngx_int_t
+ngx_http_mitte_sync_merge(ngx_http_mitte_sync_t *s, u_char *text,
+    size_t len, const char *mode, void *data)
+{
+    u_char       keys[2][NGX_HTTP_MITTE_REDIS_KEY_MAX];
+    u_char       cap[NGX_INT64_LEN];
+    size_t       argvlen[7];
+    ngx_str_t   *prefix;
+    const char  *argv[7];
+
+    prefix = &s->mmcf->redis->prefix;
+
+    argv[0] = "2";
+    argvlen[0] = 1;
+    argv[1] = (const char *) keys[0];
+    argvlen[1] = ngx_http_mitte_redis_key(keys[0], sizeof(keys[0]),
+                                          "{events}");
+    argv[2] = (const char *) keys[1];
+    argvlen[2] = ngx_http_mitte_redis_key(keys[1], sizeof(keys[1]),
+                                          "{events}:seq");
+    argv[3] = (const char *) prefix->data;
+    argvlen[3] = prefix->len;
+    argv[4] = mode;
+    argvlen[4] = ngx_strlen(mode);
+    argv[5] = (const char *) text;
+    argvlen[5] = len;
+    argv[6] = (const char *) cap;
+    argvlen[6] = ngx_sprintf(cap, "%ui", s->mmcf->sse_replay) - cap;
+
+    return ngx_http_mitte_redis_eval(ngx_http_mitte_sync_refilled, data,
+                                     &ngx_http_mitte_merge_script, 7, argv,
+                                     argvlen);
+}
+
+
+/*
+ * An endpoint the operator API imported or changed (cluster mode): its
+ * hours replace those Redis holds, and every instance hears of it.
+ * Without the lock.
+ */
+
+ngx_int_t
+ngx_http_mitte_sync_endpoint(ngx_http_mitte_main_conf_t *mmcf, u_char *slug,
+    size_t len)
+{
+    u_char                          *text, *p;
+    ngx_int_t                        rc;
+    ngx_http_mitte_sync_t           *s;
+    ngx_http_mitte_zone_ctx_t       *ctx;
+    ngx_http_mitte_endpoint_node_t  *en;
+    ngx_http_mitte_endpoint_copy_t   copy;
+
+    s = ngx_http_mitte_sync;
+
+    if (s == NULL || ngx_http_mitte_redis_ready() != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ctx = mmcf->shm_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    en = ngx_http_mitte_endpoint_lookup(ctx, slug, len);
+
+    if (en) {
+        ngx_http_mitte_endpoint_copy(ctx, en, &copy);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (en == NULL) {
+        return NGX_DECLINED;
+    }
+
+    text = ngx_alloc(4096, s->log);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = text;
+    *p++ = '[';
+    p = ngx_http_mitte_sync_copy_json(p, &copy, mitte_hour_of(ngx_time()));
+    *p++ = ']';
+
+    rc = ngx_http_mitte_sync_merge(s, text, p - text, "set", NULL);
+
+    ngx_free(text);
+
+    return rc;
+}

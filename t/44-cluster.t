@@ -1,0 +1,405 @@
+#!/usr/bin/perl
+
+# Cluster mode, two nginx instances (2 workers each) on one redis-server of
+# the test's own:
+# - a delivery on A shows in the statistics and the operator API of B;
+# - webhook:delivered reaches an event stream on B, with the cluster's
+#   ids, in order; the delay from A's answer to B's frame is measured;
+#   Last-Event-ID on A goes on from B's ids;
+# - five failures spread over A and B make one ENDPOINT_DOWN, with one id,
+#   listed on both; a success on either makes one ENDPOINT_RECOVERED; each
+#   is sent to the user's webhook once, with the receiver reachable from
+#   both instances;
+# - a notification marked read on B is read on A;
+# - an anomaly found by a manual sweep on A and on B is created once; the
+#   timer's sweeps run once an interval cluster-wide (one leader won, the
+#   other lost);
+# - a flush whose reply is lost (Redis asleep past the timeout) is sent
+#   again and counted once;
+# - Redis stopped: deliveries still answered and recorded in the zone,
+#   the backlog is sent when Redis is back (counted in Redis once);
+# - every key carries the prefix and a TTL (or is one of the capped ones).
+
+use strict;
+use warnings;
+
+use Test::More;
+use Time::HiRes qw(sleep time);
+use Mitte::Test qw(:all);
+use Mitte::Redis;
+use Mitte::SSE qw(:all);
+use Mitte::Receiver;
+
+require_module();
+
+plan skip_all => Mitte::Redis->missing if Mitte::Redis->missing;
+
+my $ALLOW = [qr/mitte: redis/];
+my $true = json_decode('true');
+
+my $redis = Mitte::Redis->new;
+$redis->start;
+
+my $rx = Mitte::Receiver->new(script => sub {
+    return { status => 200, body => 'ok' };
+});
+
+my $conf = "    mitte_zone m:8m;\n"
+    . '    mitte_redis ' . $redis->addr . " prefix=mc: timeout=1s;\n"
+    . <<'END';
+    mitte_endpoint_down threshold=5 reset=1h;
+    mitte_anomaly interval=2s cooldown=1h;
+    mitte_webhook_allow 127.0.0.1;
+    mitte_webhook_timeout 2s;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location ~ ^/hooks/(?<slug>[^/]+)$ {
+            mitte_endpoint $slug;
+            mitte_endpoint_name $upstream_http_x_endpoint_name;
+            mitte_user $http_x_mitte_user;
+            proxy_pass http://%%UPSTREAM%%;
+        }
+
+        location /mitte/ {
+            mitte_user $http_x_mitte_user;
+            location = /mitte/events        { mitte_sse; }
+            location = /mitte/preferences   { mitte_preferences; }
+            location   /mitte/notifications { mitte_notifications; }
+            location = /mitte/stats         { mitte_stats; }
+        }
+        location = /mitte/all { mitte_stats all; }
+        location /mitte-admin/ { mitte_admin; }
+    }
+END
+
+my $ia = Mitte::Test->new(http => $conf, workers => 2, allow => $ALLOW);
+my $ib = Mitte::Test->new(http => $conf, workers => 2, allow => $ALLOW);
+$ia->start;
+$ib->start;
+
+# polls until $cond->() holds, at most $timeout seconds; its last value
+sub wait_until {
+    my ($cond, $timeout) = @_;
+    my $deadline = time() + ($timeout || 10);
+    while (1) {
+        my $v = $cond->();
+        return $v if $v;
+        return $v if time() > $deadline;
+        sleep 0.02;
+    }
+}
+
+sub metrics_of {
+    my ($t) = @_;
+    my (undef, $m) = $t->metrics;
+    return $m;
+}
+
+sub up {
+    my ($t) = @_;
+    return wait_until(sub {
+        my $m = metrics_of($t);
+        ($m->{mitte_redis_up} // 0) == 1 ? 1 : 0;
+    }, 20);
+}
+
+ok(up($ia), 'A: connected');
+ok(up($ib), 'B: connected');
+
+# the requests and failures of SLUG as instance T's "all" statistics show
+sub counts {
+    my ($t, $slug) = @_;
+    my ($r, $doc) = $t->json(GET => '/mitte/all');
+    my $ep = find_endpoint($doc, $slug);
+    return (0, 0) unless $ep;
+    return hours_total($ep);
+}
+
+sub notes_of {
+    my ($t, $user) = @_;
+    my ($r, $doc) = $t->json(GET => '/mitte/notifications?limit=100',
+                             headers => { 'X-Mitte-User' => $user });
+    return ref $doc eq 'HASH' ? @{ $doc->{notifications} || [] } : ();
+}
+
+
+# ---- statistics ------------------------------------------------------------
+
+{
+    for (1 .. 7) {
+        $ia->post_as('sam', '/hooks/shared?status=200');
+    }
+    for (1 .. 3) {
+        $ib->post_as('sam', '/hooks/shared?status=500');
+    }
+
+    my $both = wait_until(sub {
+        my ($ra, $fa) = counts($ia, 'shared');
+        my ($rb, $fb) = counts($ib, 'shared');
+        $ra == 10 && $rb == 10 && $fa == 3 && $fb == 3;
+    });
+    ok($both, 'deliveries on A and B: 10 requests, 3 failures on both');
+    my ($ra, $fa) = counts($ia, 'shared');
+    my ($rb, $fb) = counts($ib, 'shared');
+    diag("A: $ra/$fa, B: $rb/$fb") unless $both;
+
+    my ($r, $doc) = $ib->json(GET => '/mitte/stats',
+                              headers => { 'X-Mitte-User' => 'sam' });
+    my $ep = find_endpoint($doc, 'shared');
+    is($ep && $ep->{user}, 'sam', 'B: the endpoint is the user\'s');
+
+    ($r, $doc) = $ib->json(GET => '/mitte-admin/endpoints');
+    $ep = find_endpoint($doc, 'shared');
+    is($ep && (hours_total($ep))[0], 10, 'B: operator API shows 10');
+
+    my $hours = $redis->cli('HGETALL', 'mc:{e:shared}:h');
+    like($hours, qr/\d+r\n10\n/, 'Redis holds the 10 requests');
+}
+
+
+# ---- events across instances -----------------------------------------------
+
+{
+    my $s = Mitte::SSE->open($ib, '/mitte/events',
+                             headers => { 'X-Mitte-User' => 'eve' });
+    is($s->status, 200, 'B: a stream of eve');
+
+    # the stream is told to A before A's deliveries are kept for it
+    sleep 0.3;
+
+    # one at a time: the frame is read as soon as it comes
+    my (@sent, @delay);
+    for my $i (1 .. 40) {
+        my $t0 = time();
+        $ia->post_as('eve', "/hooks/ev-$i?status=" . ($i % 5 ? 200 : 502));
+        push @sent, $t0;
+        $s->wait_events($i, 5);
+    }
+
+    my @ev = grep { $_->{event} eq 'webhook:delivered' } $s->events;
+    is(scalar @ev, 40, 'B: 40 webhook:delivered from A');
+    is_deeply([map { $_->{json}{endpointSlug} } @ev],
+              [map { "ev-$_" } 1 .. 40], 'in the order recorded');
+    my @ids = map { $_->{id} } @ev;
+    is_deeply(\@ids, [sort { $a <=> $b } @ids], 'ids grow');
+
+    for my $i (0 .. $#ev) {
+        push @delay, ($ev[$i]{at} - $sent[$i]) * 1000;
+    }
+    my @d = sort { $a <=> $b } @delay;
+    diag(sprintf 'A to B: p50 %.1f ms, p99 %.1f ms, max %.1f ms '
+         . '(from the request\'s start)', $d[int(@d * 0.5)],
+         $d[int(@d * 0.99)], $d[-1]) if @d;
+    $s->close;
+
+    # Last-Event-ID on A, from an id B gave
+    my $from = $ids[29];
+    my $s2 = Mitte::SSE->open($ia, '/mitte/events',
+                              headers => { 'X-Mitte-User' => 'eve',
+                                           'Last-Event-ID' => $from });
+    $s2->wait_events(10, 5);
+    my @re = grep { $_->{event} eq 'webhook:delivered' } $s2->events;
+    is_deeply([map { $_->{id} } @re], [@ids[30 .. 39]],
+              'A replays what followed B\'s id, with the same ids');
+    $s2->close;
+}
+
+
+# ---- one ENDPOINT_DOWN, one ENDPOINT_RECOVERED, one webhook each ---------
+
+{
+    my $doc = { webhook => { enabled => $true, url => $rx->url('/dn'),
+                             format => 'json' } };
+    for my $t ($ia, $ib) {
+        my ($r) = $t->json(PUT => '/mitte/preferences',
+                           headers => { 'X-Mitte-User' => 'dana' },
+                           content => $doc);
+        is($r->{status}, 200, 'webhook preferences of dana');
+    }
+
+    for my $i (1 .. 5) {
+        my $t = $i % 2 ? $ia : $ib;
+        $t->post_as('dana', '/hooks/flaky?status=503');
+        # the log phase of each, in order
+        wait_until(sub { (counts($ia, 'flaky'))[0] >= $i
+                         || (counts($ib, 'flaky'))[0] >= $i }, 5);
+    }
+
+    my $down = wait_until(sub {
+        my @a = grep { $_->{type} eq 'ENDPOINT_DOWN' } notes_of($ia, 'dana');
+        my @b = grep { $_->{type} eq 'ENDPOINT_DOWN' } notes_of($ib, 'dana');
+        @a && @b ? [\@a, \@b] : undef;
+    });
+    ok($down, 'ENDPOINT_DOWN listed on A and on B');
+
+    sleep 1;
+    my @a = grep { $_->{type} eq 'ENDPOINT_DOWN' } notes_of($ia, 'dana');
+    my @b = grep { $_->{type} eq 'ENDPOINT_DOWN' } notes_of($ib, 'dana');
+    is(scalar @a, 1, 'one ENDPOINT_DOWN on A');
+    is(scalar @b, 1, 'one ENDPOINT_DOWN on B');
+    is($a[0]{id}, $b[0]{id}, 'with the same id') if @a && @b;
+    like($a[0]{message} // '', qr/5 consecutive/, 'after 5 failures')
+        if @a;
+
+    $ib->post_as('dana', '/hooks/flaky?status=200');
+
+    my $rec = wait_until(sub {
+        my @x = grep { $_->{type} eq 'ENDPOINT_RECOVERED' }
+            notes_of($ia, 'dana');
+        @x ? \@x : undef;
+    });
+    ok($rec, 'ENDPOINT_RECOVERED listed on A after a success on B');
+
+    my @got = $rx->wait_requests(2, 10);
+    sleep 1.5;
+    my @dn = grep { $_->{path} eq '/dn' } $rx->requests;
+    is(scalar @dn, 2, 'two webhooks: one each, though both instances '
+       . 'could send')
+        or diag(join "\n", map { $_->{body} } @dn);
+
+    # marked read on B, read on A
+    my ($r, $d) = $ib->json(POST => '/mitte/notifications/read',
+                            headers => { 'X-Mitte-User' => 'dana' },
+                            content => { all => $true });
+    is($r->{status}, 200, 'B: all marked read');
+    my $read = wait_until(sub {
+        my ($r2, $d2) = $ia->json(GET => '/mitte/notifications',
+                                  headers => { 'X-Mitte-User' => 'dana' });
+        ref $d2 eq 'HASH' && $d2->{unread} == 0;
+    }, 5);
+    ok($read, 'A: none unread');
+}
+
+
+# ---- the sweep: once cluster-wide --------------------------------------
+
+{
+    # an anomaly, imported into both zones as a backfill would be
+    my $c = int(time() / 3600);
+    my @hours = map {
+        { hour => iso_hour($c - $_), requests => 100, failures => 1 }
+    } 1 .. 6;
+    push @hours, { hour => $c * 3600 + 5, requests => 100,
+                   failures => 90 };
+    for my $t ($ia, $ib) {
+        my ($r) = $t->json(PUT => '/mitte-admin/endpoints/spiky',
+                           content => { name => 'Spiky', user => 'ann',
+                                        hours => \@hours });
+        is($r->{status}, 200, 'import of spiky');
+    }
+
+    my ($ra) = $ia->json(POST => '/mitte-admin/sweep');
+    my ($rb) = $ib->json(POST => '/mitte-admin/sweep');
+    is($ra->{status}, 200, 'A: manual sweep');
+    is($rb->{status}, 200, 'B: manual sweep');
+
+    my $seen = wait_until(sub {
+        my @a = grep { $_->{type} eq 'ANOMALY_DETECTED' } notes_of($ia, 'ann');
+        my @b = grep { $_->{type} eq 'ANOMALY_DETECTED' } notes_of($ib, 'ann');
+        @a && @b;
+    });
+    ok($seen, 'ANOMALY_DETECTED on both');
+    sleep 1;
+    my @a = grep { $_->{type} eq 'ANOMALY_DETECTED' } notes_of($ia, 'ann');
+    my @b = grep { $_->{type} eq 'ANOMALY_DETECTED' } notes_of($ib, 'ann');
+    is(scalar @a, 1, 'one anomaly on A, though both swept');
+    is(scalar @b, 1, 'one anomaly on B');
+
+    # the timer: interval 2s; one of the two leads each interval
+    my $m0a = metrics_of($ia);
+    my $m0b = metrics_of($ib);
+    sleep 6.5;
+    my $ma = metrics_of($ia);
+    my $mb = metrics_of($ib);
+    my $won = ($ma->{'mitte_redis_sweeps_total{leader="won"}'}
+               - $m0a->{'mitte_redis_sweeps_total{leader="won"}'})
+            + ($mb->{'mitte_redis_sweeps_total{leader="won"}'}
+               - $m0b->{'mitte_redis_sweeps_total{leader="won"}'});
+    my $lost = ($ma->{'mitte_redis_sweeps_total{leader="lost"}'}
+                - $m0a->{'mitte_redis_sweeps_total{leader="lost"}'})
+             + ($mb->{'mitte_redis_sweeps_total{leader="lost"}'}
+                - $m0b->{'mitte_redis_sweeps_total{leader="lost"}'});
+    ok($won >= 2 && $won <= 4, "timer sweeps: $won led in 6.5 s of 2 s "
+       . 'intervals');
+    is($lost, $won, 'the other instance stood aside each time');
+}
+
+
+# ---- a flush whose reply is lost is counted once ---------------------------
+
+{
+    for (1 .. 20) {
+        $ia->post_as('sam', '/hooks/once?status=200');
+    }
+    ok(wait_until(sub { (counts($ib, 'once'))[0] == 20 }), 'B: 20');
+
+    # Redis asleep past the timeout: the flush goes, its reply does not
+    my $pid = $redis->cli_bg('DEBUG', 'SLEEP', '1.5');
+    sleep 0.1;
+    for (1 .. 30) {
+        $ia->post_as('sam', '/hooks/once?status=200');
+    }
+    waitpid($pid, 0);
+
+    ok(wait_until(sub { (counts($ib, 'once'))[0] >= 50 }, 15),
+       'B: 50 after Redis woke');
+    sleep 1;
+    is((counts($ib, 'once'))[0], 50, 'B: 50, not more');
+    my $h = $redis->cli('HGETALL', 'mc:{e:once}:h');
+    like($h, qr/r\n50\n/, 'Redis: 50, the retried flush counted once')
+        or diag($h);
+    my $m = metrics_of($ia);
+    ok($m->{mitte_redis_flush_errors_total} >= 1,
+       'A: the lost flush is counted as an error');
+}
+
+
+# ---- Redis stopped: the backlog ------------------------------------------
+
+{
+    $redis->stop;
+    for (1 .. 25) {
+        my $r = $ia->post_as('sam', '/hooks/away?status=200');
+        is($r->{status}, 200, 'answered with Redis away') if $_ == 1;
+    }
+    my $m = wait_until(sub {
+        my $x = metrics_of($ia);
+        ($x->{mitte_redis_backlog_endpoints} // 0) >= 1 ? $x : undef;
+    }, 5);
+    ok($m, 'A: the backlog holds the endpoint');
+    is((counts($ia, 'away'))[0], 25, 'A: the zone counted 25');
+
+    $redis->start;
+    ok(up($ia) && up($ib), 'both connected again');
+    my $h = wait_until(sub {
+        my $x = $redis->cli('HGETALL', 'mc:{e:away}:h');
+        $x =~ /r\n25\n/ ? $x : undef;
+    }, 15);
+    ok($h, 'Redis: the 25 recorded while it was away');
+    ok(wait_until(sub { (counts($ib, 'away'))[0] == 25 }, 10),
+       'B: 25 as well');
+}
+
+
+# ---- keys ---------------------------------------------------------------
+
+{
+    my @keys = $redis->keys_like('*', 0);
+    my @other = grep { !/^mc:/ } @keys;
+    is_deeply(\@other, [], 'every key carries the prefix');
+    my %capped = map { $_ => 1 } ('mc:{events}', 'mc:{events}:seq',
+                                  'mc:{notes}:seq', 'mc:{meta}:epoch');
+    for my $k (grep { !$capped{$_} } @keys) {
+        my $ttl = $redis->cli('TTL', $k);
+        ok($ttl > 0, "$k expires ($ttl s)");
+    }
+}
+
+$ia->stop;
+$ib->stop;
+$rx->stop;
+$redis->stop;
+
+done_testing();
