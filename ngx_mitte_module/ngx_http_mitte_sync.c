@@ -492,9 +492,13 @@ armed:
 
     if (event) {
         if (s->nevents == s->max_events) {
-            /* a burst past the batch's room: this one stays local */
+            /*
+             * a burst past the batch's room (mitte_sse_replay events in
+             * one flush interval): the streams miss this one, counted;
+             * the counts and the streak are the cluster's as ever
+             */
             (void) ngx_atomic_fetch_add(&ctx->sh->cluster.dropped, 1);
-            return NGX_DECLINED;
+            return NGX_OK;
         }
 
         /* the event as the zone would keep it; numbered by the cluster */
