@@ -10,6 +10,7 @@
 #include "ngx_http_mitte_rules.h"
 #include "ngx_http_mitte_api.h"
 #include "ngx_http_mitte_redis.h"
+#include "ngx_http_mitte_cluster.h"
 #include "mitte_doc.h"
 
 
@@ -644,7 +645,8 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    b = ngx_create_temp_buf(r->pool, 8192 + NGX_HTTP_MITTE_REDIS_METRICS_LEN);
+    b = ngx_create_temp_buf(r->pool, 8192 + NGX_HTTP_MITTE_REDIS_METRICS_LEN
+                                     + NGX_HTTP_MITTE_LEASE_METRICS_LEN);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -697,6 +699,7 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
 
     b->last = ngx_http_mitte_metrics_work(b->last, &c, pending, subscribers);
     b->last = ngx_http_mitte_redis_metrics(b->last, mmcf->redis);
+    b->last = ngx_http_mitte_lease_metrics(b->last);
 
     out = ngx_alloc_chain_link(r->pool);
     if (out == NULL) {
