@@ -57,6 +57,15 @@ typedef struct {
 } ngx_http_mitte_lease_t;
 
 
+/* the arguments of a lease call: numkeys, the key, 7 numbers */
+typedef struct {
+    u_char                      key[NGX_HTTP_MITTE_REDIS_KEY_MAX];
+    u_char                      num[7][NGX_INT64_LEN];
+    size_t                      lens[9];
+    const char                 *argv[9];
+} ngx_http_mitte_lease_args_t;
+
+
 /* the metrics, shared by the instance's workers: atomics only */
 typedef struct {
     ngx_atomic_t                calls;
@@ -73,8 +82,15 @@ static ngx_int_t ngx_http_mitte_lease_init_zone(ngx_shm_zone_t *shm_zone,
 static ngx_http_mitte_lease_t *ngx_http_mitte_lease_find(ngx_str_t *user,
     ngx_rbtree_key_t hash);
 static ngx_uint_t ngx_http_mitte_lease_credit(ngx_uint_t limit);
+static ngx_int_t ngx_http_mitte_lease_args(ngx_http_mitte_lease_t *e,
+    uint32_t want, uint32_t back, uint32_t debt,
+    ngx_http_mitte_lease_args_t *a);
 static ngx_int_t ngx_http_mitte_lease_send(ngx_http_mitte_lease_t *e,
     uint32_t want, uint32_t back);
+static void ngx_http_mitte_lease_give_back(ngx_cycle_t *cycle);
+static redisContext *ngx_http_mitte_lease_connect(ngx_cycle_t *cycle);
+static ngx_uint_t ngx_http_mitte_lease_refused(redisContext *rc,
+    redisReply *reply);
 static void ngx_http_mitte_lease_reply(redisReply *reply, void *data,
     ngx_uint_t rc);
 static void ngx_http_mitte_lease_granted(ngx_http_mitte_lease_t *e,
@@ -275,8 +291,170 @@ ngx_http_mitte_lease_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&ngx_http_mitte_lease_timer);
     }
 
+    if (ngx_http_mitte_lease_table == NULL) {
+        return;
+    }
+
+    if (!ngx_terminate) {
+        ngx_http_mitte_lease_give_back(cycle);
+    }
+
     /* calls still out are answered with LOST: no table to touch then */
     ngx_http_mitte_lease_table = NULL;
+}
+
+
+/*
+ * A graceful exit (quit, or the old workers of a reload): the unused
+ * lease and the debt go back. The worker's connection was closed when
+ * the shutdown began (it is idle for nginx), and the event loop is done:
+ * one short-lived blocking connection of our own, at most 200 ms for the
+ * connect and for each reply, and only when something is held.
+ * A call still out is charged again with its debt (twice at worst).
+ */
+
+static void
+ngx_http_mitte_lease_give_back(ngx_cycle_t *cycle)
+{
+    void                         *reply;
+    ngx_uint_t                    i, sent;
+    redisContext                 *rc;
+    ngx_http_mitte_lease_t       *e;
+    ngx_http_mitte_lease_args_t   a;
+    const char                   *argv[11];
+    size_t                        lens[11];
+
+    rc = NULL;
+    sent = 0;
+
+    for (i = 0; i < NGX_HTTP_MITTE_LEASE_SLOTS; i++) {
+        e = &ngx_http_mitte_lease_table[i];
+
+        if (e->hash == 0 || (e->lease == 0 && e->debt + e->sent_debt == 0))
+        {
+            continue;
+        }
+
+        if (ngx_http_mitte_lease_args(e, 0, e->lease, e->debt + e->sent_debt,
+                                      &a)
+            != NGX_OK)
+        {
+            continue;
+        }
+
+        if (rc == NULL) {
+            rc = ngx_http_mitte_lease_connect(cycle);
+            if (rc == NULL) {
+                return;
+            }
+        }
+
+        argv[0] = "EVAL";
+        lens[0] = 4;
+        argv[1] = ngx_http_mitte_lease_script.text;
+        lens[1] = ngx_strlen(ngx_http_mitte_lease_script.text);
+        ngx_memcpy(&argv[2], a.argv, sizeof(a.argv));
+        ngx_memcpy(&lens[2], a.lens, sizeof(a.lens));
+
+        if (redisAppendCommandArgv(rc, 11, argv, lens) != REDIS_OK) {
+            break;
+        }
+
+        sent++;
+    }
+
+    for (i = 0; i < sent; i++) {
+        if (redisGetReply(rc, &reply) != REDIS_OK) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "mitte: redis \"%V\": quota lease not given "
+                          "back at exit: %s",
+                          &ngx_http_mitte_lease_mmcf->redis->name,
+                          rc->errstr);
+            break;
+        }
+
+        freeReplyObject(reply);
+    }
+
+    if (rc) {
+        redisFree(rc);
+    }
+}
+
+
+/* a handshake's reply freed: 1 when there was none or an error */
+
+static ngx_uint_t
+ngx_http_mitte_lease_refused(redisContext *rc, redisReply *reply)
+{
+    ngx_uint_t  refused;
+
+    if (reply == NULL) {
+        return 1;
+    }
+
+    refused = (reply->type == REDIS_REPLY_ERROR);
+
+    if (refused) {
+        ngx_cpystrn((u_char *) rc->errstr, (u_char *) reply->str,
+                    sizeof(rc->errstr));
+    }
+
+    freeReplyObject(reply);
+
+    return refused;
+}
+
+
+/* the exit's blocking connection: connected, AUTH and SELECT done */
+
+static redisContext *
+ngx_http_mitte_lease_connect(ngx_cycle_t *cycle)
+{
+    void                         *reply;
+    struct timeval                tv;
+    redisContext                 *rc;
+    ngx_http_mitte_redis_conf_t  *rcf;
+
+    rcf = ngx_http_mitte_lease_mmcf->redis;
+    tv.tv_sec = 0;
+    tv.tv_usec = 200000;
+
+    rc = rcf->port ? redisConnectWithTimeout((char *) rcf->host.data,
+                                             (int) rcf->port, tv)
+                   : redisConnectUnixWithTimeout((char *) rcf->host.data, tv);
+
+    if (rc == NULL || rc->err || redisSetTimeout(rc, tv) != REDIS_OK) {
+        goto failed;
+    }
+
+    if (rcf->password.len) {
+        reply = redisCommand(rc, "AUTH %b", rcf->password.data,
+                             rcf->password.len);
+        if (ngx_http_mitte_lease_refused(rc, reply)) {
+            goto failed;
+        }
+    }
+
+    reply = redisCommand(rc, "SELECT %d", (int) rcf->db);
+    if (ngx_http_mitte_lease_refused(rc, reply)) {
+        goto failed;
+    }
+
+    return rc;
+
+failed:
+
+    ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                  "mitte: redis \"%V\": quota lease not given back at "
+                  "exit: %s", &rcf->name,
+                  rc ? rc->errstr : "no memory");
+
+    if (rc) {
+        redisFree(rc);
+    }
+
+    return NULL;
 }
 
 
@@ -479,46 +657,58 @@ ngx_http_mitte_lease_fail_open(ngx_rbtree_key_t hash, uint32_t month)
 }
 
 
-/* one call: the debt, the lease given back, and a want */
+/* one call's arguments: the debt, the lease given back, and a want */
+
+static ngx_int_t
+ngx_http_mitte_lease_args(ngx_http_mitte_lease_t *e, uint32_t want,
+    uint32_t back, uint32_t debt, ngx_http_mitte_lease_args_t *a)
+{
+    ngx_uint_t  i;
+
+    a->lens[1] = ngx_http_mitte_redis_key(a->key, sizeof(a->key),
+                                          "{u:%*s}:q:%04uD%02uD",
+                                          (size_t) e->user_len, e->user,
+                                          e->month / 12, e->month % 12 + 1);
+    if (a->lens[1] == 0) {
+        return NGX_ERROR;
+    }
+
+    a->argv[0] = "1";
+    a->lens[0] = 1;
+    a->argv[1] = (const char *) a->key;
+
+    a->lens[2] = ngx_sprintf(a->num[0], "%uD", e->limit) - a->num[0];
+    a->lens[3] = ngx_sprintf(a->num[1], "%uD", want) - a->num[1];
+    a->lens[4] = ngx_sprintf(a->num[2], "%ui", ngx_http_mitte_lease_holders)
+                 - a->num[2];
+    a->lens[5] = ngx_sprintf(a->num[3], "%uD", debt) - a->num[3];
+    a->lens[6] = ngx_sprintf(a->num[4], "%uD", back) - a->num[4];
+    a->lens[7] = ngx_sprintf(a->num[5], "%uD", e->warn) - a->num[5];
+    a->lens[8] = ngx_sprintf(a->num[6], "%d", NGX_HTTP_MITTE_LEASE_TTL)
+                 - a->num[6];
+
+    for (i = 0; i < 7; i++) {
+        a->argv[i + 2] = (const char *) a->num[i];
+    }
+
+    return NGX_OK;
+}
+
 
 static ngx_int_t
 ngx_http_mitte_lease_send(ngx_http_mitte_lease_t *e, uint32_t want,
     uint32_t back)
 {
-    u_char       key[NGX_HTTP_MITTE_REDIS_KEY_MAX];
-    u_char       num[7][NGX_INT64_LEN];
-    size_t       lens[9];
-    ngx_int_t    rc;
-    ngx_uint_t   i;
-    const char  *argv[9];
+    ngx_int_t                    rc;
+    ngx_http_mitte_lease_args_t  a;
 
-    lens[1] = ngx_http_mitte_redis_key(key, sizeof(key), "{u:%*s}:q:%04uD%02uD",
-                                       (size_t) e->user_len, e->user,
-                                       e->month / 12, e->month % 12 + 1);
-    if (lens[1] == 0) {
+    if (ngx_http_mitte_lease_args(e, want, back, e->debt, &a) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    argv[0] = "1";
-    lens[0] = 1;
-    argv[1] = (const char *) key;
-
-    lens[2] = ngx_sprintf(num[0], "%uD", e->limit) - num[0];
-    lens[3] = ngx_sprintf(num[1], "%uD", want) - num[1];
-    lens[4] = ngx_sprintf(num[2], "%ui", ngx_http_mitte_lease_holders)
-              - num[2];
-    lens[5] = ngx_sprintf(num[3], "%uD", e->debt) - num[3];
-    lens[6] = ngx_sprintf(num[4], "%uD", back) - num[4];
-    lens[7] = ngx_sprintf(num[5], "%uD", e->warn) - num[5];
-    lens[8] = ngx_sprintf(num[6], "%d", NGX_HTTP_MITTE_LEASE_TTL) - num[6];
-
-    for (i = 0; i < 7; i++) {
-        argv[i + 2] = (const char *) num[i];
-    }
-
     rc = ngx_http_mitte_redis_eval(ngx_http_mitte_lease_reply, e,
-                                   &ngx_http_mitte_lease_script, 9, argv,
-                                   lens);
+                                   &ngx_http_mitte_lease_script, 9, a.argv,
+                                   a.lens);
     if (rc != NGX_OK) {
         /* not ready: the zone decides meanwhile; the debt stays */
         return rc;

@@ -261,6 +261,26 @@ diag("passed of $LIMIT, 3 instances x 2 workers, 9 clients: "
 }
 
 
+# ---- a graceful exit gives the unused lease back ------------------------
+
+{
+    my $t = Mitte::Test->new(http => $conf, workers => 2, allow => $ALLOW);
+    $t->start;
+    wait_for(sub {
+        my (undef, $m) = $t->metrics;
+        return ($m->{mitte_quota_lease_holders} // 0) >= 8;
+    }, 30);
+    my $ok = 0;
+    for (1 .. 30) {
+        $ok++ if $t->post_as('leaver', '/hooks/l')->{status} == 200;
+    }
+    is($ok, 30, 'a fourth instance: 30 requests passed');
+    $t->stop;
+    is($redis->cli('GET', month_key('leaver')), 30,
+       'its quit gave the unused lease back: Redis holds what passed');
+}
+
+
 # ---- Redis stopped under load: fail-open --------------------------------
 
 {
