@@ -818,7 +818,8 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     b = ngx_create_temp_buf(r->pool, 8192 + NGX_HTTP_MITTE_REDIS_METRICS_LEN
-                                     + NGX_HTTP_MITTE_CLUSTER_METRICS_LEN);
+                                     + NGX_HTTP_MITTE_CLUSTER_METRICS_LEN
+                                     + NGX_HTTP_MITTE_LEASE_METRICS_LEN);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -871,6 +872,7 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
 
     b->last = ngx_http_mitte_metrics_work(b->last, &c, pending, subscribers);
     b->last = ngx_http_mitte_redis_metrics(b->last, mmcf->redis);
+    b->last = ngx_http_mitte_lease_metrics(b->last);
 
     if (mmcf->redis) {
         b->last = ngx_http_mitte_metrics_cluster(b->last,

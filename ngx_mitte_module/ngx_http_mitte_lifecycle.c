@@ -38,6 +38,10 @@ ngx_http_mitte_init(ngx_conf_t *cf)
     /* the zone is made after the configuration is read: its init is here */
     mmcf->shm_zone->init = ngx_http_mitte_init_zone;
 
+    if (mmcf->redis && ngx_http_mitte_lease_conf(cf, mmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
@@ -115,6 +119,10 @@ ngx_http_mitte_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_mitte_lease_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_mitte_redis_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -134,6 +142,7 @@ ngx_http_mitte_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_mitte_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_mitte_lease_exit_process(cycle);
     ngx_http_mitte_sync_exit_process(cycle);
     ngx_http_mitte_redis_exit_process(cycle);
     ngx_http_mitte_send_exit_process(cycle);

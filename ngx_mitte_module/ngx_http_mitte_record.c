@@ -20,7 +20,7 @@
 
 static ngx_http_mitte_cold ngx_int_t ngx_http_mitte_refuse(
     ngx_http_request_t *r, ngx_http_mitte_loc_conf_t *mlcf, ngx_uint_t limit,
-    int64_t now);
+    int64_t now, ngx_uint_t wait);
 static void ngx_http_mitte_visit_user(ngx_http_request_t *r,
     ngx_http_mitte_loc_conf_t *mlcf, ngx_http_mitte_visit_t *v);
 static ngx_uint_t ngx_http_mitte_status(ngx_http_request_t *r);
@@ -162,9 +162,12 @@ ngx_http_mitte_precontent_handler(ngx_http_request_t *r)
 
     rc = ngx_http_mitte_rules_visit(mmcf, &v, mlcf->enforce, &limit);
 
-    if (rc == NGX_HTTP_MITTE_QUOTA_REFUSE) {
+    if (rc == NGX_HTTP_MITTE_QUOTA_REFUSE
+        || rc == NGX_HTTP_MITTE_QUOTA_WAIT)
+    {
         ctx->slug.len = 0;
-        return ngx_http_mitte_refuse(r, mlcf, limit, v.now);
+        return ngx_http_mitte_refuse(r, mlcf, limit, v.now,
+                                     rc == NGX_HTTP_MITTE_QUOTA_WAIT);
     }
 
     if (rc == NGX_HTTP_MITTE_QUOTA_UNKNOWN && ngx_http_mitte_may_warn(r)) {
@@ -217,7 +220,7 @@ ngx_http_mitte_visit_user(ngx_http_request_t *r,
 
 static ngx_http_mitte_cold ngx_int_t
 ngx_http_mitte_refuse(ngx_http_request_t *r, ngx_http_mitte_loc_conf_t *mlcf,
-    ngx_uint_t limit, int64_t now)
+    ngx_uint_t limit, int64_t now, ngx_uint_t wait)
 {
     u_char           *p, msg[128];
     ngx_int_t         rc;
@@ -240,10 +243,21 @@ ngx_http_mitte_refuse(ngx_http_request_t *r, ngx_http_mitte_loc_conf_t *mlcf,
     h->hash = 1;
     ngx_str_set(&h->key, "Retry-After");
     h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%L", mitte_seconds_to_next_month(now)) - p;
+    h->value.len = ngx_sprintf(p, "%L", wait ? (int64_t) 1
+                                         : mitte_seconds_to_next_month(now))
+                   - p;
 
-    ngx_sprintf(msg, "The monthly quota of %ui requests is used up; "
-                     "it renews at the start of next month (UTC).%Z", limit);
+    if (wait) {
+        /* cluster mode: this worker's lease call is out, no credit left */
+        ngx_sprintf(msg, "The monthly quota of %ui requests is being "
+                         "checked across the cluster; retry in a second.%Z",
+                    limit);
+
+    } else {
+        ngx_sprintf(msg, "The monthly quota of %ui requests is used up; "
+                         "it renews at the start of next month (UTC).%Z",
+                    limit);
+    }
 
     rc = ngx_http_mitte_reply_error(r, mlcf->enforce_status, "quota_exceeded",
                                     (char *) msg);

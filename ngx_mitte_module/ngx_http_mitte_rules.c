@@ -23,6 +23,10 @@ static ngx_inline void ngx_http_mitte_lock_wake(ngx_shmtx_t *mtx);
 static void ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     int64_t now, uint64_t now_ms, ngx_uint_t *notes);
+static ngx_http_mitte_quota_e ngx_http_mitte_rules_lease(
+    ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_user_node_t *un, ngx_http_mitte_visit_t *v,
+    ngx_uint_t enforce, ngx_uint_t limit, uint32_t threshold);
 static ngx_http_mitte_cold ngx_uint_t ngx_http_mitte_quota_note(
     ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_user_node_t *un, ngx_uint_t type, ngx_uint_t limit,
@@ -130,6 +134,7 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
 {
     uint32_t                     threshold;
     ngx_uint_t                   plan, notes;
+    ngx_http_mitte_quota_e       rc;
     ngx_http_mitte_user_t       *u;
     ngx_http_mitte_zone_ctx_t   *ctx;
     ngx_http_mitte_user_node_t  *un;
@@ -190,6 +195,26 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
     plan = u->plan;
     *limit = mmcf->quota[plan].limit;
 
+    if (*limit != cached_limit || mmcf->quota[plan].warn != cached_warn) {
+        cached_limit = *limit;
+        cached_warn = mmcf->quota[plan].warn;
+        cached_threshold = mitte_quota_threshold((uint32_t) cached_limit,
+                                                 (uint32_t) cached_warn);
+    }
+
+    threshold = cached_threshold;
+
+    if (mmcf->redis) {
+        /* cluster mode: this worker's lease decides; it unlocks the zone */
+        rc = ngx_http_mitte_rules_lease(mmcf, ctx, un, v, enforce, *limit,
+                                        threshold);
+        if (rc != NGX_HTTP_MITTE_QUOTA_UNKNOWN) {
+            return rc;
+        }
+
+        /* Redis not ready: the zone's count, from the cluster's last seen */
+    }
+
     if (u->used >= *limit && enforce) {
         ctx->sh->counters.quota_rejections++;
 
@@ -218,14 +243,10 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
         u->used++;
     }
 
-    if (*limit != cached_limit || mmcf->quota[plan].warn != cached_warn) {
-        cached_limit = *limit;
-        cached_warn = mmcf->quota[plan].warn;
-        cached_threshold = mitte_quota_threshold((uint32_t) cached_limit,
-                                                 (uint32_t) cached_warn);
+    if (mmcf->redis) {
+        /* charged to the cluster's count when Redis is back */
+        ngx_http_mitte_lease_fail_open(v->hash, u->month);
     }
-
-    threshold = cached_threshold;
 
     if (u->used >= threshold && !(u->flags & NGX_HTTP_MITTE_USER_WARNED)) {
         u->flags |= NGX_HTTP_MITTE_USER_WARNED;
@@ -244,6 +265,89 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
     }
 
     return NGX_HTTP_MITTE_QUOTA_PASS;
+}
+
+
+/*
+ * The quota in cluster mode, with the zone locked (unlocked on return
+ * unless NGX_HTTP_MITTE_QUOTA_UNKNOWN: Redis is not ready, the zone's
+ * count decides). The zone's "used" shows the cluster's use: the last
+ * reply's, plus what passed here since. QUOTA_WARNING is raised from the
+ * lease script's reply; QUOTA_EXCEEDED here, at the first refusal for the
+ * limit (the zone's flag: once per instance; notify's dedupe in Redis,
+ * "QUOTA_EXCEEDED:<YYYYMM>" for the user, makes it once in the cluster).
+ */
+
+static ngx_http_mitte_quota_e
+ngx_http_mitte_rules_lease(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    ngx_http_mitte_visit_t *v, ngx_uint_t enforce, ngx_uint_t limit,
+    uint32_t threshold)
+{
+    void                    *ask;
+    ngx_uint_t               notes;
+    ngx_http_mitte_user_t   *u;
+    ngx_http_mitte_lease_e   lrc;
+
+    u = &un->user;
+    notes = 0;
+
+    lrc = ngx_http_mitte_lease_take(mmcf, &v->user, v->hash, u->month, limit,
+                                    threshold, u->used, &ask);
+
+    if (lrc == NGX_HTTP_MITTE_LEASE_OFF) {
+        return NGX_HTTP_MITTE_QUOTA_UNKNOWN;
+    }
+
+    if (lrc == NGX_HTTP_MITTE_LEASE_PASS || !enforce) {
+        /* enforcement off: counted on lease or credit when there is some */
+        if (u->used < 0xffffffff) {
+            u->used++;
+        }
+
+        if (lrc != NGX_HTTP_MITTE_LEASE_PASS) {
+            /* passed without lease: charged by the next call */
+            ngx_http_mitte_lease_fail_open(v->hash, u->month);
+        }
+
+        lrc = NGX_HTTP_MITTE_LEASE_PASS;
+
+    } else {
+        ctx->sh->counters.quota_rejections++;
+
+        if (lrc == NGX_HTTP_MITTE_LEASE_LIMIT
+            && !(u->flags & NGX_HTTP_MITTE_USER_EXCEEDED))
+        {
+            u->flags |= NGX_HTTP_MITTE_USER_EXCEEDED;
+
+            notes += ngx_http_mitte_quota_note(mmcf, ctx, un,
+                                               NGX_HTTP_MITTE_QUOTA_EXCEEDED,
+                                               limit, v);
+        }
+    }
+
+    ngx_http_mitte_unlock(&ctx->shpool->mutex);
+
+    if (ask) {
+        /* queued, nothing waits; not from inside the zone's lock */
+        ngx_http_mitte_lease_ask(ask);
+    }
+
+    if (notes) {
+        ngx_http_mitte_sse_wake(ctx);
+    }
+
+    switch (lrc) {
+
+    case NGX_HTTP_MITTE_LEASE_PASS:
+        return NGX_HTTP_MITTE_QUOTA_PASS;
+
+    case NGX_HTTP_MITTE_LEASE_WAIT:
+        return NGX_HTTP_MITTE_QUOTA_WAIT;
+
+    default:
+        return NGX_HTTP_MITTE_QUOTA_REFUSE;
+    }
 }
 
 

@@ -30,7 +30,8 @@ typedef struct {
 typedef enum {
     NGX_HTTP_MITTE_QUOTA_PASS = 0,
     NGX_HTTP_MITTE_QUOTA_REFUSE,
-    NGX_HTTP_MITTE_QUOTA_UNKNOWN            /* the zone could not say */
+    NGX_HTTP_MITTE_QUOTA_UNKNOWN,           /* the zone could not say */
+    NGX_HTTP_MITTE_QUOTA_WAIT               /* cluster mode: no lease yet */
 } ngx_http_mitte_quota_e;
 
 
