@@ -41,7 +41,7 @@ void ngx_http_mitte_sync_exit_process(ngx_cycle_t *cycle);
  */
 ngx_int_t ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_delivery_t *d,
-    ngx_http_mitte_endpoint_node_t *en, ngx_uint_t event);
+    ngx_http_mitte_endpoint_node_t *en, uint32_t hour, ngx_uint_t event);
 
 /* an endpoint the operator API imported: into Redis, to every instance */
 ngx_int_t ngx_http_mitte_sync_endpoint(ngx_http_mitte_main_conf_t *mmcf,

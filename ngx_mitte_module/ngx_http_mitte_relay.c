@@ -23,7 +23,7 @@
 
 #define NGX_HTTP_MITTE_RELAY_BLOCK      1000
 #define NGX_HTTP_MITTE_RELAY_BLOCK_TEXT "1000"
-#define NGX_HTTP_MITTE_RELAY_COUNT      "256"
+#define NGX_HTTP_MITTE_RELAY_COUNT      "32"
 #define NGX_HTTP_MITTE_RELAY_RETRY      1000
 
 
@@ -49,12 +49,16 @@ static ngx_uint_t ngx_http_mitte_relay_entries(ngx_http_mitte_relay_t *rl,
     redisReply *entries);
 static ngx_int_t ngx_http_mitte_relay_entry(ngx_http_mitte_relay_t *rl,
     u_char *text, size_t len);
-static ngx_int_t ngx_http_mitte_relay_flush(ngx_http_mitte_relay_t *rl,
-    cJSON *entry);
+static ngx_int_t ngx_http_mitte_relay_flat(ngx_http_mitte_relay_t *rl,
+    u_char *p, u_char *last);
+static ngx_int_t ngx_http_mitte_relay_fields(u_char *p, u_char *last,
+    ngx_str_t *f, ngx_uint_t n);
+static ngx_int_t ngx_http_mitte_relay_num(u_char *p, u_char *last,
+    uint64_t *v);
 static ngx_int_t ngx_http_mitte_relay_event(ngx_http_mitte_relay_t *rl,
-    cJSON *ev, uint64_t seq);
+    u_char *p, u_char *last, uint64_t seq);
 static ngx_int_t ngx_http_mitte_relay_endpoint(ngx_http_mitte_relay_t *rl,
-    cJSON *ep, uint32_t now_hour);
+    u_char *p, u_char *last, uint32_t now_hour);
 static ngx_int_t ngx_http_mitte_relay_watch(ngx_http_mitte_relay_t *rl,
     cJSON *entry);
 static ngx_int_t ngx_http_mitte_relay_text(cJSON *item, size_t max,
@@ -240,7 +244,7 @@ ngx_http_mitte_relay_entries(ngx_http_mitte_relay_t *rl,
     redisReply *entries)
 {
     u_char                             *p, *dash, *last;
-    ngx_int_t                           seq, sub;
+    ngx_int_t                           seq, sub, rc;
     ngx_uint_t                          i, j, n;
     redisReply                         *e, *fields;
     ngx_http_mitte_cluster_counters_t  *cc;
@@ -284,21 +288,35 @@ ngx_http_mitte_relay_entries(ngx_http_mitte_relay_t *rl,
         }
 
         for (j = 0; j + 1 < fields->elements; j += 2) {
-            if (fields->element[j]->type == REDIS_REPLY_STRING
-                && fields->element[j]->len == 1
-                && fields->element[j]->str[0] == 'j'
-                && fields->element[j + 1]->type == REDIS_REPLY_STRING)
+            if (fields->element[j]->type != REDIS_REPLY_STRING
+                || fields->element[j]->len != 1
+                || fields->element[j + 1]->type != REDIS_REPLY_STRING)
             {
-                if (ngx_http_mitte_relay_entry(rl,
-                        (u_char *) fields->element[j + 1]->str,
-                        fields->element[j + 1]->len)
-                    == NGX_OK)
-                {
-                    n++;
+                continue;
+            }
 
-                } else {
-                    (void) ngx_atomic_fetch_add(&cc->entries_bad, 1);
-                }
+            p = (u_char *) fields->element[j + 1]->str;
+            last = p + fields->element[j + 1]->len;
+
+            switch (fields->element[j]->str[0]) {
+
+            case 'j':
+                rc = ngx_http_mitte_relay_entry(rl, p, last - p);
+                break;
+
+            case 'f':
+                rc = ngx_http_mitte_relay_flat(rl, p, last);
+                break;
+
+            default:
+                continue;
+            }
+
+            if (rc == NGX_OK) {
+                n++;
+
+            } else {
+                (void) ngx_atomic_fetch_add(&cc->entries_bad, 1);
             }
         }
     }
@@ -335,10 +353,6 @@ ngx_http_mitte_relay_entry(ngx_http_mitte_relay_t *rl, u_char *text,
     }
 
     switch (k->valuestring[0]) {
-
-    case 'f':
-        rc = ngx_http_mitte_relay_flush(rl, entry);
-        break;
 
     case 'n':
         i = cJSON_GetObjectItemCaseSensitive(entry, "i");
@@ -386,85 +400,144 @@ ngx_http_mitte_relay_entry(ngx_http_mitte_relay_t *rl, u_char *text,
 }
 
 
-/* a worker's flush: its events, then its endpoints' cluster-wide state */
+/*
+ * A flush's entry (field "f"): its events at the numbers that follow the
+ * first line's, then its endpoints' cluster-wide state; read in place
+ */
 
 static ngx_int_t
-ngx_http_mitte_relay_flush(ngx_http_mitte_relay_t *rl, cJSON *entry)
+ngx_http_mitte_relay_flat(ngx_http_mitte_relay_t *rl, u_char *p,
+    u_char *last)
 {
-    cJSON      *b, *ev, *ep, *item;
-    uint64_t    seq;
-    uint32_t    hour;
-    ngx_int_t   rc;
+    u_char      *eol;
+    uint64_t     seq;
+    uint32_t     hour;
+    ngx_int_t    rc;
+    ngx_uint_t   events;
 
-    b = cJSON_GetObjectItemCaseSensitive(entry, "b");
-    ev = cJSON_GetObjectItemCaseSensitive(entry, "ev");
-    ep = cJSON_GetObjectItemCaseSensitive(entry, "ep");
+    eol = ngx_strlchr(p, last, '\n');
 
-    if (!cJSON_IsNumber(b) || b->valuedouble < 0
-        || !(cJSON_IsArray(ev) || cJSON_IsObject(ev))
-        || !(cJSON_IsArray(ep) || cJSON_IsObject(ep)))
+    if (eol == NULL
+        || ngx_http_mitte_relay_num(p, eol, &seq) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     rc = NGX_OK;
-    seq = (uint64_t) b->valuedouble;
+    events = 0;
+    hour = mitte_hour_of(ngx_time());
 
     ngx_shmtx_lock(&rl->ctx->shpool->mutex);
 
-    cJSON_ArrayForEach(item, ev) {
-        if (ngx_http_mitte_relay_event(rl, item, ++seq) != NGX_OK) {
+    for (p = eol + 1; p < last; p = eol + 1) {
+        eol = ngx_strlchr(p, last, '\n');
+
+        if (eol == NULL) {
             rc = NGX_ERROR;
+            break;
         }
-    }
 
-    hour = mitte_hour_of(ngx_time());
+        if (*p == 'E') {
+            events++;
 
-    cJSON_ArrayForEach(item, ep) {
-        if (ngx_http_mitte_relay_endpoint(rl, item, hour) != NGX_OK) {
+            if (ngx_http_mitte_relay_event(rl, p + 1, eol, seq + events)
+                != NGX_OK)
+            {
+                rc = NGX_ERROR;
+            }
+
+        } else if (*p == 'P') {
+            if (ngx_http_mitte_relay_endpoint(rl, p + 1, eol, hour)
+                != NGX_OK)
+            {
+                rc = NGX_ERROR;
+            }
+
+        } else {
             rc = NGX_ERROR;
         }
     }
 
     ngx_shmtx_unlock(&rl->ctx->shpool->mutex);
 
-    (void) ngx_atomic_fetch_add(&rl->ctx->sh->cluster.events_in,
-                                cJSON_GetArraySize(ev));
+    (void) ngx_atomic_fetch_add(&rl->ctx->sh->cluster.events_in, events);
 
     return rc;
+}
+
+
+/* the fields of a line, apart by 0x1f: NGX_OK when there are n */
+
+static ngx_int_t
+ngx_http_mitte_relay_fields(u_char *p, u_char *last, ngx_str_t *f,
+    ngx_uint_t n)
+{
+    u_char      *sep;
+    ngx_uint_t   i;
+
+    for (i = 0; i < n; i++) {
+        sep = (i + 1 < n) ? ngx_strlchr(p, last, 0x1f) : last;
+
+        if (sep == NULL) {
+            return NGX_ERROR;
+        }
+
+        f[i].data = p;
+        f[i].len = sep - p;
+        p = sep + 1;
+    }
+
+    return ngx_strlchr(f[n - 1].data, last, 0x1f) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* a decimal number of at most 19 digits */
+
+static ngx_int_t
+ngx_http_mitte_relay_num(u_char *p, u_char *last, uint64_t *v)
+{
+    if (p == last || last - p > 19) {
+        return NGX_ERROR;
+    }
+
+    for (*v = 0; p < last; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        *v = *v * 10 + (*p - '0');
+    }
+
+    return NGX_OK;
 }
 
 
 /* with the zone locked: a delivery's event, at the cluster's number */
 
 static ngx_int_t
-ngx_http_mitte_relay_event(ngx_http_mitte_relay_t *rl, cJSON *ev,
-    uint64_t seq)
+ngx_http_mitte_relay_event(ngx_http_mitte_relay_t *rl, u_char *p,
+    u_char *last, uint64_t seq)
 {
-    cJSON                   *st, *o, *d, *t;
-    ngx_str_t                slug, user, name, method, rid;
+    uint64_t                 st, o, d, t;
+    ngx_str_t                f[9];
     ngx_http_mitte_event_t   e;
 
-    st = cJSON_GetObjectItemCaseSensitive(ev, "st");
-    o = cJSON_GetObjectItemCaseSensitive(ev, "o");
-    d = cJSON_GetObjectItemCaseSensitive(ev, "d");
-    t = cJSON_GetObjectItemCaseSensitive(ev, "t");
+    /* slug user name method rid status success duration time */
 
-    if (ngx_http_mitte_relay_text(cJSON_GetObjectItemCaseSensitive(ev, "s"),
-                                  MITTE_SLUG_MAX, &slug) != NGX_OK
-        || slug.len == 0
-        || ngx_http_mitte_relay_text(cJSON_GetObjectItemCaseSensitive(ev, "u"),
-                                     MITTE_USER_MAX, &user) != NGX_OK
-        || ngx_http_mitte_relay_text(cJSON_GetObjectItemCaseSensitive(ev, "n"),
-                                     MITTE_NAME_MAX, &name) != NGX_OK
-        || ngx_http_mitte_relay_text(cJSON_GetObjectItemCaseSensitive(ev, "m"),
-                                     NGX_HTTP_MITTE_METHOD_MAX, &method)
+    if (ngx_http_mitte_relay_fields(p, last, f, 9) != NGX_OK
+        || f[0].len == 0 || f[0].len > MITTE_SLUG_MAX
+        || f[1].len > MITTE_USER_MAX || f[2].len > MITTE_NAME_MAX
+        || f[3].len > NGX_HTTP_MITTE_METHOD_MAX
+        || f[4].len > NGX_HTTP_MITTE_RID_MAX
+        || ngx_http_mitte_relay_num(f[5].data, f[5].data + f[5].len, &st)
            != NGX_OK
-        || ngx_http_mitte_relay_text(cJSON_GetObjectItemCaseSensitive(ev, "r"),
-                                     NGX_HTTP_MITTE_RID_MAX, &rid) != NGX_OK
-        || !cJSON_IsNumber(st) || !cJSON_IsNumber(o) || !cJSON_IsNumber(d)
-        || !cJSON_IsNumber(t) || st->valuedouble < 0
-        || st->valuedouble > 999 || d->valuedouble < 0 || t->valuedouble < 0)
+        || ngx_http_mitte_relay_num(f[6].data, f[6].data + f[6].len, &o)
+           != NGX_OK
+        || ngx_http_mitte_relay_num(f[7].data, f[7].data + f[7].len, &d)
+           != NGX_OK
+        || ngx_http_mitte_relay_num(f[8].data, f[8].data + f[8].len, &t)
+           != NGX_OK
+        || st > 999)
     {
         return NGX_ERROR;
     }
@@ -472,21 +545,21 @@ ngx_http_mitte_relay_event(ngx_http_mitte_relay_t *rl, cJSON *ev,
     ngx_memzero(&e, offsetof(ngx_http_mitte_event_t, user));
 
     e.seq = seq;
-    e.time_ms = (uint64_t) t->valuedouble;
-    e.value = (uint32_t) ngx_min(d->valuedouble, 0xffffffff);
-    e.status = (uint16_t) st->valuedouble;
+    e.time_ms = t;
+    e.value = (uint32_t) ngx_min(d, 0xffffffff);
+    e.status = (uint16_t) st;
     e.kind = NGX_HTTP_MITTE_EVENT_DELIVERED;
-    e.flag = (o->valuedouble != 0);
-    e.user_len = (uint8_t) user.len;
-    ngx_memcpy(e.user, user.data, user.len);
-    e.slug_len = (uint8_t) slug.len;
-    ngx_memcpy(e.slug, slug.data, slug.len);
-    e.name_len = (uint8_t) name.len;
-    ngx_memcpy(e.u.d.name, name.data, name.len);
-    e.method_len = (uint8_t) method.len;
-    ngx_memcpy(e.u.d.method, method.data, method.len);
-    e.rid_len = (uint8_t) rid.len;
-    ngx_memcpy(e.u.d.rid, rid.data, rid.len);
+    e.flag = (o != 0);
+    e.slug_len = (uint8_t) f[0].len;
+    ngx_memcpy(e.slug, f[0].data, f[0].len);
+    e.user_len = (uint8_t) f[1].len;
+    ngx_memcpy(e.user, f[1].data, f[1].len);
+    e.name_len = (uint8_t) f[2].len;
+    ngx_memcpy(e.u.d.name, f[2].data, f[2].len);
+    e.method_len = (uint8_t) f[3].len;
+    ngx_memcpy(e.u.d.method, f[3].data, f[3].len);
+    e.rid_len = (uint8_t) f[4].len;
+    ngx_memcpy(e.u.d.rid, f[4].data, f[4].len);
 
     ngx_http_mitte_event_put(rl->ctx, &e);
 
@@ -501,81 +574,97 @@ ngx_http_mitte_relay_event(ngx_http_mitte_relay_t *rl, cJSON *ev,
  */
 
 static ngx_int_t
-ngx_http_mitte_relay_endpoint(ngx_http_mitte_relay_t *rl, cJSON *ep,
-    uint32_t now_hour)
+ngx_http_mitte_relay_endpoint(ngx_http_mitte_relay_t *rl, u_char *p,
+    u_char *last, uint32_t now_hour)
 {
-    cJSON                           *h, *hr, *k, *d, *st, *t;
-    uint32_t                         hour, r, f, lr, lf;
-    ngx_str_t                        slug, user, name;
+    u_char                          *h, *c1, *c2, *end;
+    uint64_t                         k, d, st, t, hour, r, f;
+    uint32_t                         lr, lf;
+    ngx_str_t                        v[8];
     ngx_http_mitte_endpoint_node_t  *en;
 
-    h = cJSON_GetObjectItemCaseSensitive(ep, "h");
-    k = cJSON_GetObjectItemCaseSensitive(ep, "k");
-    d = cJSON_GetObjectItemCaseSensitive(ep, "d");
-    st = cJSON_GetObjectItemCaseSensitive(ep, "st");
-    t = cJSON_GetObjectItemCaseSensitive(ep, "t");
+    /* slug user name streak down status last-ms hours */
 
-    if (ngx_http_mitte_relay_text(cJSON_GetObjectItemCaseSensitive(ep, "s"),
-                                  MITTE_SLUG_MAX, &slug) != NGX_OK
-        || !mitte_slug_valid(slug.data, slug.len)
-        || ngx_http_mitte_relay_text(cJSON_GetObjectItemCaseSensitive(ep, "u"),
-                                     MITTE_USER_MAX, &user) != NGX_OK
-        || ngx_http_mitte_relay_text(cJSON_GetObjectItemCaseSensitive(ep, "n"),
-                                     MITTE_NAME_MAX, &name) != NGX_OK
-        || !(cJSON_IsArray(h) || cJSON_IsObject(h))
-        || !cJSON_IsNumber(k) || !cJSON_IsNumber(d) || !cJSON_IsNumber(st)
-        || !cJSON_IsNumber(t) || k->valuedouble < 0 || t->valuedouble < 0
-        || st->valuedouble < 0 || st->valuedouble > 999)
+    if (ngx_http_mitte_relay_fields(p, last, v, 8) != NGX_OK
+        || !mitte_slug_valid(v[0].data, v[0].len)
+        || v[1].len > MITTE_USER_MAX || v[2].len > MITTE_NAME_MAX
+        || ngx_http_mitte_relay_num(v[3].data, v[3].data + v[3].len, &k)
+           != NGX_OK
+        || ngx_http_mitte_relay_num(v[4].data, v[4].data + v[4].len, &d)
+           != NGX_OK
+        || ngx_http_mitte_relay_num(v[5].data, v[5].data + v[5].len, &st)
+           != NGX_OK
+        || ngx_http_mitte_relay_num(v[6].data, v[6].data + v[6].len, &t)
+           != NGX_OK
+        || st > 999)
     {
         return NGX_ERROR;
     }
 
-    en = ngx_http_mitte_endpoint_get(rl->ctx, slug.data, slug.len);
+    en = ngx_http_mitte_endpoint_get(rl->ctx, v[0].data, v[0].len);
     if (en == NULL) {
         return NGX_OK;
     }
 
-    if (user.len) {
-        (void) ngx_http_mitte_endpoint_set_user(en, &user);
+    if (v[1].len
+        && !(v[1].len == en->user_len
+             && ngx_memcmp(v[1].data, en->ep.user, v[1].len) == 0))
+    {
+        (void) ngx_http_mitte_endpoint_set_user(en, &v[1]);
     }
 
-    if (name.len) {
-        ngx_http_mitte_endpoint_set_name(rl->ctx, en, &name);
+    if (v[2].len) {
+        ngx_http_mitte_endpoint_set_name(rl->ctx, en, &v[2]);
     }
 
-    cJSON_ArrayForEach(hr, h) {
-        if (cJSON_GetArraySize(hr) != 3
-            || !cJSON_IsNumber(cJSON_GetArrayItem(hr, 0))
-            || !cJSON_IsNumber(cJSON_GetArrayItem(hr, 1))
-            || !cJSON_IsNumber(cJSON_GetArrayItem(hr, 2))
-            || cJSON_GetArrayItem(hr, 0)->valuedouble < 1
-            || cJSON_GetArrayItem(hr, 0)->valuedouble > now_hour
-            || cJSON_GetArrayItem(hr, 1)->valuedouble < 0
-            || cJSON_GetArrayItem(hr, 2)->valuedouble < 0)
+    /* hour:requests:failures, apart by commas */
+
+    end = v[7].data + v[7].len;
+
+    for (h = v[7].data; h < end; h = c2 + 1) {
+        c2 = ngx_strlchr(h, end, ',');
+        if (c2 == NULL) {
+            c2 = end;
+        }
+
+        c1 = ngx_strlchr(h, c2, ':');
+        if (c1 == NULL
+            || ngx_http_mitte_relay_num(h, c1, &hour) != NGX_OK)
         {
+            return NGX_ERROR;
+        }
+
+        h = c1 + 1;
+        c1 = ngx_strlchr(h, c2, ':');
+
+        if (c1 == NULL
+            || ngx_http_mitte_relay_num(h, c1, &r) != NGX_OK
+            || ngx_http_mitte_relay_num(c1 + 1, c2, &f) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (hour == 0 || hour > now_hour) {
             continue;
         }
 
-        hour = (uint32_t) cJSON_GetArrayItem(hr, 0)->valuedouble;
-        r = (uint32_t) ngx_min(cJSON_GetArrayItem(hr, 1)->valuedouble,
-                               0xffffffff);
-        f = (uint32_t) ngx_min(cJSON_GetArrayItem(hr, 2)->valuedouble,
-                               0xffffffff);
-
-        mitte_ring_get(&en->ep.ring, now_hour, hour, &lr, &lf);
+        mitte_ring_get(&en->ep.ring, now_hour, (uint32_t) hour, &lr, &lf);
 
         if (r > lr || f > lf) {
-            (void) mitte_ring_set(&en->ep.ring, now_hour, hour,
-                                  ngx_max(r, lr), ngx_max(f, lf));
+            (void) mitte_ring_set(&en->ep.ring, now_hour, (uint32_t) hour,
+                                  (uint32_t) ngx_min(ngx_max(r, lr),
+                                                     0xffffffff),
+                                  (uint32_t) ngx_min(ngx_max(f, lf),
+                                                     0xffffffff));
         }
     }
 
-    en->ep.streak.count = (uint32_t) ngx_min(k->valuedouble, 0xffffffff);
-    en->ep.streak.down = (d->valuedouble != 0);
+    en->ep.streak.count = (uint32_t) ngx_min(k, 0xffffffff);
+    en->ep.streak.down = (d != 0);
 
-    if ((uint64_t) t->valuedouble >= en->ep.streak.last_ms) {
-        en->ep.streak.last_ms = (uint64_t) t->valuedouble;
-        en->last_status = (uint16_t) st->valuedouble;
+    if (t >= en->ep.streak.last_ms) {
+        en->ep.streak.last_ms = t;
+        en->last_status = (uint16_t) st;
     }
 
     return NGX_OK;

@@ -470,7 +470,8 @@ ngx_http_mitte_rules_deliver(ngx_http_mitte_main_conf_t *mmcf,
     }
 
     if (mmcf->redis
-        && ngx_http_mitte_sync_delivery(mmcf, ctx, d, en, watched) == NGX_OK)
+        && ngx_http_mitte_sync_delivery(mmcf, ctx, d, en, hour, watched)
+           == NGX_OK)
     {
         /* the cluster numbers the event and decides the streak's notes */
         ngx_http_mitte_unlock(&ctx->shpool->mutex);

@@ -114,8 +114,9 @@ static void ngx_http_mitte_sync_timer(ngx_event_t *ev);
 static ngx_int_t ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s);
 static u_char *ngx_http_mitte_sync_ep_json(u_char *p,
     ngx_http_mitte_sync_ep_t *e);
-static u_char *ngx_http_mitte_sync_event_json(u_char *p,
+static u_char *ngx_http_mitte_sync_event_line(u_char *p,
     ngx_http_mitte_event_t *e);
+static u_char *ngx_http_mitte_sync_plain(u_char *p, u_char *s, size_t len);
 static u_char *ngx_http_mitte_sync_str(u_char *p, const char *name,
     u_char *s, size_t len);
 static void ngx_http_mitte_sync_send(ngx_http_mitte_sync_t *s);
@@ -147,14 +148,39 @@ static ngx_http_mitte_sync_t  *ngx_http_mitte_sync;
 /*
  * KEYS: the worker's applied flush number, the stream, its sequence.
  * ARGV: 1 the flush number, 2 the prefix, 3 the endpoints' deltas,
- * 4 the events (JSON text, passed through), 5 their number, 6 the down
+ * 4 the events' lines (passed through), 5 their number, 6 the down
  * threshold, 7 the streak's reset (ms), 8 the lowest next sequence,
  * 9 the current hour, 10 the stream's cap.
  * Returns {0, "[]"} for a flush applied before, else {1, crossings}:
  * [slug, 1 down | 2 recovered, count, crossing number, user].
  */
 
+/*
+ * A flush's entry in the stream (field "f"), a text read in place by the
+ * relays: the first event's number less one, then a line an event
+ * ("E", written by the worker) and a line an endpoint ("P", by the
+ * script), fields apart by 0x1f; control bytes in names become "?".
+ *   E slug user name method rid status success duration time-ms
+ *   P slug user name streak down status last-ms hour:requests:failures,...
+ */
+#define NGX_HTTP_MITTE_SYNC_LINE                                             \
+    "local function clean(x)\n"                                              \
+    "    return (string.gsub(x, '%c', '?'))\n"                               \
+    "end\n"                                                                  \
+    "local function line(s, u, n, k, d, st, t, hours)\n"                     \
+    "    local h = {}\n"                                                     \
+    "    for j, x in ipairs(hours) do\n"                                     \
+    "        h[j] = x[1] .. ':' .. x[2] .. ':' .. x[3]\n"                    \
+    "    end\n"                                                              \
+    "    return 'P' .. s .. '\\31' .. clean(u) .. '\\31' .. clean(n) ..\n"   \
+    "        '\\31' .. k .. '\\31' .. d .. '\\31' .. st .. '\\31' ..\n"        \
+    "        string.format('%.0f', tonumber(t)) .. '\\31' ..\n"              \
+    "        table.concat(h, ',') .. '\\n'\n"                                 \
+    "end\n"
+
+
 static ngx_http_mitte_redis_script_t  ngx_http_mitte_sync_script = {
+    NGX_HTTP_MITTE_SYNC_LINE
     "local n = tonumber(ARGV[1])\n"
     "if n <= tonumber(redis.call('GET', KEYS[1]) or '0') then\n"
     "    return {0, '[]'}\n"
@@ -202,19 +228,15 @@ static ngx_http_mitte_redis_script_t  ngx_http_mitte_sync_script = {
     "               'n', nm, 'st', e.st)\n"
     "    redis.call('EXPIRE', hk, 176400)\n"
     "    redis.call('EXPIRE', mk, 176400)\n"
-    "    out[i] = {s = e.s, u = u, n = nm, h = hours, k = k, d = d,\n"
-    "              st = e.st, t = t}\n"
+    "    out[i] = line(e.s, u, nm, k, d, e.st, t, hours)\n"
     "end\n"
     "local seq = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
     "if seq < tonumber(ARGV[8]) then seq = tonumber(ARGV[8]) end\n"
     "local base = seq\n"
     "seq = seq + tonumber(ARGV[5])\n"
     "redis.call('SET', KEYS[3], seq)\n"
-    "local ep = '[]'\n"
-    "if #out > 0 then ep = cjson.encode(out) end\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], seq .. '-*', 'j',\n"
-    "    '{\"k\":\"f\",\"b\":' .. base .. ',\"ev\":' .. ARGV[4] ..\n"
-    "    ',\"ep\":' .. ep .. '}')\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], seq .. '-*', 'f',\n"
+    "    base .. '\\n' .. ARGV[4] .. table.concat(out))\n"
     "local c = '[]'\n"
     "if #cross > 0 then c = cjson.encode(cross) end\n"
     "return {1, c}\n",
@@ -242,6 +264,7 @@ static ngx_http_mitte_redis_script_t  ngx_http_mitte_epoch_script = {
  */
 
 static ngx_http_mitte_redis_script_t  ngx_http_mitte_merge_script = {
+    NGX_HTTP_MITTE_SYNC_LINE
     "local P, set = ARGV[1], ARGV[2] == 'set'\n"
     "local out = {}\n"
     "for i, e in ipairs(cjson.decode(ARGV[3])) do\n"
@@ -272,15 +295,13 @@ static ngx_http_mitte_redis_script_t  ngx_http_mitte_merge_script = {
     "    redis.call('EXPIRE', hk, 176400)\n"
     "    redis.call('EXPIRE', mk, 176400)\n"
     "    local m = redis.call('HMGET', mk, 'u', 'n', 'k', 'd', 't', 'st')\n"
-    "    out[i] = {s = e.s, u = m[1] or '', n = m[2] or '', h = hours,\n"
-    "              k = tonumber(m[3]), d = tonumber(m[4]),\n"
-    "              t = tonumber(m[5]), st = tonumber(m[6])}\n"
+    "    out[i] = line(e.s, m[1] or '', m[2] or '', m[3] or 0, m[4] or 0,\n"
+    "                  m[6] or 0, m[5] or 0, hours)\n"
     "end\n"
     "if #out > 0 then\n"
     "    local seq = redis.call('GET', KEYS[2]) or '0'\n"
     "    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], seq .. '-*',\n"
-    "        'j', '{\"k\":\"f\",\"b\":' .. seq .. ',\"ev\":[],\"ep\":' ..\n"
-    "        cjson.encode(out) .. '}')\n"
+    "        'f', seq .. '\\n' .. table.concat(out))\n"
     "end\n"
     "return #out\n",
     ""
@@ -407,9 +428,8 @@ ngx_http_mitte_sync_exit_process(ngx_cycle_t *cycle)
 ngx_int_t
 ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_delivery_t *d,
-    ngx_http_mitte_endpoint_node_t *en, ngx_uint_t event)
+    ngx_http_mitte_endpoint_node_t *en, uint32_t hour, ngx_uint_t event)
 {
-    uint32_t                     hour;
     ngx_uint_t                   i, ready;
     ngx_http_mitte_sync_t       *s;
     ngx_http_mitte_sync_ep_t    *e;
@@ -429,8 +449,6 @@ ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
         (void) ngx_atomic_fetch_add(&ctx->sh->cluster.dropped, 1);
         goto armed;
     }
-
-    hour = mitte_hour_of((int64_t) (d->now_ms / 1000));
 
     for (i = 0; i < e->nhours; i++) {
         if (e->hours[i].hour == hour) {
@@ -548,6 +566,7 @@ ngx_http_mitte_sync_ep(ngx_http_mitte_sync_t *s,
     s->slots[i] = (uint16_t) s->neps;
 
     ngx_memzero(e, offsetof(ngx_http_mitte_sync_ep_t, slug));
+    e->user_len = 0xff;     /* copied below */
 
     e->hash = d->hash;
     e->slug_len = (u_char) d->slug.len;
@@ -558,18 +577,28 @@ ngx_http_mitte_sync_ep(ngx_http_mitte_sync_t *s,
 
 found:
 
-    /* the owner and name as the zone has them now */
+    /* the owner and name as the zone has them now: most often as before */
 
-    e->user_len = en->user_len;
-    ngx_memcpy(e->user, en->ep.user, en->user_len);
+    if (e->user_len != en->user_len
+        || !ngx_http_mitte_same(e->user, en->ep.user, en->user_len))
+    {
+        e->user_len = en->user_len;
+        ngx_memcpy(e->user, en->ep.user, en->user_len);
+    }
 
-    if (en->ep.name_off) {
-        ngx_http_mitte_endpoint_name(s->ctx, en, &name);
-        e->name_len = (u_char) ngx_min(name.len, MITTE_NAME_MAX);
-        ngx_memcpy(e->name, name.data, e->name_len);
-
-    } else {
+    if (en->ep.name_off == 0) {
         e->name_len = 0;
+        return e;
+    }
+
+    ngx_http_mitte_endpoint_name(s->ctx, en, &name);
+    name.len = ngx_min(name.len, MITTE_NAME_MAX);
+
+    if (e->name_len != name.len
+        || !ngx_http_mitte_same(e->name, name.data, name.len))
+    {
+        e->name_len = (u_char) name.len;
+        ngx_memcpy(e->name, name.data, name.len);
     }
 
     return e;
@@ -651,17 +680,11 @@ ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s)
     s->deltas_len = p - s->deltas;
 
     p = s->evtext;
-    *p++ = '[';
 
     for (i = 0; i < s->nevents; i++) {
-        if (i) {
-            *p++ = ',';
-        }
-
-        p = ngx_http_mitte_sync_event_json(p, &s->events[i]);
+        p = ngx_http_mitte_sync_event_line(p, &s->events[i]);
     }
 
-    *p++ = ']';
     s->evtext_len = p - s->evtext;
 
     s->flight_eps = s->neps;
@@ -701,18 +724,36 @@ ngx_http_mitte_sync_ep_json(u_char *p, ngx_http_mitte_sync_ep_t *e)
 
 
 static u_char *
-ngx_http_mitte_sync_event_json(u_char *p, ngx_http_mitte_event_t *e)
+ngx_http_mitte_sync_event_line(u_char *p, ngx_http_mitte_event_t *e)
 {
-    p = ngx_http_mitte_sync_str(p, "{\"s\":\"", e->slug, e->slug_len);
-    p = ngx_http_mitte_sync_str(p, "\",\"u\":\"", e->user, e->user_len);
-    p = ngx_http_mitte_sync_str(p, "\",\"n\":\"", e->u.d.name, e->name_len);
-    p = ngx_http_mitte_sync_str(p, "\",\"m\":\"", e->u.d.method,
-                                e->method_len);
-    p = ngx_http_mitte_sync_str(p, "\",\"r\":\"", e->u.d.rid, e->rid_len);
+    *p++ = 'E';
+    p = ngx_http_mitte_sync_plain(p, e->slug, e->slug_len);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_plain(p, e->user, e->user_len);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_plain(p, e->u.d.name, e->name_len);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_plain(p, e->u.d.method, e->method_len);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_plain(p, e->u.d.rid, e->rid_len);
 
-    return ngx_sprintf(p, "\",\"st\":%uD,\"o\":%d,\"d\":%uD,\"t\":%uL}",
+    return ngx_sprintf(p, "\x1f%uD\x1f%d\x1f%uD\x1f%uL\n",
                        (uint32_t) e->status, e->flag ? 1 : 0, e->value,
                        e->time_ms);
+}
+
+
+/* a name for the flat text: control bytes as "?" */
+
+static u_char *
+ngx_http_mitte_sync_plain(u_char *p, u_char *s, size_t len)
+{
+    while (len--) {
+        *p++ = (*s < 0x20 || *s == 0x7f) ? '?' : *s;
+        s++;
+    }
+
+    return p;
 }
 
 
