@@ -25,7 +25,10 @@
 # (a) throughput: wrk -t3 (one thread per instance, bench/cluster.lua),
 #     BENCH_CONNECTIONS in all, BENCH_SECONDS a run, embedded and cluster
 #     alternating (E C C E E C ...), BENCH_PAIRS pairs, after a warm-up;
-#     the ratio cluster/embedded of each pair, their median.
+#     the ratio cluster/embedded of each pair, their median. After each
+#     run: the backlog sent, and the workers idle again (the relays caught
+#     up) before the next. Flushes that failed (a command past mitte_redis'
+#     timeout: sent again) are counted and shown, not fatal.
 # (c) round trips to Redis per 1,000 deliveries, over each cluster run:
 #     the commands the instances sent (EVALSHA, XREAD, the heartbeat's
 #     five, anything else no script calls; INFO commandstats), and Redis's
@@ -36,8 +39,11 @@
 #     used_cpu_user, over the same runs; and Redis's share of one core.
 # (e) cross-instance latency: a "mitte_sse all" stream on instance 2,
 #     BENCH_LAT_EVENTS deliveries on instance 1 at BENCH_LAT_RATE a second
-#     (one at a time, on one keep-alive connection); the time from the
-#     request's write to the frame's arrival, p50 / p99 / max.
+#     on average (random gaps of 0.5 to 1.5 times the mean, so that they
+#     do not fall in step with the flush timer; one at a time, on one
+#     keep-alive connection); the time from the request's write to the
+#     frame's arrival, p50 / p99 / max, and the deliveries' own answer
+#     times (a stall of the machine shows in both).
 # (b) instructions per delivery with callgrind: one nginx in one process
 #     (master_process off) under valgrind --tool=callgrind, the same
 #     configuration (cluster: the same Redis, a prefix of its own per run),
@@ -59,7 +65,8 @@
 #   BENCH_CG_N          deliveries per callgrind run (default 5000; 0 skips
 #                       the callgrind part)
 #   BENCH_CG_SPLIT      functions listed in the exclusive split (default 15)
-#   BENCH_KEEP          1 keeps the temp dir (configs, logs, callgrind.out.*)
+#   BENCH_KEEP          1 keeps the temp dir (configs, logs, wrk's output,
+#                       latency.txt, callgrind.out.*) and Redis's (its log)
 #
 # Exit status: 0 when every part ran and recorded what it should.
 
