@@ -206,6 +206,7 @@ bench: bench-deps all
 	MITTE_MODULE=$(MODULE) perl bench/sse.pl
 	MITTE_MODULE=$(MODULE) perl bench/sends.pl
 	MITTE_MODULE=$(MODULE) perl bench/hung.pl
+	MITTE_MODULE=$(MODULE) perl bench/cluster.pl
 
 clean:
 	rm -rf $(BUILD)
