@@ -44,6 +44,7 @@ typedef struct {
 /* one endpoint's deltas in the batch */
 typedef struct {
     ngx_rbtree_key_t            hash;
+    uint32_t                    slot;       /* its index in slots */
     uint64_t                    first_ms;
     uint64_t                    last_ms;
     uint32_t                    lead;       /* failures before a success */
@@ -79,10 +80,12 @@ typedef struct {
     /* the flush on its way, or to be sent again */
     ngx_event_t                 timer;
     uint64_t                    number;
-    u_char                     *deltas;
+    u_char                     *deltas;     /* kept: grown when needed */
     size_t                      deltas_len;
+    size_t                      deltas_size;
     u_char                     *evtext;
     size_t                      evtext_len;
+    size_t                      evtext_size;
     ngx_uint_t                  flight_eps;
     ngx_uint_t                  flight_events;
     unsigned                    sending:1;
@@ -111,6 +114,10 @@ static ngx_http_mitte_sync_ep_t *ngx_http_mitte_sync_ep(
     ngx_http_mitte_sync_t *s, ngx_http_mitte_delivery_t *d,
     ngx_http_mitte_endpoint_node_t *en);
 static void ngx_http_mitte_sync_timer(ngx_event_t *ev);
+static void ngx_http_mitte_sync_clear(ngx_http_mitte_sync_t *s);
+static ngx_int_t ngx_http_mitte_sync_room(ngx_http_mitte_sync_t *s,
+    u_char **buf, size_t *have, size_t size);
+static u_char *ngx_http_mitte_sync_u64(u_char *p, uint64_t v);
 static ngx_int_t ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s);
 static u_char *ngx_http_mitte_sync_ep_json(u_char *p,
     ngx_http_mitte_sync_ep_t *e);
@@ -566,6 +573,7 @@ ngx_http_mitte_sync_ep(ngx_http_mitte_sync_t *s,
     s->slots[i] = (uint16_t) s->neps;
 
     ngx_memzero(e, offsetof(ngx_http_mitte_sync_ep_t, slug));
+    e->slot = (uint32_t) i;
     e->user_len = 0xff;     /* copied below */
 
     e->hash = d->hash;
@@ -645,23 +653,14 @@ ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s)
         return NGX_DECLINED;
     }
 
-    s->deltas = ngx_alloc(s->neps * NGX_HTTP_MITTE_SYNC_JSON_MAX + 3,
-                          s->log);
-    s->evtext = ngx_alloc(s->nevents * NGX_HTTP_MITTE_SYNC_JSON_MAX + 3,
-                          s->log);
-
-    if (s->deltas == NULL || s->evtext == NULL) {
-        if (s->deltas) {
-            ngx_free(s->deltas);
-        }
-
-        if (s->evtext) {
-            ngx_free(s->evtext);
-        }
-
-        s->deltas = NULL;
-        s->evtext = NULL;
-
+    if (ngx_http_mitte_sync_room(s, &s->deltas, &s->deltas_size,
+                                 s->neps * NGX_HTTP_MITTE_SYNC_JSON_MAX + 3)
+        != NGX_OK
+        || ngx_http_mitte_sync_room(s, &s->evtext, &s->evtext_size,
+                                    s->nevents * NGX_HTTP_MITTE_SYNC_JSON_MAX
+                                    + 3)
+           != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
@@ -692,9 +691,52 @@ ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s)
     s->number++;
     s->pending = 1;
 
-    s->neps = 0;
+    ngx_http_mitte_sync_clear(s);
     s->nevents = 0;
-    ngx_memzero(s->slots, NGX_HTTP_MITTE_SYNC_SLOTS * sizeof(uint16_t));
+
+    return NGX_OK;
+}
+
+
+/* the batch emptied: only the slots its entries took are cleared */
+
+static void
+ngx_http_mitte_sync_clear(ngx_http_mitte_sync_t *s)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < s->neps; i++) {
+        s->slots[s->eps[i].slot] = 0;
+    }
+
+    s->neps = 0;
+}
+
+
+/* a buffer of at least "size" bytes, kept from flush to flush */
+
+static ngx_int_t
+ngx_http_mitte_sync_room(ngx_http_mitte_sync_t *s, u_char **buf,
+    size_t *have, size_t size)
+{
+    if (*have >= size) {
+        return NGX_OK;
+    }
+
+    if (*buf) {
+        ngx_free(*buf);
+    }
+
+    size = ngx_max(size, 64 * 1024);
+
+    *buf = ngx_alloc(size, s->log);
+
+    if (*buf == NULL) {
+        *have = 0;
+        return NGX_ERROR;
+    }
+
+    *have = size;
 
     return NGX_OK;
 }
@@ -711,15 +753,55 @@ ngx_http_mitte_sync_ep_json(u_char *p, ngx_http_mitte_sync_ep_t *e)
     p = ngx_cpymem(p, "\",\"h\":[", 7);
 
     for (i = 0; i < e->nhours; i++) {
-        p = ngx_sprintf(p, "%s[%uD,%uD,%uD]", i ? "," : "",
-                        e->hours[i].hour, e->hours[i].requests,
-                        e->hours[i].failures);
+        if (i) {
+            *p++ = ',';
+        }
+
+        *p++ = '[';
+        p = ngx_http_mitte_sync_u64(p, e->hours[i].hour);
+        *p++ = ',';
+        p = ngx_http_mitte_sync_u64(p, e->hours[i].requests);
+        *p++ = ',';
+        p = ngx_http_mitte_sync_u64(p, e->hours[i].failures);
+        *p++ = ']';
     }
 
-    return ngx_sprintf(p, "],\"l\":%uD,\"t\":%uD,\"o\":%d,\"q\":%d,"
-                          "\"st\":%uD,\"a\":%uL,\"z\":%uL}",
-                       e->lead, e->tail, e->ok ? 1 : 0, e->quiet ? 1 : 0,
-                       (uint32_t) e->status, e->first_ms, e->last_ms);
+    p = ngx_cpymem(p, "],\"l\":", 6);
+    p = ngx_http_mitte_sync_u64(p, e->lead);
+    p = ngx_cpymem(p, ",\"t\":", 5);
+    p = ngx_http_mitte_sync_u64(p, e->tail);
+    p = ngx_cpymem(p, ",\"o\":", 5);
+    *p++ = e->ok ? '1' : '0';
+    p = ngx_cpymem(p, ",\"q\":", 5);
+    *p++ = e->quiet ? '1' : '0';
+    p = ngx_cpymem(p, ",\"st\":", 6);
+    p = ngx_http_mitte_sync_u64(p, e->status);
+    p = ngx_cpymem(p, ",\"a\":", 5);
+    p = ngx_http_mitte_sync_u64(p, e->first_ms);
+    p = ngx_cpymem(p, ",\"z\":", 5);
+    p = ngx_http_mitte_sync_u64(p, e->last_ms);
+    *p++ = '}';
+
+    return p;
+}
+
+
+/* a decimal number, without ngx_sprintf's format parsing */
+
+static u_char *
+ngx_http_mitte_sync_u64(u_char *p, uint64_t v)
+{
+    u_char   tmp[NGX_INT64_LEN];
+    u_char  *t;
+
+    t = tmp + sizeof(tmp);
+
+    do {
+        *--t = (u_char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    return ngx_cpymem(p, t, tmp + sizeof(tmp) - t);
 }
 
 
@@ -737,9 +819,17 @@ ngx_http_mitte_sync_event_line(u_char *p, ngx_http_mitte_event_t *e)
     *p++ = 0x1f;
     p = ngx_http_mitte_sync_plain(p, e->u.d.rid, e->rid_len);
 
-    return ngx_sprintf(p, "\x1f%uD\x1f%d\x1f%uD\x1f%uL\n",
-                       (uint32_t) e->status, e->flag ? 1 : 0, e->value,
-                       e->time_ms);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_u64(p, e->status);
+    *p++ = 0x1f;
+    *p++ = e->flag ? '1' : '0';
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_u64(p, e->value);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_u64(p, e->time_ms);
+    *p++ = '\n';
+
+    return p;
 }
 
 
@@ -873,10 +963,6 @@ ngx_http_mitte_sync_sent(redisReply *reply, void *data, ngx_uint_t rc)
     (void) ngx_atomic_fetch_add(&sh->cluster.flushes, 1);
     (void) ngx_atomic_fetch_add(&sh->cluster.events_out, s->flight_events);
 
-    ngx_free(s->deltas);
-    ngx_free(s->evtext);
-    s->deltas = NULL;
-    s->evtext = NULL;
     s->pending = 0;
 
     ngx_http_mitte_sync_backlog(s);
@@ -1159,16 +1245,9 @@ ngx_http_mitte_sync_epoch(redisReply *reply, void *data, ngx_uint_t rc)
 static void
 ngx_http_mitte_sync_drop(ngx_http_mitte_sync_t *s)
 {
-    if (s->pending) {
-        ngx_free(s->deltas);
-        ngx_free(s->evtext);
-        s->deltas = NULL;
-        s->evtext = NULL;
-        s->pending = 0;
-    }
+    s->pending = 0;
 
-    s->neps = 0;
-    ngx_memzero(s->slots, NGX_HTTP_MITTE_SYNC_SLOTS * sizeof(uint16_t));
+    ngx_http_mitte_sync_clear(s);
 
     ngx_http_mitte_sync_backlog(s);
 
