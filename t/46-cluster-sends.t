@@ -257,6 +257,9 @@ sub requests_for {
         if @first;
     my $claim = $redis->cli('GET', "ms:{u:kim}:send:$id:webhook");
     like($claim, qr/:\d+$/, "claimed by an instance ($claim)");
+    my $pttl = $redis->cli('PTTL', "ms:{u:kim}:send:$id:webhook");
+    ok($pttl > ($TAKEOVER + 2) * 1000, "for longer than the takeover delay "
+       . "($pttl ms)");
 
     my $t0 = time();
     $ia->kill9;
@@ -273,6 +276,12 @@ sub requests_for {
     my $took = time() - $t0;
     is(scalar @two, 2, 'B sent it');
     diag(sprintf 'B sent it %.1f s after A died', $took);
+    # A might still have been sending: B waits for its claim to end
+    # (A claimed it just before its attempt reached the receiver)
+    ok(@two == 2 && $two[1]{ta} >= $first[0]{ta} + $CLAIM - 1,
+       'not before A\'s claim ended')
+        or diag(sprintf 'B\'s attempt %.1f s after A\'s',
+                @two == 2 ? $two[1]{ta} - $first[0]{ta} : -1);
     ok($took < $CLAIM + $TAKEOVER + 15, 'within the claim\'s life and the '
        . 'takeover delay');
     is($two[1]{headers}{'webhook-id'}, $id, 'with the same webhook-id')
