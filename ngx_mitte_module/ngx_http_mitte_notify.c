@@ -342,6 +342,7 @@ ngx_http_mitte_notify_relay(ngx_http_mitte_main_conf_t *mmcf, cJSON *entry,
     cJSON                          *b, *id, *n, *u, *ty, *s, *m, *t;
     ngx_str_t                       user;
     ngx_queue_t                    *q;
+    ngx_time_t                     *tp;
     ngx_http_mitte_zone_ctx_t      *ctx;
     ngx_http_mitte_user_node_t     *un;
     ngx_http_mitte_note_node_t     *nn;
@@ -420,11 +421,22 @@ ngx_http_mitte_notify_relay(ngx_http_mitte_main_conf_t *mmcf, cJSON *entry,
         ngx_http_mitte_event_notification(ctx, &user, &nn->n,
                                           (uint64_t) b->valuedouble);
 
-        /* every instance holds the sends; the claim makes them go once */
-        ngx_http_mitte_outbox_share(mmcf, ctx, un, &nn->n, un,
-                                    NGX_HTTP_MITTE_SEND_SHARED
-                                    | (route ? 0
-                                             : NGX_HTTP_MITTE_SEND_STANDBY));
+        /*
+         * every instance holds the sends, the claim makes them go once;
+         * a standby only for a notification still new
+         */
+        tp = ngx_timeofday();
+
+        if (route
+            || note.created_ms + NGX_HTTP_MITTE_SEND_STANDBY_AGE
+               > (uint64_t) tp->sec * 1000 + tp->msec)
+        {
+            ngx_http_mitte_outbox_share(mmcf, ctx, un, &nn->n, un,
+                                        NGX_HTTP_MITTE_SEND_SHARED
+                                        | (route
+                                           ? 0
+                                           : NGX_HTTP_MITTE_SEND_STANDBY));
+        }
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);

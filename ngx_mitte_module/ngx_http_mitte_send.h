@@ -23,6 +23,13 @@
  */
 #define NGX_HTTP_MITTE_SEND_TAKEOVER    10000
 
+/*
+ * a standby is made only for a notification younger than this (ms): a
+ * relay reading an old stream (a new zone) does not take up sends that
+ * went long ago
+ */
+#define NGX_HTTP_MITTE_SEND_STANDBY_AGE 600000
+
 
 /* ngx_http_mitte_outbox.c: the sender's queues, with the zone locked */
 void ngx_http_mitte_outbox_route(ngx_http_mitte_main_conf_t *mmcf,
