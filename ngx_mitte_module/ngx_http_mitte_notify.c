@@ -5,7 +5,9 @@
  * event ring for the streams, and routed to the outbox for the sender.
  * In cluster mode a notification is created in Redis first, once
  * cluster-wide (a SET NX key names it), and every instance's relay puts
- * it into its own zone; the instance that created it routes its sends.
+ * it into its own zone; every instance routes its sends, the creator's
+ * due at once, the others' as standbys, and a claim in Redis makes each
+ * go once.
  * The notifications API is ngx_http_mitte_notifications.c.
  */
 
@@ -329,7 +331,8 @@ ngx_http_mitte_notify_here(ngx_http_mitte_create_t *cr)
 /*
  * A notification from the cluster's stream ("n" entry), into this zone:
  * once (a relay may read an entry again), at the id and event number
- * Redis gave it; "route": this instance created it, and sends it.
+ * Redis gave it; "route": this instance created it, and sends it at once,
+ * the others hold a standby send (ngx_http_mitte_send.c).
  */
 
 ngx_int_t
@@ -339,6 +342,7 @@ ngx_http_mitte_notify_relay(ngx_http_mitte_main_conf_t *mmcf, cJSON *entry,
     cJSON                          *b, *id, *n, *u, *ty, *s, *m, *t;
     ngx_str_t                       user;
     ngx_queue_t                    *q;
+    ngx_time_t                     *tp;
     ngx_http_mitte_zone_ctx_t      *ctx;
     ngx_http_mitte_user_node_t     *un;
     ngx_http_mitte_note_node_t     *nn;
@@ -417,8 +421,21 @@ ngx_http_mitte_notify_relay(ngx_http_mitte_main_conf_t *mmcf, cJSON *entry,
         ngx_http_mitte_event_notification(ctx, &user, &nn->n,
                                           (uint64_t) b->valuedouble);
 
-        if (route) {
-            ngx_http_mitte_outbox_route(mmcf, ctx, un, &nn->n, un);
+        /*
+         * every instance holds the sends, the claim makes them go once;
+         * a standby only for a notification still new
+         */
+        tp = ngx_timeofday();
+
+        if (route
+            || note.created_ms + NGX_HTTP_MITTE_SEND_STANDBY_AGE
+               > (uint64_t) tp->sec * 1000 + tp->msec)
+        {
+            ngx_http_mitte_outbox_share(mmcf, ctx, un, &nn->n, un,
+                                        NGX_HTTP_MITTE_SEND_SHARED
+                                        | (route
+                                           ? 0
+                                           : NGX_HTTP_MITTE_SEND_STANDBY));
         }
     }
 

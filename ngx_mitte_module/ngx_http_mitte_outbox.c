@@ -2,7 +2,10 @@
  * Copyright (C) ngx_mitte_module authors
  *
  * The outbox: notifications that the user's preferences route to email
- * or to a webhook wait here, per channel, for the sender.
+ * or to a webhook wait here, per channel, for the sender. In cluster mode
+ * every instance routes a notification the relay brings: the creator's
+ * sends are due at once, the others' wait as standbys (the sender claims
+ * each send in Redis before an attempt, so that it goes once).
  */
 
 
@@ -14,15 +17,31 @@
 static void ngx_http_mitte_outbox_add(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_uint_t channel, ngx_http_mitte_user_node_t *un,
     ngx_http_mitte_notification_t *n, u_char *target, size_t target_len,
-    u_char *secret, size_t secret_len, ngx_uint_t format, void *keep);
+    u_char *secret, size_t secret_len, ngx_uint_t format, void *keep,
+    ngx_uint_t flags);
 
 
-/* with the zone locked */
+/* with the zone locked: a notification of this instance alone */
 
 void
 ngx_http_mitte_outbox_route(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     ngx_http_mitte_notification_t *n, void *keep)
+{
+    ngx_http_mitte_outbox_share(mmcf, ctx, un, n, keep, 0);
+}
+
+
+/*
+ * With the zone locked: "flags" 0 (this instance alone), or
+ * NGX_HTTP_MITTE_SEND_SHARED, with NGX_HTTP_MITTE_SEND_STANDBY when
+ * another instance created the notification.
+ */
+
+void
+ngx_http_mitte_outbox_share(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    ngx_http_mitte_notification_t *n, void *keep, ngx_uint_t flags)
 {
     u_char         *addr;
     size_t          len;
@@ -49,7 +68,7 @@ ngx_http_mitte_outbox_route(ngx_http_mitte_main_conf_t *mmcf,
 
         if (len) {
             ngx_http_mitte_outbox_add(ctx, NGX_HTTP_MITTE_CHANNEL_EMAIL, un, n,
-                                      addr, len, NULL, 0, 0, keep);
+                                      addr, len, NULL, 0, 0, keep, flags);
         }
     }
 
@@ -57,7 +76,7 @@ ngx_http_mitte_outbox_route(ngx_http_mitte_main_conf_t *mmcf,
         ngx_http_mitte_outbox_add(ctx, NGX_HTTP_MITTE_CHANNEL_WEBHOOK, un, n,
                                   (u_char *) prefs->url, prefs->url_len,
                                   (u_char *) prefs->secret, prefs->secret_len,
-                                  prefs->format, keep);
+                                  prefs->format, keep, flags);
     }
 }
 
@@ -66,10 +85,11 @@ static void
 ngx_http_mitte_outbox_add(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t channel,
     ngx_http_mitte_user_node_t *un, ngx_http_mitte_notification_t *n,
     u_char *target, size_t target_len, u_char *secret, size_t secret_len,
-    ngx_uint_t format, void *keep)
+    ngx_uint_t format, void *keep, ngx_uint_t flags)
 {
     u_char                 *p;
     size_t                  size;
+    ngx_time_t             *tp;
     ngx_http_mitte_sh_t    *sh;
     ngx_http_mitte_send_t  *s;
 
@@ -98,6 +118,14 @@ ngx_http_mitte_outbox_add(ngx_http_mitte_zone_ctx_t *ctx, ngx_uint_t channel,
     s->state = NGX_HTTP_MITTE_SEND_PENDING;
     s->type = n->type;
     s->format = (uint8_t) format;
+    s->flags = (uint8_t) flags;
+
+    if (flags & NGX_HTTP_MITTE_SEND_STANDBY) {
+        /* the creator's turn first: the claim decides, this spreads load */
+        tp = ngx_timeofday();
+        s->next_ms = (uint64_t) tp->sec * 1000 + tp->msec
+                     + NGX_HTTP_MITTE_SEND_TAKEOVER;
+    }
 
     s->user_len = un->user.id_len;
     ngx_memcpy(s->user, un->user.id, s->user_len);

@@ -19,6 +19,7 @@
 #include "ngx_http_mitte_stream.h"
 #include "ngx_http_mitte_redis.h"
 #include "ngx_http_mitte_cluster.h"
+#include "ngx_http_mitte_send.h"
 
 
 #define NGX_HTTP_MITTE_RELAY_BLOCK      1000
@@ -366,6 +367,10 @@ ngx_http_mitte_relay_entry(ngx_http_mitte_relay_t *rl, u_char *text,
 
     case 'r':
         rc = ngx_http_mitte_notifications_relay(rl->mmcf, entry);
+        break;
+
+    case 's':
+        rc = ngx_http_mitte_send_relay(rl->mmcf, entry);
         break;
 
     case 'w':

@@ -161,6 +161,17 @@ typedef struct {
 #define NGX_HTTP_MITTE_SEND_SENT        2
 #define NGX_HTTP_MITTE_SEND_FAILED      3
 
+/*
+ * A send's flags, cluster mode: SHARED, every instance holds the
+ * notification and the send is claimed in Redis before each attempt;
+ * STANDBY, routed by an instance that did not create it (sent only if
+ * the creator does not); UNMARKED, finished here and not yet marked done
+ * in Redis.
+ */
+#define NGX_HTTP_MITTE_SEND_SHARED      0x01
+#define NGX_HTTP_MITTE_SEND_STANDBY     0x02
+#define NGX_HTTP_MITTE_SEND_UNMARKED    0x04
+
 /* pending sends per channel; finished ones kept for the outbox */
 #define NGX_HTTP_MITTE_OUTBOX_PENDING   4096
 #define NGX_HTTP_MITTE_OUTBOX_DONE      1000
@@ -192,7 +203,7 @@ typedef struct {
     uint8_t                     format;
     uint8_t                     user_len;
     uint8_t                     slug_len;
-    uint8_t                     reserved;
+    uint8_t                     flags;      /* NGX_HTTP_MITTE_SEND_SHARED.. */
     u_char                      user[MITTE_USER_MAX];
     u_char                      slug[MITTE_SLUG_MAX];
     u_char                      error[NGX_HTTP_MITTE_ERROR_MAX];
