@@ -111,6 +111,7 @@ struct ngx_http_mitte_redis_worker_s {
     ngx_event_t                         timer;      /* the oldest's */
     ngx_event_t                         retry;
     ngx_event_t                         heartbeat;  /* the first only */
+    ngx_resolver_ctx_t                 *resolving;  /* the name, pending */
     mitte_backoff_t                     backoff;
     ngx_uint_t                          attempts;   /* since the last up */
     time_t                             *logged;     /* the worker's: one */
@@ -131,6 +132,7 @@ struct ngx_http_mitte_redis_worker_s {
     unsigned                            was_up:1;
     unsigned                            reader:1;   /* the reading one */
     unsigned                            wanted:1;   /* asked for */
+    unsigned                            tried:1;    /* connected once */
 };
 
 
@@ -148,6 +150,11 @@ static void ngx_http_mitte_redis_reader_start(
     ngx_http_mitte_redis_worker_t *w);
 static void ngx_http_mitte_redis_close(ngx_http_mitte_redis_worker_t *w);
 static void ngx_http_mitte_redis_connect(ngx_http_mitte_redis_worker_t *w);
+static void ngx_http_mitte_redis_resolve(ngx_http_mitte_redis_worker_t *w);
+static void ngx_http_mitte_redis_resolved(ngx_resolver_ctx_t *ctx);
+static void ngx_http_mitte_redis_unresolved(ngx_http_mitte_redis_worker_t *w,
+    const char *why);
+static void ngx_http_mitte_redis_open(ngx_http_mitte_redis_worker_t *w);
 static ngx_int_t ngx_http_mitte_redis_send_step(
     ngx_http_mitte_redis_worker_t *w, ngx_uint_t i, int argc,
     const char **argv, const size_t *argvlen);
@@ -202,6 +209,15 @@ static ngx_http_mitte_redis_worker_t  ngx_http_mitte_redis_reader_worker;
 /* the last error line of this worker about Redis, either connection */
 static time_t  ngx_http_mitte_redis_logged;
 
+/*
+ * The address both connections of this worker connect to: mitte_redis's,
+ * then the last one the resolver gave (empty: none yet); the line about a
+ * failed resolution, at most once a minute; the round-robin's counter
+ */
+static u_char      ngx_http_mitte_redis_addr[NGX_SOCKADDR_STRLEN + 1];
+static time_t      ngx_http_mitte_redis_resolve_logged;
+static ngx_uint_t  ngx_http_mitte_redis_rr;
+
 
 /*
  * The stream's ids are "<event sequence>-<n>": the sequence of the newest
@@ -224,9 +240,12 @@ static ngx_str_t  ngx_http_mitte_redis_zone_name =
  * mitte_redis host:port | unix:/path [db=n] [password_file=path]
  *     [prefix=mitte:] [timeout=1s];
  *
- * A host name is resolved here, once (hiredis would resolve it with a
- * blocking getaddrinfo() in the worker): the workers connect to the first
- * address. The password file is read here too, with the master's rights.
+ * A host name is resolved here (hiredis would resolve it with a blocking
+ * getaddrinfo() in the worker): the workers connect first to its first
+ * address. With a "resolver" in the http block, every later attempt
+ * resolves the name again through it, asynchronously, and hiredis is
+ * given the address it returns. The password file is read here too, with
+ * the master's rights.
  */
 
 char *
@@ -344,8 +363,9 @@ ngx_http_mitte_redis_address(ngx_conf_t *cf, ngx_http_mitte_redis_conf_t *rcf,
 
     u.url = *v;
     u.default_port = 6379;
+    u.no_resolve = 1;
 
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid address \"%V\" in \"mitte_redis\": %s",
                            v, u.err ? u.err : "no address");
@@ -359,7 +379,7 @@ ngx_http_mitte_redis_address(ngx_conf_t *cf, ngx_http_mitte_redis_conf_t *rcf,
         return NGX_CONF_ERROR;
     }
 
-    rcf->port = ngx_inet_get_port(u.addrs[0].sockaddr);
+    rcf->port = u.port;
 
     if (rcf->port == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -371,6 +391,31 @@ ngx_http_mitte_redis_address(ngx_conf_t *cf, ngx_http_mitte_redis_conf_t *rcf,
     rcf->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
     if (rcf->host.data == NULL) {
         return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0) {
+
+        /*
+         * A name: kept, for the workers' "resolver" (ngx_http_mitte_module.c
+         * looks for one once the http block is read), and resolved here
+         * too; one not found is an error there unless "resolver" is set.
+         */
+
+        rcf->hostname.data = ngx_pnalloc(cf->pool, u.host.len + 1);
+        if (rcf->hostname.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rcf->hostname.len = u.host.len;
+        p = ngx_cpymem(rcf->hostname.data, u.host.data, u.host.len);
+        *p = '\0';
+
+        if (ngx_inet_resolve_host(cf->pool, &u) != NGX_OK || u.naddrs == 0)
+        {
+            rcf->host.len = 0;
+            rcf->host.data[0] = '\0';
+            return NGX_CONF_OK;
+        }
     }
 
     rcf->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
@@ -648,6 +693,9 @@ ngx_http_mitte_redis_init_process(ngx_cycle_t *cycle)
 
     w->active = 1;
 
+    (void) ngx_cpystrn(ngx_http_mitte_redis_addr, w->conf->host.data,
+                       sizeof(ngx_http_mitte_redis_addr));
+
     (void) ngx_http_mitte_redis_script(&ngx_http_mitte_redis_publish_script);
 
     ngx_http_mitte_redis_connect(w);
@@ -787,6 +835,12 @@ ngx_http_mitte_redis_close(ngx_http_mitte_redis_worker_t *w)
     /* no reconnection from here on */
     w->active = 0;
 
+    if (w->resolving) {
+        /* its timer would not hold up the exit, but its memory is ours */
+        ngx_resolve_name_done(w->resolving);
+        w->resolving = NULL;
+    }
+
     ngx_http_mitte_redis_drop(w, NULL, NULL);
 
     if (w->retry.timer_set) {
@@ -809,8 +863,145 @@ ngx_http_mitte_redis_read_ready(void)
 }
 
 
+/*
+ * A connection's first attempt goes to the address found when the
+ * configuration was read; with a "resolver", every later one (after a
+ * loss, or a failed attempt) resolves the name first, and so does the
+ * first when the name was not found then.
+ */
+
 static void
 ngx_http_mitte_redis_connect(ngx_http_mitte_redis_worker_t *w)
+{
+    ngx_uint_t  first;
+
+    first = !w->tried;
+    w->tried = 1;
+
+    if (w->conf->resolver
+        && (!first || ngx_http_mitte_redis_addr[0] == '\0'))
+    {
+        ngx_http_mitte_redis_resolve(w);
+        return;
+    }
+
+    ngx_http_mitte_redis_open(w);
+}
+
+
+/* nginx's resolver: asynchronous, with the http block's resolver_timeout */
+
+static void
+ngx_http_mitte_redis_resolve(ngx_http_mitte_redis_worker_t *w)
+{
+    ngx_resolver_ctx_t           *ctx;
+    ngx_http_mitte_redis_conf_t  *rcf;
+
+    rcf = w->conf;
+
+    ctx = ngx_resolve_start(rcf->resolver, NULL);
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_http_mitte_redis_unresolved(w, "cannot start a resolution");
+        ngx_http_mitte_redis_open(w);
+        return;
+    }
+
+    ctx->name = rcf->hostname;
+    ctx->handler = ngx_http_mitte_redis_resolved;
+    ctx->data = w;
+    ctx->timeout = rcf->resolver_timeout;
+
+    /* its timer does not hold up a graceful shutdown */
+    ctx->cancelable = 1;
+
+    w->resolving = ctx;
+
+    /* the handler may run before this returns (a cached answer) */
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        /* ctx is freed */
+        w->resolving = NULL;
+        ngx_http_mitte_redis_unresolved(w, "cannot start a resolution");
+        ngx_http_mitte_redis_open(w);
+    }
+}
+
+
+/*
+ * The answer: its addresses taken in turn, one each attempt (a name with
+ * several tries them all); none, or no answer within resolver_timeout:
+ * the last address known.
+ */
+
+static void
+ngx_http_mitte_redis_resolved(ngx_resolver_ctx_t *ctx)
+{
+    u_char                          text[NGX_SOCKADDR_STRLEN + 1];
+    size_t                          len;
+    ngx_resolver_addr_t            *a;
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = ctx->data;
+    w->resolving = NULL;
+
+    if (ctx->state == NGX_OK && ctx->naddrs > 0) {
+        a = &ctx->addrs[ngx_http_mitte_redis_rr++ % ctx->naddrs];
+
+        len = ngx_sock_ntop(a->sockaddr, a->socklen, text,
+                            NGX_SOCKADDR_STRLEN, 0);
+        text[len] = '\0';
+
+        if (ngx_strcmp(text, ngx_http_mitte_redis_addr) != 0) {
+            ngx_log_error(NGX_LOG_NOTICE, w->log, 0,
+                          "mitte: redis \"%V\": \"%V\" resolves to %s now "
+                          "(%s before)", &w->conf->name, &w->conf->hostname,
+                          text, ngx_http_mitte_redis_addr[0]
+                                ? (char *) ngx_http_mitte_redis_addr
+                                : "none");
+
+            ngx_memcpy(ngx_http_mitte_redis_addr, text, len + 1);
+        }
+
+    } else {
+        ngx_http_mitte_redis_unresolved(w, (ctx->state == NGX_OK)
+                                           ? "no address"
+                                           : ngx_resolver_strerror(ctx->state));
+    }
+
+    ngx_resolve_name_done(ctx);
+
+    if (!w->active || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_http_mitte_redis_open(w);
+}
+
+
+static void
+ngx_http_mitte_redis_unresolved(ngx_http_mitte_redis_worker_t *w,
+    const char *why)
+{
+    if (ngx_time() - ngx_http_mitte_redis_resolve_logged < 60) {
+        return;
+    }
+
+    ngx_http_mitte_redis_resolve_logged = ngx_time();
+
+    ngx_log_error(NGX_LOG_ERR, w->log, 0,
+                  "mitte: redis \"%V\": cannot resolve \"%V\": %s; "
+                  "connecting to the last address known, %s (logged at "
+                  "most once a minute)", &w->conf->name, &w->conf->hostname,
+                  why, ngx_http_mitte_redis_addr[0]
+                       ? (char *) ngx_http_mitte_redis_addr : "none yet");
+}
+
+
+/* the connection itself, to the address known */
+
+static void
+ngx_http_mitte_redis_open(ngx_http_mitte_redis_worker_t *w)
 {
     const char                   *argv[3];
     size_t                        argvlen[3];
@@ -822,8 +1013,15 @@ ngx_http_mitte_redis_connect(ngx_http_mitte_redis_worker_t *w)
 
     /* an address or a path: hiredis resolves nothing, connect() is async */
 
+    if (rcf->port && ngx_http_mitte_redis_addr[0] == '\0') {
+        /* a name never resolved yet */
+        ngx_http_mitte_redis_lost(w, "no address known for the name", NULL);
+        return;
+    }
+
     if (rcf->port) {
-        ac = redisAsyncConnect((char *) rcf->host.data, (int) rcf->port);
+        ac = redisAsyncConnect((char *) ngx_http_mitte_redis_addr,
+                               (int) rcf->port);
 
     } else {
         ac = redisAsyncConnectUnix((char *) rcf->host.data);
@@ -1230,7 +1428,9 @@ ngx_http_mitte_redis_retry(ngx_event_t *ev)
 {
     ngx_http_mitte_redis_worker_t  *w = ev->data;
 
-    if (!w->active || w->ac || ngx_exiting || ngx_quit || ngx_terminate) {
+    if (!w->active || w->ac || w->resolving
+        || ngx_exiting || ngx_quit || ngx_terminate)
+    {
         return;
     }
 

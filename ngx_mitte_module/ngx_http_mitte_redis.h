@@ -44,7 +44,14 @@ typedef void (*ngx_http_mitte_redis_ready_pt)(void *data);
 typedef struct ngx_http_mitte_redis_conf_s {
     ngx_str_t                   name;       /* as written */
     ngx_str_t                   host;       /* address text, NUL-terminated;
-                                               for unix: the path */
+                                               for unix: the path; empty:
+                                               a name not found when the
+                                               configuration was read */
+    ngx_str_t                   hostname;   /* a host name, resolved again
+                                               with "resolver"; empty: an
+                                               address or a path */
+    ngx_resolver_t             *resolver;   /* http{}'s; NULL: none */
+    ngx_msec_t                  resolver_timeout;
     ngx_uint_t                  port;       /* 0: a unix socket */
     ngx_uint_t                  db;
     ngx_str_t                   db_text;

@@ -12,6 +12,8 @@ package Mitte::Redis;
 #   $r->cli('SET', 'k', 'v');          # redis-cli's output, chomped
 #   $r->cli_bg('DEBUG', 'SLEEP', 5);   # in the background: returns a pid
 #   $r->stop; $r->start;               # the same port again
+#   Mitte::Redis->new(host => '127.0.0.2', port => $r->port);
+#                                      # another loopback address, a port
 #
 # DEBUG is enabled (Redis 7 refuses it by default) so that tests can make
 # Redis slow. Environment: REDIS_SERVER, REDIS_CLI (the binaries).
@@ -40,15 +42,18 @@ sub missing {
     return '';
 }
 
-# new(args => [...], password => TEXT): extra server arguments; the
-# password redis-cli uses
+# new(args => [...], password => TEXT, host => ADDR, port => N): extra
+# server arguments; the password redis-cli uses; the loopback address
+# Redis binds and is reached at (127.0.0.1; Linux routes all of
+# 127.0.0.0/8 to lo) and its port (a free one)
 sub new {
     my ($class, %args) = @_;
     my $dir = tempdir('mitte-redis-XXXXXX', TMPDIR => 1,
                       CLEANUP => $ENV{MITTE_KEEP} ? 0 : 1);
     my $self = bless {
         dir      => $dir,
-        port     => free_port(),
+        host     => $args{host} || '127.0.0.1',
+        port     => $args{port} || free_port(),
         args     => $args{args} || [],
         password => $args{password},
         owner    => $$,
@@ -59,16 +64,17 @@ sub new {
 }
 
 sub port   { $_[0]{port} }
+sub host   { $_[0]{host} }
 sub pid    { $_[0]{pid} }
 sub dir    { $_[0]{dir} }
 sub socket { "$_[0]{dir}/redis.sock" }
-sub addr   { "127.0.0.1:$_[0]{port}" }
+sub addr   { "$_[0]{host}:$_[0]{port}" }
 
 sub start {
     my ($self) = @_;
     croak 'already started' if $self->{pid};
 
-    my @cmd = ($SERVER, '--port', $self->{port}, '--bind', '127.0.0.1',
+    my @cmd = ($SERVER, '--port', $self->{port}, '--bind', $self->{host},
                '--save', '', '--appendonly', 'no', '--dir', $self->{dir},
                '--unixsocket', $self->socket, '--unixsocketperm', '777',
                '--enable-debug-command', 'yes', '--daemonize', 'no',
@@ -92,7 +98,7 @@ sub start {
             $self->{pid} = undef;
             die "redis-server exited at start:\n" . $self->log_tail;
         }
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        my $s = IO::Socket::INET->new(PeerAddr => $self->{host},
                                       PeerPort => $self->{port},
                                       Proto => 'tcp', Timeout => 1);
         if ($s) {
@@ -139,7 +145,7 @@ sub _cli_cmd {
     my ($self, @args) = @_;
     my @auth = defined $self->{password}
         ? ('--no-auth-warning', '-a', $self->{password}) : ();
-    return ($CLI, '-h', '127.0.0.1', '-p', $self->{port}, @auth, @args);
+    return ($CLI, '-h', $self->{host}, '-p', $self->{port}, @auth, @args);
 }
 
 # cli(ARGS): redis-cli's output (raw, as it prints to a pipe), chomped
