@@ -318,13 +318,6 @@ ngx_http_mitte_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     mmcf->redis = rcf;
 
-    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                       "mitte_redis: cluster mode is not complete yet: "
-                       "this instance connects to \"%V\" and registers "
-                       "itself there, but still keeps its statistics, "
-                       "quota, notifications and events to itself",
-                       &rcf->name);
-
     return NGX_CONF_OK;
 }
 
