@@ -38,6 +38,12 @@ ngx_http_mitte_init(ngx_conf_t *cf)
     /* the zone is made after the configuration is read: its init is here */
     mmcf->shm_zone->init = ngx_http_mitte_init_zone;
 
+    if (mmcf->redis && ngx_http_mitte_redis_postconf(cf, mmcf->redis)
+                       != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (mmcf->redis && ngx_http_mitte_lease_conf(cf, mmcf) != NGX_OK) {
         return NGX_ERROR;
     }

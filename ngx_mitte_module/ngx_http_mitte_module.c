@@ -6,7 +6,6 @@
 
 
 #include "ngx_http_mitte_module.h"
-#include "ngx_http_mitte_redis.h"
 
 
 typedef struct ngx_http_mitte_param_s  ngx_http_mitte_param_t;
@@ -26,8 +25,6 @@ struct ngx_http_mitte_param_s {
 
 static void *ngx_http_mitte_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_mitte_init_main_conf(ngx_conf_t *cf, void *conf);
-static char *ngx_http_mitte_redis_resolver(ngx_conf_t *cf,
-    ngx_http_mitte_redis_conf_t *rcf);
 static void *ngx_http_mitte_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_mitte_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -486,66 +483,6 @@ ngx_http_mitte_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (ngx_http_mitte_read_key(cf, mmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
-    }
-
-    if (mmcf->redis) {
-        return ngx_http_mitte_redis_resolver(cf, mmcf->redis);
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * mitte_redis with a host name: the http block's "resolver" (the one set
- * in http{}; a server's or a location's is not seen here), which the
- * workers use to resolve the name again on each reconnection. Without
- * one, the address found now is kept until a reload.
- */
-
-static char *
-ngx_http_mitte_redis_resolver(ngx_conf_t *cf,
-    ngx_http_mitte_redis_conf_t *rcf)
-{
-    ngx_http_core_loc_conf_t  *clcf;
-
-    if (rcf->hostname.len == 0) {
-        return NGX_CONF_OK;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    /* without "resolver", the merge may have left an empty one here */
-
-    if (clcf->resolver == NULL || clcf->resolver->connections.nelts == 0) {
-
-        if (rcf->host.len == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "host not found in \"mitte_redis\" \"%V\" "
-                               "(set \"resolver\" in the http block to "
-                               "resolve it in the workers)", &rcf->name);
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_conf_log_error(NGX_LOG_NOTICE, cf, 0,
-                           "\"mitte_redis\" \"%V\" names a host, resolved "
-                           "once, to %V: without \"resolver\" in the http "
-                           "block, a change of its address (a failover by "
-                           "DNS) needs a reload", &rcf->name, &rcf->host);
-        return NGX_CONF_OK;
-    }
-
-    rcf->resolver = clcf->resolver;
-
-    /* the http block's own value is never merged: 30s, nginx's default */
-    rcf->resolver_timeout = (clcf->resolver_timeout == NGX_CONF_UNSET_MSEC)
-                            ? 30000 : clcf->resolver_timeout;
-
-    if (rcf->host.len == 0) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "host not found in \"mitte_redis\" \"%V\" now: "
-                           "the workers resolve it with \"resolver\"",
-                           &rcf->name);
     }
 
     return NGX_CONF_OK;

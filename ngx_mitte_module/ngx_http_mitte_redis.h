@@ -64,6 +64,9 @@ typedef struct ngx_http_mitte_redis_conf_s {
 
 /* the directive's handler is in ngx_http_mitte_module.h, for the table */
 
+/* postconfiguration: the http block's resolver, for a host name */
+ngx_int_t ngx_http_mitte_redis_postconf(ngx_conf_t *cf,
+    ngx_http_mitte_redis_conf_t *rcf);
 ngx_int_t ngx_http_mitte_redis_init_process(ngx_cycle_t *cycle);
 void ngx_http_mitte_redis_exit_process(ngx_cycle_t *cycle);
 

@@ -947,7 +947,8 @@ ngx_http_mitte_sync_sent(redisReply *reply, void *data, ngx_uint_t rc)
                           "mitte: redis \"%V\": a flush of %ui endpoints "
                           "and %ui events failed (%s); kept and sent again "
                           "(logged at most once a minute)",
-                          &s->mmcf->redis->name, s->flight_eps, s->flight_events,
+                          &s->mmcf->redis->name, s->flight_eps,
+                          s->flight_events,
                           (rc == NGX_HTTP_MITTE_REDIS_REPLY
                            && reply->type == REDIS_REPLY_ERROR)
                           ? reply->str : "no reply");

@@ -291,7 +291,7 @@ typedef struct {
 typedef struct {
     ngx_atomic_t                flushes;
     ngx_atomic_t                flush_errors;
-    ngx_atomic_t                dropped;    /* deltas the backlog could not keep */
+    ngx_atomic_t                dropped;    /* deltas the backlog lost */
     ngx_atomic_t                events_out; /* sent to the cluster's stream */
     ngx_atomic_t                events_in;  /* read from it into the ring */
     ngx_atomic_t                entries_bad;/* stream entries refused */
