@@ -20,6 +20,10 @@ static ngx_inline void ngx_http_mitte_unlock(ngx_shmtx_t *mtx);
 #if (NGX_HAVE_ATOMIC_OPS)
 static ngx_inline void ngx_http_mitte_lock_wake(ngx_shmtx_t *mtx);
 #endif
+static ngx_inline void ngx_http_mitte_visit_user(
+    ngx_http_mitte_main_conf_t *mmcf, ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_user_node_t *un, ngx_http_mitte_visit_t *v,
+    ngx_uint_t *notes);
 static void ngx_http_mitte_trial_check(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
     int64_t now, uint64_t now_ms, ngx_uint_t *notes);
@@ -128,6 +132,37 @@ ngx_http_mitte_lock_wake(ngx_shmtx_t *mtx)
 #endif
 
 
+/* what the request says of its user: plan, email, trial end */
+
+static ngx_inline void
+ngx_http_mitte_visit_user(ngx_http_mitte_main_conf_t *mmcf,
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_user_node_t *un,
+    ngx_http_mitte_visit_t *v, ngx_uint_t *notes)
+{
+    ngx_http_mitte_user_t  *u;
+
+    u = &un->user;
+
+    if (v->plan >= 0 && (u->plan != v->plan || !u->plan_set)) {
+        u->plan = (uint8_t) v->plan;
+        u->plan_set = 1;
+    }
+
+    if (v->email.len
+        && (v->email.len != u->email_len
+            || ngx_memcmp(v->email.data, u->email, v->email.len) != 0))
+    {
+        ngx_memcpy(u->email, v->email.data, v->email.len);
+        u->email_len = (uint8_t) v->email.len;
+    }
+
+    if (v->trial_ends >= 0 && u->trial_ends != v->trial_ends) {
+        u->trial_ends = v->trial_ends;
+        ngx_http_mitte_trial_check(mmcf, ctx, un, v->now, v->now_ms, notes);
+    }
+}
+
+
 ngx_http_mitte_quota_e
 ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_visit_t *v, ngx_uint_t enforce, ngx_uint_t *limit)
@@ -162,24 +197,7 @@ ngx_http_mitte_rules_visit(ngx_http_mitte_main_conf_t *mmcf,
 
     u = &un->user;
 
-    if (v->plan >= 0 && (u->plan != v->plan || !u->plan_set)) {
-        u->plan = (uint8_t) v->plan;
-        u->plan_set = 1;
-    }
-
-    if (v->email.len
-        && (v->email.len != u->email_len
-            || ngx_memcmp(v->email.data, u->email, v->email.len) != 0))
-    {
-        ngx_memcpy(u->email, v->email.data, v->email.len);
-        u->email_len = (uint8_t) v->email.len;
-    }
-
-    if (v->trial_ends >= 0 && u->trial_ends != v->trial_ends) {
-        u->trial_ends = v->trial_ends;
-        ngx_http_mitte_trial_check(mmcf, ctx, un, v->now, v->now_ms,
-                                   &notes);
-    }
+    ngx_http_mitte_visit_user(mmcf, ctx, un, v, &notes);
 
     /* the month once per second and process; rolled when it changed */
 
