@@ -385,6 +385,31 @@ sub notes_of {
 }
 
 
+# ---- FLUSHALL: the connections stay, the data set is new ----------------
+
+{
+    my $before = $redis->cli('HGETALL', 'mc:{e:shared}:h');
+    like($before, qr/r\n10\n/, 'Redis holds shared\'s 10 before FLUSHALL');
+    $redis->cli('FLUSHALL');
+
+    # worker 0 of each instance asks for the epoch every 5 s: a new one,
+    # and its zone is written back
+    my $h = wait_until(sub {
+        my $x = $redis->cli('HGETALL', 'mc:{e:shared}:h');
+        $x =~ /r\n10\n/ ? $x : undef;
+    }, 20);
+    ok($h, 'after FLUSHALL: the zones refilled Redis (shared: 10)');
+
+    # and the cluster goes on: a delivery on A reaches B
+    $ia->post_as('sam', '/hooks/after-flush?status=200');
+    ok(wait_until(sub { (counts($ib, 'after-flush'))[0] == 1 }, 10),
+       'after FLUSHALL: a delivery on A shows on B');
+    my $m = metrics_of($ia);
+    is($m->{'mitte_redis_entries_refused_total'}, 0,
+       'no stream entry refused');
+}
+
+
 # ---- keys ---------------------------------------------------------------
 
 {
