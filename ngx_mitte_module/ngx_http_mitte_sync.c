@@ -1189,10 +1189,23 @@ ngx_http_mitte_sync_epoch(redisReply *reply, void *data, ngx_uint_t rc)
     ngx_atomic_uint_t                   old;
     ngx_http_mitte_cluster_counters_t  *cc;
 
-    if (rc != NGX_HTTP_MITTE_REDIS_REPLY
-        || reply->type != REDIS_REPLY_STRING || reply->len != 16)
-    {
+    if (rc != NGX_HTTP_MITTE_REDIS_REPLY) {
         /* a lost connection asks again when it is back */
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING || reply->len != 16) {
+        /*
+         * an error (or a key the module did not write): the backlog is
+         * sent as to the same data set rather than kept back for good
+         */
+        ngx_log_error(NGX_LOG_ERR, s->log, 0,
+                      "mitte: redis \"%V\": the data set's epoch could not "
+                      "be read (%s); sending on",
+                      &s->mmcf->redis->name,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                       : "not ours");
+        s->checked = 1;
         return;
     }
 
