@@ -1199,12 +1199,17 @@ ngx_http_mitte_sync_epoch(redisReply *reply, void *data, ngx_uint_t rc)
          * an error (or a key the module did not write): the backlog is
          * sent as to the same data set rather than kept back for good
          */
-        ngx_log_error(NGX_LOG_ERR, s->log, 0,
-                      "mitte: redis \"%V\": the data set's epoch could not "
-                      "be read (%s); sending on",
-                      &s->mmcf->redis->name,
-                      reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                       : "not ours");
+        if (ngx_time() - s->logged >= 60) {
+            s->logged = ngx_time();
+
+            ngx_log_error(NGX_LOG_ERR, s->log, 0,
+                          "mitte: redis \"%V\": the data set's epoch could "
+                          "not be read (%s); sending on (logged at most "
+                          "once a minute)", &s->mmcf->redis->name,
+                          reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                           : "not ours");
+        }
+
         s->checked = 1;
         return;
     }
