@@ -166,6 +166,9 @@ sub notes_of {
     my $s = Mitte::SSE->open($ib, '/mitte/events',
                              headers => { 'X-Mitte-User' => 'eve' });
     is($s->status, 200, 'B: a stream of eve');
+    my $other = Mitte::SSE->open($ib, '/mitte/events',
+                                 headers => { 'X-Mitte-User' => 'mallory' });
+    is($other->status, 200, 'B: a stream of mallory');
 
     # the stream is told to A before A's deliveries are kept for it
     sleep 0.3;
@@ -189,6 +192,13 @@ sub notes_of {
     for my $i (0 .. $#ev) {
         push @delay, ($ev[$i]{at} - $sent[$i]) * 1000;
     }
+
+    # per-user isolation across instances: mallory's stream on B got
+    # none of eve's deliveries on A
+    $other->wait_events(1, 0.5);
+    is(scalar(grep { $_->{event} eq 'webhook:delivered' } $other->events),
+       0, "B: mallory's stream has none of eve's events");
+    $other->close;
     my @d = sort { $a <=> $b } @delay;
     diag(sprintf 'A to B: p50 %.1f ms, p99 %.1f ms, max %.1f ms '
          . '(from the request\'s start)', $d[int(@d * 0.5)],
