@@ -2249,3 +2249,16 @@ ngx_http_mitte_redis_instance(ngx_str_t *name)
     name->data = w->instance;
     name->len = w->instance_len;
 }
+
+
+ngx_int_t
+ngx_http_mitte_redis_may_log(void)
+{
+    if (ngx_time() - ngx_http_mitte_redis_logged < 60) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_mitte_redis_logged = ngx_time();
+
+    return NGX_OK;
+}

@@ -158,6 +158,13 @@ ngx_int_t ngx_http_mitte_redis_read_argv(
 ngx_int_t ngx_http_mitte_redis_read_on_ready(
     ngx_http_mitte_redis_ready_pt handler, void *data);
 
+/*
+ * NGX_OK when an error line about Redis may be logged now: the worker's
+ * one limit of a line a minute, which both connections share (and
+ * marked as used then)
+ */
+ngx_int_t ngx_http_mitte_redis_may_log(void);
+
 /* "<host>:<master's pid>": this instance's name in Redis; empty: none */
 void ngx_http_mitte_redis_instance(ngx_str_t *name);
 

@@ -36,7 +36,6 @@ typedef struct {
     ngx_str_t                   instance;
     u_char                      key[NGX_HTTP_MITTE_REDIS_KEY_MAX];
     size_t                      key_len;
-    time_t                      logged;
     unsigned                    reading:1;
 } ngx_http_mitte_relay_t;
 
@@ -731,11 +730,9 @@ static void
 ngx_http_mitte_relay_error(ngx_http_mitte_relay_t *rl, const char *what,
     const char *why)
 {
-    if (ngx_time() - rl->logged < 60) {
+    if (ngx_http_mitte_redis_may_log() != NGX_OK) {
         return;
     }
-
-    rl->logged = ngx_time();
 
     ngx_log_error(NGX_LOG_ERR, rl->log, 0,
                   "mitte: redis \"%V\": %s %s (logged at most once a "

@@ -93,7 +93,6 @@ typedef struct {
 
     u_char                      worker[NGX_HTTP_MITTE_REDIS_KEY_MAX];
     size_t                      worker_len;
-    time_t                      logged;
 
     /* the Redis data set this worker's backlog belongs to */
     uint64_t                    epoch;
@@ -940,8 +939,7 @@ ngx_http_mitte_sync_sent(redisReply *reply, void *data, ngx_uint_t rc)
 
         (void) ngx_atomic_fetch_add(&sh->cluster.flush_errors, 1);
 
-        if (ngx_time() - s->logged >= 60) {
-            s->logged = ngx_time();
+        if (ngx_http_mitte_redis_may_log() == NGX_OK) {
 
             ngx_log_error(NGX_LOG_ERR, s->log, 0,
                           "mitte: redis \"%V\": a flush of %ui endpoints "
@@ -1166,11 +1164,12 @@ ngx_http_mitte_sync_ask(ngx_http_mitte_sync_t *s)
                              (uint32_t) ngx_random())
                  - fresh;
 
-    if (argvlen[1] == 0
-        || ngx_http_mitte_redis_eval(ngx_http_mitte_sync_epoch, s,
-                                     &ngx_http_mitte_epoch_script, 3, argv,
-                                     argvlen)
-           != NGX_OK)
+    if ((argvlen[1] == 0
+         || ngx_http_mitte_redis_eval(ngx_http_mitte_sync_epoch, s,
+                                      &ngx_http_mitte_epoch_script, 3, argv,
+                                      argvlen)
+            != NGX_OK)
+        && ngx_http_mitte_redis_may_log() == NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, s->log, 0,
                       "mitte: redis \"%V\": cannot ask for the data set's "
@@ -1199,8 +1198,7 @@ ngx_http_mitte_sync_epoch(redisReply *reply, void *data, ngx_uint_t rc)
          * an error (or a key the module did not write): the backlog is
          * sent as to the same data set rather than kept back for good
          */
-        if (ngx_time() - s->logged >= 60) {
-            s->logged = ngx_time();
+        if (ngx_http_mitte_redis_may_log() == NGX_OK) {
 
             ngx_log_error(NGX_LOG_ERR, s->log, 0,
                           "mitte: redis \"%V\": the data set's epoch could "
@@ -1356,7 +1354,9 @@ ngx_http_mitte_sync_refill(ngx_event_t *ev)
         *p++ = (n > 1) ? ',' : ']';
     }
 
-    if (ngx_http_mitte_sync_merge(s, text, p - text, "max", s) != NGX_OK) {
+    if (ngx_http_mitte_sync_merge(s, text, p - text, "max", s) != NGX_OK
+        && ngx_http_mitte_redis_may_log() == NGX_OK)
+    {
         ngx_log_error(NGX_LOG_ERR, s->log, 0,
                       "mitte: redis \"%V\": the refill of a new data set "
                       "stopped (the connection went)",
@@ -1380,8 +1380,9 @@ ngx_http_mitte_sync_refilled(redisReply *reply, void *data, ngx_uint_t rc)
 {
     ngx_http_mitte_sync_t *s = data;
 
-    if (rc != NGX_HTTP_MITTE_REDIS_REPLY
-        || reply->type != REDIS_REPLY_INTEGER)
+    if ((rc != NGX_HTTP_MITTE_REDIS_REPLY
+         || reply->type != REDIS_REPLY_INTEGER)
+        && ngx_http_mitte_redis_may_log() == NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "mitte: redis: endpoints were not written (%s)",
