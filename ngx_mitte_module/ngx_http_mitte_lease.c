@@ -87,10 +87,8 @@ static ngx_int_t ngx_http_mitte_lease_args(ngx_http_mitte_lease_t *e,
     ngx_http_mitte_lease_args_t *a);
 static ngx_int_t ngx_http_mitte_lease_send(ngx_http_mitte_lease_t *e,
     uint32_t want, uint32_t back);
-static void ngx_http_mitte_lease_give_back(ngx_cycle_t *cycle);
-static redisContext *ngx_http_mitte_lease_connect(ngx_cycle_t *cycle);
-static ngx_uint_t ngx_http_mitte_lease_refused(redisContext *rc,
-    redisReply *reply);
+static void ngx_http_mitte_lease_exiting(void *data);
+static void ngx_http_mitte_lease_settle(void);
 static void ngx_http_mitte_lease_reply(redisReply *reply, void *data,
     ngx_uint_t rc);
 static void ngx_http_mitte_lease_granted(ngx_http_mitte_lease_t *e,
@@ -179,6 +177,7 @@ static ngx_event_t                   ngx_http_mitte_lease_timer;
 static ngx_uint_t                    ngx_http_mitte_lease_ticks;
 static ngx_uint_t                    ngx_http_mitte_lease_workers;
 static time_t                        ngx_http_mitte_lease_logged;
+static ngx_uint_t                    ngx_http_mitte_lease_closing;
 
 /* the cluster's workers; until counted, 64 per instance of ours */
 static ngx_uint_t  ngx_http_mitte_lease_holders =
@@ -276,6 +275,8 @@ ngx_http_mitte_lease_init_process(ngx_cycle_t *cycle)
         || ngx_http_mitte_redis_script(&ngx_http_mitte_lease_holders_script)
            != NGX_OK
         || ngx_http_mitte_redis_on_ready(ngx_http_mitte_lease_ready, NULL)
+           != NGX_OK
+        || ngx_http_mitte_redis_on_exit(ngx_http_mitte_lease_exiting, NULL)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -298,170 +299,58 @@ ngx_http_mitte_lease_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&ngx_http_mitte_lease_timer);
     }
 
-    if (ngx_http_mitte_lease_table == NULL) {
-        return;
-    }
-
-    if (!ngx_terminate) {
-        ngx_http_mitte_lease_give_back(cycle);
-    }
-
     /* calls still out are answered with LOST: no table to touch then */
     ngx_http_mitte_lease_table = NULL;
 }
 
 
 /*
- * A graceful exit (quit, or the old workers of a reload): the unused
- * lease and the debt go back. The worker's connection was closed when
- * the shutdown began (it is idle for nginx), and the event loop is done:
- * one short-lived blocking connection of our own, at most 200 ms for the
- * connect and for each reply, and only when something is held.
- * A call still out is charged again with its debt (twice at worst).
+ * A graceful shutdown begins (quit, or the old workers of a reload): the
+ * unused lease and the debt of every entry go back, on the worker's
+ * connection, which stays open until the worker exits (their replies hold
+ * the exit, at most the command timeout). From here on the zone decides
+ * (as while Redis is away): what passes is debt, sent within 20 ms by a
+ * timer that holds the exit, and a call still out gives its grant back
+ * when its reply comes. Not run on a fast shutdown, nor when Redis is
+ * away then: the lease held expires with the month's key, at most 1% of
+ * the limit refused early (docs/cluster.md).
  */
 
 static void
-ngx_http_mitte_lease_give_back(ngx_cycle_t *cycle)
+ngx_http_mitte_lease_exiting(void *data)
 {
-    void                         *reply;
-    ngx_uint_t                    i, sent;
-    redisContext                 *rc;
-    ngx_http_mitte_lease_t       *e;
-    ngx_http_mitte_lease_args_t   a;
-    const char                   *argv[11];
-    size_t                        lens[11];
+    ngx_http_mitte_lease_closing = 1;
 
-    rc = NULL;
-    sent = 0;
+    if (ngx_http_mitte_lease_timer.timer_set) {
+        ngx_del_timer(&ngx_http_mitte_lease_timer);
+    }
+
+    ngx_http_mitte_lease_settle();
+}
+
+
+/* after the shutdown began: every entry's lease and debt back */
+
+static void
+ngx_http_mitte_lease_settle(void)
+{
+    ngx_uint_t               i;
+    ngx_http_mitte_lease_t  *e;
 
     for (i = 0; i < NGX_HTTP_MITTE_LEASE_SLOTS; i++) {
         e = &ngx_http_mitte_lease_table[i];
 
-        if (e->hash == 0 || (e->lease == 0 && e->debt + e->sent_debt == 0))
-        {
+        if (e->hash == 0 || e->pending || (e->lease == 0 && e->debt == 0)) {
             continue;
         }
 
-        if (ngx_http_mitte_lease_args(e, 0, e->lease, e->debt + e->sent_debt,
-                                      &a)
-            != NGX_OK)
-        {
-            continue;
+        if (ngx_http_mitte_lease_send(e, 0, e->lease) != NGX_OK) {
+            /* Redis is gone: nothing holds the exit for it */
+            return;
         }
 
-        if (rc == NULL) {
-            rc = ngx_http_mitte_lease_connect(cycle);
-            if (rc == NULL) {
-                return;
-            }
-        }
-
-        argv[0] = "EVAL";
-        lens[0] = 4;
-        argv[1] = ngx_http_mitte_lease_script.text;
-        lens[1] = ngx_strlen(ngx_http_mitte_lease_script.text);
-        ngx_memcpy(&argv[2], a.argv, sizeof(a.argv));
-        ngx_memcpy(&lens[2], a.lens, sizeof(a.lens));
-
-        if (redisAppendCommandArgv(rc, 11, argv, lens) != REDIS_OK) {
-            break;
-        }
-
-        sent++;
+        e->lease = 0;
     }
-
-    for (i = 0; i < sent; i++) {
-        if (redisGetReply(rc, &reply) != REDIS_OK) {
-            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-                          "mitte: redis \"%V\": quota lease not given "
-                          "back at exit: %s",
-                          &ngx_http_mitte_lease_mmcf->redis->name,
-                          rc->errstr);
-            break;
-        }
-
-        freeReplyObject(reply);
-    }
-
-    if (rc) {
-        redisFree(rc);
-    }
-}
-
-
-/* a handshake's reply freed: 1 when there was none or an error */
-
-static ngx_uint_t
-ngx_http_mitte_lease_refused(redisContext *rc, redisReply *reply)
-{
-    ngx_uint_t  refused;
-
-    if (reply == NULL) {
-        return 1;
-    }
-
-    refused = (reply->type == REDIS_REPLY_ERROR);
-
-    if (refused) {
-        ngx_cpystrn((u_char *) rc->errstr, (u_char *) reply->str,
-                    sizeof(rc->errstr));
-    }
-
-    freeReplyObject(reply);
-
-    return refused;
-}
-
-
-/* the exit's blocking connection: connected, AUTH and SELECT done */
-
-static redisContext *
-ngx_http_mitte_lease_connect(ngx_cycle_t *cycle)
-{
-    void                         *reply;
-    struct timeval                tv;
-    redisContext                 *rc;
-    ngx_http_mitte_redis_conf_t  *rcf;
-
-    rcf = ngx_http_mitte_lease_mmcf->redis;
-    tv.tv_sec = 0;
-    tv.tv_usec = 200000;
-
-    rc = rcf->port ? redisConnectWithTimeout((char *) rcf->host.data,
-                                             (int) rcf->port, tv)
-                   : redisConnectUnixWithTimeout((char *) rcf->host.data, tv);
-
-    if (rc == NULL || rc->err || redisSetTimeout(rc, tv) != REDIS_OK) {
-        goto failed;
-    }
-
-    if (rcf->password.len) {
-        reply = redisCommand(rc, "AUTH %b", rcf->password.data,
-                             rcf->password.len);
-        if (ngx_http_mitte_lease_refused(rc, reply)) {
-            goto failed;
-        }
-    }
-
-    reply = redisCommand(rc, "SELECT %d", (int) rcf->db);
-    if (ngx_http_mitte_lease_refused(rc, reply)) {
-        goto failed;
-    }
-
-    return rc;
-
-failed:
-
-    ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-                  "mitte: redis \"%V\": quota lease not given back at "
-                  "exit: %s", &rcf->name,
-                  rc ? rc->errstr : "no memory");
-
-    if (rc) {
-        redisFree(rc);
-    }
-
-    return NULL;
 }
 
 
@@ -542,7 +431,8 @@ ngx_http_mitte_lease_take(ngx_http_mitte_main_conf_t *mmcf, ngx_str_t *user,
     *ask = NULL;
 
     if (ngx_http_mitte_lease_table == NULL
-        || ngx_http_mitte_redis_ready() != NGX_OK)
+        || ngx_http_mitte_redis_ready() != NGX_OK
+        || ngx_http_mitte_lease_closing)
     {
         return NGX_HTTP_MITTE_LEASE_OFF;
     }
@@ -656,6 +546,15 @@ ngx_http_mitte_lease_fail_open(ngx_rbtree_key_t hash, uint32_t month)
         if (e->hash == hash && e->month == month) {
             if (e->debt < 0x7fffffff) {
                 e->debt++;
+            }
+
+            if (ngx_http_mitte_lease_closing
+                && !ngx_http_mitte_lease_timer.timer_set
+                && ngx_http_mitte_redis_ready() == NGX_OK)
+            {
+                /* charged within 20 ms; the exit waits for it */
+                ngx_http_mitte_lease_timer.cancelable = 0;
+                ngx_add_timer(&ngx_http_mitte_lease_timer, 20);
             }
 
             return;
@@ -785,6 +684,13 @@ ngx_http_mitte_lease_reply(redisReply *reply, void *data, ngx_uint_t rc)
 
     ngx_http_mitte_lease_granted(e, el[0]->integer, el[1]->integer,
                                  el[2]->integer == 1);
+
+    if (ngx_http_mitte_lease_closing && (e->lease || e->debt)
+        && ngx_http_mitte_lease_send(e, 0, e->lease) == NGX_OK)
+    {
+        /* granted as the shutdown began: back at once */
+        e->lease = 0;
+    }
 }
 
 
@@ -943,9 +849,17 @@ ngx_http_mitte_lease_tick(ngx_event_t *ev)
     ngx_msec_t               now;
     ngx_http_mitte_lease_t  *e;
 
-    if (ngx_exiting || ngx_quit || ngx_terminate
-        || ngx_http_mitte_lease_table == NULL)
-    {
+    if (ngx_http_mitte_lease_table == NULL) {
+        return;
+    }
+
+    if (ngx_http_mitte_lease_closing) {
+        /* the debt of what passed since the shutdown began */
+        ngx_http_mitte_lease_settle();
+        return;
+    }
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
         return;
     }
 

@@ -10,9 +10,12 @@
  * 0.14 has no timers, so the handshake and every command are timed by an
  * nginx timer on the oldest command waiting for its reply; a command that
  * times out fails, and the connection is dropped and made again with
- * backoff (250ms, x2, at most 30s, +-25% jitter). Nothing here blocks, no
- * timer holds up a graceful shutdown, and the connections are closed when
- * a shutdown begins.
+ * backoff (250ms, x2, at most 30s, +-25% jitter). Nothing here blocks.
+ * When a graceful shutdown begins, the reading connection is closed; the
+ * first one runs the on_exit handlers (the last deltas, the quota lease
+ * given back) and stays open until the worker exits: only the timer of
+ * commands waiting for their replies holds up the exit, at most the
+ * command timeout.
  *
  * On each connection: AUTH (with a password file), CLIENT SETNAME
  * ("mitte:<pid>", "mitte-reader:<pid>"), SELECT; then, on the first one
@@ -122,6 +125,8 @@ struct ngx_http_mitte_redis_worker_s {
     size_t                              client_len;
     ngx_uint_t                          nready;
     ngx_http_mitte_redis_ready_t        on_ready[NGX_HTTP_MITTE_REDIS_NREADY];
+    ngx_uint_t                          nexit;
+    ngx_http_mitte_redis_ready_t        on_exit[NGX_HTTP_MITTE_REDIS_NREADY];
     ngx_uint_t                          nscripts;
     ngx_http_mitte_redis_script_t      *scripts[NGX_HTTP_MITTE_REDIS_NSCRIPTS];
     ngx_uint_t                          maxlen;     /* of the event stream */
@@ -133,6 +138,7 @@ struct ngx_http_mitte_redis_worker_s {
     unsigned                            reader:1;   /* the reading one */
     unsigned                            wanted:1;   /* asked for */
     unsigned                            tried:1;    /* connected once */
+    unsigned                            exiting:1;  /* on_exit handlers run */
 };
 
 
@@ -167,6 +173,8 @@ static void ngx_http_mitte_redis_del_write(void *privdata);
 static void ngx_http_mitte_redis_cleanup(void *privdata);
 static void ngx_http_mitte_redis_read_handler(ngx_event_t *rev);
 static void ngx_http_mitte_redis_write_handler(ngx_event_t *wev);
+static void ngx_http_mitte_redis_shutdown(ngx_http_mitte_redis_worker_t *w,
+    ngx_connection_t *c);
 static void ngx_http_mitte_redis_handshake(redisReply *reply, void *data,
     ngx_uint_t rc);
 static void ngx_http_mitte_redis_up(ngx_http_mitte_redis_worker_t *w);
@@ -1306,8 +1314,7 @@ ngx_http_mitte_redis_read_handler(ngx_event_t *rev)
     ac = c->data;
 
     if (c->close) {
-        /* a graceful shutdown begins: no need to wait for it to end */
-        ngx_http_mitte_redis_drop(ac->data, NULL, NULL);
+        ngx_http_mitte_redis_shutdown(ac->data, c);
         return;
     }
 
@@ -1322,6 +1329,40 @@ ngx_http_mitte_redis_write_handler(ngx_event_t *wev)
     ngx_connection_t  *c = wev->data;
 
     redisAsyncHandleWrite(c->data);
+}
+
+
+/*
+ * nginx closes idle connections when a graceful shutdown begins (and all
+ * of them when worker_shutdown_timeout expires). The reading connection
+ * goes at once; the first one, when ready, runs the on_exit handlers and
+ * stays: the worker's requests still running record and flush as ever,
+ * and exit_process closes it. The second call (the shutdown timer) drops
+ * it.
+ */
+
+static void
+ngx_http_mitte_redis_shutdown(ngx_http_mitte_redis_worker_t *w,
+    ngx_connection_t *c)
+{
+    ngx_uint_t  i;
+
+    if (w->reader || w->exiting || !w->ready) {
+        ngx_http_mitte_redis_drop(w, NULL, NULL);
+        return;
+    }
+
+    c->close = 0;
+    w->exiting = 1;
+
+    for (i = 0; i < w->nexit; i++) {
+        w->on_exit[i].handler(w->on_exit[i].data);
+    }
+
+    if (w->timer.timer_set) {
+        /* the replies of what the handlers sent hold the exit */
+        w->timer.cancelable = 0;
+    }
 }
 
 
@@ -1617,6 +1658,26 @@ ngx_http_mitte_redis_on_ready(ngx_http_mitte_redis_ready_pt handler,
 
 
 ngx_int_t
+ngx_http_mitte_redis_on_exit(ngx_http_mitte_redis_ready_pt handler,
+    void *data)
+{
+    ngx_http_mitte_redis_worker_t  *w;
+
+    w = &ngx_http_mitte_redis_worker;
+
+    if (w->nexit == NGX_HTTP_MITTE_REDIS_NREADY) {
+        return NGX_ERROR;
+    }
+
+    w->on_exit[w->nexit].handler = handler;
+    w->on_exit[w->nexit].data = data;
+    w->nexit++;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
 ngx_http_mitte_redis_read_on_ready(ngx_http_mitte_redis_ready_pt handler,
     void *data)
 {
@@ -1785,6 +1846,9 @@ ngx_http_mitte_redis_arm(ngx_http_mitte_redis_worker_t *w)
                          ngx_http_mitte_redis_cmd_t, queue);
 
     left = (ngx_msec_int_t) (cmd->deadline - ngx_current_msec);
+
+    /* after the shutdown began: a reply awaited holds the exit */
+    w->timer.cancelable = !w->exiting;
 
     ngx_add_timer(&w->timer, left > 0 ? (ngx_msec_t) left : 1);
 }

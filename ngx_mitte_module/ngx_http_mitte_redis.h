@@ -98,6 +98,18 @@ ngx_int_t ngx_http_mitte_redis_on_ready(ngx_http_mitte_redis_ready_pt handler,
     void *data);
 
 /*
+ * A handler for the start of a graceful shutdown (quit, or the old
+ * workers of a reload), at most 8: it runs once, on the event loop, while
+ * the first connection is still ready, and may issue commands (a worker's
+ * last deltas, its quota lease given back). The connection stays open
+ * until the worker exits, and while commands wait for their replies
+ * their timer holds the exit, at most the command timeout. Not run when
+ * the connection is not ready then, nor on a fast shutdown.
+ */
+ngx_int_t ngx_http_mitte_redis_on_exit(ngx_http_mitte_redis_ready_pt handler,
+    void *data);
+
+/*
  * "<prefix>" followed by fmt (ngx_sprintf's format): the key's length, or
  * 0 when it does not fit or mitte_redis is not configured
  */

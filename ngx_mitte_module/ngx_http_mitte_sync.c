@@ -113,6 +113,8 @@ static ngx_http_mitte_sync_ep_t *ngx_http_mitte_sync_ep(
     ngx_http_mitte_sync_t *s, ngx_http_mitte_delivery_t *d,
     ngx_http_mitte_endpoint_node_t *en);
 static void ngx_http_mitte_sync_timer(ngx_event_t *ev);
+static void ngx_http_mitte_sync_arm(ngx_http_mitte_sync_t *s, ngx_msec_t ms);
+static void ngx_http_mitte_sync_exiting(void *data);
 static void ngx_http_mitte_sync_clear(ngx_http_mitte_sync_t *s);
 static ngx_int_t ngx_http_mitte_sync_room(ngx_http_mitte_sync_t *s,
     u_char **buf, size_t *have, size_t size);
@@ -388,6 +390,8 @@ ngx_http_mitte_sync_init_process(ngx_cycle_t *cycle)
         || ngx_http_mitte_redis_script(&ngx_http_mitte_merge_script)
            != NGX_OK
         || ngx_http_mitte_redis_on_ready(ngx_http_mitte_sync_ready, s)
+           != NGX_OK
+        || ngx_http_mitte_redis_on_exit(ngx_http_mitte_sync_exiting, s)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -400,8 +404,9 @@ ngx_http_mitte_sync_init_process(ngx_cycle_t *cycle)
 
 
 /*
- * At exit: the batch is not sent (its reply could not be waited for);
- * the zone keeps what it holds, and the state file if there is one.
+ * At exit: a graceful shutdown has sent the batch (below); what is left
+ * (Redis away then, or a fast shutdown) stays in the zone, and in the
+ * state file if there is one.
  */
 
 void
@@ -506,8 +511,8 @@ ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
 armed:
 
     if (!s->timer.timer_set && !s->sending) {
-        ngx_add_timer(&s->timer, ready ? NGX_HTTP_MITTE_SYNC_INTERVAL
-                                       : NGX_HTTP_MITTE_SYNC_RETRY);
+        ngx_http_mitte_sync_arm(s, ready ? NGX_HTTP_MITTE_SYNC_INTERVAL
+                                         : NGX_HTTP_MITTE_SYNC_RETRY);
     }
 
     if (!ready) {
@@ -612,6 +617,41 @@ found:
 }
 
 
+/*
+ * The flush timer. After a graceful shutdown began, while Redis is ready,
+ * a batch to send holds the exit (a timer that is not cancelable), so the
+ * deliveries of the worker's last requests reach the cluster; a retry
+ * (Redis away, a failed flush) does not.
+ */
+
+static void
+ngx_http_mitte_sync_arm(ngx_http_mitte_sync_t *s, ngx_msec_t ms)
+{
+    s->timer.cancelable = !(ngx_exiting && ms == NGX_HTTP_MITTE_SYNC_INTERVAL);
+
+    ngx_add_timer(&s->timer, ms);
+}
+
+
+/* a graceful shutdown begins: the batch goes now */
+
+static void
+ngx_http_mitte_sync_exiting(void *data)
+{
+    ngx_http_mitte_sync_t *s = data;
+
+    if (s->sending || !(s->pending || s->neps || s->nevents)) {
+        return;
+    }
+
+    if (s->timer.timer_set) {
+        ngx_del_timer(&s->timer);
+    }
+
+    ngx_http_mitte_sync_timer(&s->timer);
+}
+
+
 static void
 ngx_http_mitte_sync_timer(ngx_event_t *ev)
 {
@@ -623,7 +663,7 @@ ngx_http_mitte_sync_timer(ngx_event_t *ev)
 
     if (ngx_http_mitte_redis_ready() != NGX_OK || !s->checked) {
         if (s->pending || s->neps || s->nevents) {
-            ngx_add_timer(&s->timer, NGX_HTTP_MITTE_SYNC_RETRY);
+            ngx_http_mitte_sync_arm(s, NGX_HTTP_MITTE_SYNC_RETRY);
         }
 
         return;
@@ -913,7 +953,7 @@ ngx_http_mitte_sync_send(ngx_http_mitte_sync_t *s)
                                   argvlen)
         != NGX_OK)
     {
-        ngx_add_timer(&s->timer, NGX_HTTP_MITTE_SYNC_RETRY);
+        ngx_http_mitte_sync_arm(s, NGX_HTTP_MITTE_SYNC_RETRY);
         return;
     }
 
@@ -953,7 +993,7 @@ ngx_http_mitte_sync_sent(redisReply *reply, void *data, ngx_uint_t rc)
         }
 
         if (!s->timer.timer_set) {
-            ngx_add_timer(&s->timer, NGX_HTTP_MITTE_SYNC_RETRY);
+            ngx_http_mitte_sync_arm(s, NGX_HTTP_MITTE_SYNC_RETRY);
         }
 
         return;
@@ -973,7 +1013,7 @@ ngx_http_mitte_sync_sent(redisReply *reply, void *data, ngx_uint_t rc)
     }
 
     if ((s->neps || s->nevents) && !s->timer.timer_set) {
-        ngx_add_timer(&s->timer, NGX_HTTP_MITTE_SYNC_INTERVAL);
+        ngx_http_mitte_sync_arm(s, NGX_HTTP_MITTE_SYNC_INTERVAL);
     }
 }
 
@@ -1252,7 +1292,7 @@ ngx_http_mitte_sync_epoch(redisReply *reply, void *data, ngx_uint_t rc)
     if ((s->pending || s->neps || s->nevents) && !s->timer.timer_set
         && !s->sending)
     {
-        ngx_add_timer(&s->timer, NGX_HTTP_MITTE_SYNC_INTERVAL);
+        ngx_http_mitte_sync_arm(s, NGX_HTTP_MITTE_SYNC_INTERVAL);
     }
 }
 

@@ -18,6 +18,8 @@
 #   again and counted once;
 # - Redis stopped: deliveries still answered and recorded in the zone,
 #   the backlog is sent when Redis is back (counted in Redis once);
+# - a graceful quit sends the worker's last deltas, those of requests
+#   that end after it began included;
 # - every key carries the prefix and a TTL (or is one of the capped ones).
 
 use strict;
@@ -26,6 +28,7 @@ use warnings;
 use Test::More;
 use POSIX qw(fmod);
 use Time::HiRes qw(sleep time);
+use IO::Socket::INET;
 use Mitte::Test qw(:all);
 use Mitte::Redis;
 use Mitte::SSE qw(:all);
@@ -417,6 +420,74 @@ sub notes_of {
     my $m = metrics_of($ia);
     is($m->{'mitte_redis_entries_refused_total'}, 0,
        'no stream entry refused');
+}
+
+
+# ---- a graceful quit: the last deliveries reach the cluster --------------
+
+# a request still running when the quit comes: its socket, the answer
+# read later
+sub slow_request {
+    my ($t, $user, $path) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $t->port, Proto => 'tcp',
+                                  Timeout => 10) or die "connect: $!";
+    print $s "POST $path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        . "X-Mitte-User: $user\r\nContent-Type: application/json\r\n"
+        . "Content-Length: 2\r\nConnection: close\r\n\r\n{}";
+    return $s;
+}
+
+sub status_of {
+    my ($s) = @_;
+    my $in = '';
+    my $deadline = time() + 10;
+    while (time() < $deadline) {
+        my $n = sysread $s, $in, 65536, length $in;
+        last unless $n;
+    }
+    close $s;
+    return ($in =~ m{^HTTP/1\.\d (\d{3})}) ? $1 : 0;
+}
+
+{
+    # an upstream that answers 0.8 s late, on a third instance C
+    my $slow = Mitte::Receiver->new(script => sub {
+        return { status => 200, body => 'ok', delay => 0.8 };
+    });
+    my $loc = "        location ~ ^/slow/(?<slug>[^/]+)\$ {\n"
+        . "            mitte_endpoint \$slug;\n"
+        . "            mitte_user \$http_x_mitte_user;\n"
+        . '            proxy_pass http://127.0.0.1:' . $slow->port . ";\n"
+        . "        }\n";
+    (my $cc = $conf) =~ s{^(        location /mitte/ \{)}{$loc$1}m;
+    my $ic = Mitte::Test->new(http => $cc, workers => 2, allow => $ALLOW);
+    $ic->start;
+    ok(up($ic), 'C: connected');
+
+    # two deliveries still running when the quit comes, twenty done just
+    # before it (the last ones still in their worker's batch)
+    my @running = map { slow_request($ic, 'quin', '/slow/quit-slow') } 1, 2;
+    sleep 0.2;
+    $ic->post_as('quin', '/hooks/quit-fast?status=200') for 1 .. 20;
+    my $t0 = time();
+    kill 'QUIT', $ic->pid;
+    is_deeply([map { status_of($_) } @running], [200, 200],
+              'the deliveries running at the quit were answered');
+    is($ic->quit, 0, 'C: quits cleanly with deliveries running');
+    my $took = time() - $t0;
+    ok($took < 5, sprintf 'the quit took %.2f s (the upstream: 0.8 s)',
+       $took);
+
+    # the batch sent as the shutdown began, and the flush of what ended
+    # after it: on B through the stream
+    ok(wait_until(sub { (counts($ib, 'quit-fast'))[0] == 20 }, 10),
+       'the 20 deliveries just before the quit reach B');
+    ok(wait_until(sub { (counts($ib, 'quit-slow'))[0] == 2 }, 10),
+       'the 2 deliveries that ended after the quit began reach B')
+        or diag('B has ' . (counts($ib, 'quit-slow'))[0]);
+    $ic->check_error_log;
+    $slow->stop;
 }
 
 
