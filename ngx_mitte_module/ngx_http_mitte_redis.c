@@ -32,6 +32,7 @@
 #include <openssl/sha.h>
 
 #include "mitte_backoff.h"
+#include "mitte_arena.h"
 
 
 #define NGX_HTTP_MITTE_REDIS_HEARTBEAT      20000
@@ -42,6 +43,10 @@
 #define NGX_HTTP_MITTE_REDIS_ARGS           256
 #define NGX_HTTP_MITTE_REDIS_PASSWORD_MAX   512
 #define NGX_HTTP_MITTE_REDIS_PREFIX_MAX     64
+/* replies: the arena's block kept, the reader's buffer kept */
+#define NGX_HTTP_MITTE_REDIS_ARENA_KEEP     (1024 * 1024)
+#define NGX_HTTP_MITTE_REDIS_READ_KEEP      (256 * 1024)
+#define NGX_HTTP_MITTE_REDIS_OBUF_KEEP      (256 * 1024)
 
 /* errors_total's kinds */
 #define NGX_HTTP_MITTE_REDIS_ERR_TIMEOUT    0
@@ -139,6 +144,9 @@ struct ngx_http_mitte_redis_worker_s {
     unsigned                            wanted:1;   /* asked for */
     unsigned                            tried:1;    /* connected once */
     unsigned                            exiting:1;  /* on_exit handlers run */
+    u_char                             *out;        /* a command, formatted */
+    size_t                              out_size;
+    mitte_arena_t                       arena;      /* the reply being read */
 };
 
 
@@ -192,6 +200,21 @@ static ngx_http_mitte_redis_cmd_t *ngx_http_mitte_redis_cmd(
 static ngx_int_t ngx_http_mitte_redis_once(const char *word, size_t len);
 static ngx_int_t ngx_http_mitte_redis_queued(ngx_http_mitte_redis_worker_t *w,
     ngx_http_mitte_redis_cmd_t *cmd, int rc);
+static void *ngx_http_mitte_redis_new_reply(const redisReadTask *task,
+    int type);
+static void *ngx_http_mitte_redis_new_string(const redisReadTask *task,
+    char *str, size_t len);
+static void *ngx_http_mitte_redis_new_array(const redisReadTask *task,
+    int elements);
+static void *ngx_http_mitte_redis_new_integer(const redisReadTask *task,
+    long long value);
+static void *ngx_http_mitte_redis_new_nil(const redisReadTask *task);
+static void ngx_http_mitte_redis_free_reply(void *reply);
+static void ngx_http_mitte_redis_free_read_reply(void *reply);
+static int ngx_http_mitte_redis_format(ngx_http_mitte_redis_worker_t *w,
+    ngx_http_mitte_redis_cmd_t *cmd, int argc, const char **argv,
+    const size_t *argvlen);
+static u_char *ngx_http_mitte_redis_resp(u_char *p, u_char type, size_t n);
 static ngx_int_t ngx_http_mitte_redis_argv(ngx_http_mitte_redis_worker_t *w,
     ngx_http_mitte_redis_handler_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen);
@@ -213,6 +236,23 @@ static void ngx_http_mitte_redis_slot(ngx_http_mitte_redis_worker_t *w,
 
 static ngx_http_mitte_redis_worker_t  ngx_http_mitte_redis_worker;
 static ngx_http_mitte_redis_worker_t  ngx_http_mitte_redis_reader_worker;
+
+/* hiredis's reply objects, in the arena of each connection's worker */
+static redisReplyObjectFunctions  ngx_http_mitte_redis_replies = {
+    ngx_http_mitte_redis_new_string,
+    ngx_http_mitte_redis_new_array,
+    ngx_http_mitte_redis_new_integer,
+    ngx_http_mitte_redis_new_nil,
+    ngx_http_mitte_redis_free_reply
+};
+
+static redisReplyObjectFunctions  ngx_http_mitte_redis_read_replies = {
+    ngx_http_mitte_redis_new_string,
+    ngx_http_mitte_redis_new_array,
+    ngx_http_mitte_redis_new_integer,
+    ngx_http_mitte_redis_new_nil,
+    ngx_http_mitte_redis_free_read_reply
+};
 
 /* the last error line of this worker about Redis, either connection */
 static time_t  ngx_http_mitte_redis_logged;
@@ -246,7 +286,7 @@ static ngx_str_t  ngx_http_mitte_redis_zone_name =
 
 /*
  * mitte_redis host:port | unix:/path [db=n] [password_file=path]
- *     [prefix=mitte:] [timeout=1s];
+ *     [prefix=mitte:] [timeout=1s] [flush=1s];
  *
  * A host name is resolved here (hiredis would resolve it with a blocking
  * getaddrinfo() in the worker): the workers connect first to its first
@@ -286,6 +326,7 @@ ngx_http_mitte_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_set(&rcf->prefix, "mitte:");
     ngx_str_set(&rcf->db_text, "0");
     rcf->timeout = 1000;
+    rcf->flush = 1000;
 
     value = cf->args->elts;
 
@@ -503,12 +544,32 @@ ngx_http_mitte_redis_param(ngx_conf_t *cf, ngx_http_mitte_redis_conf_t *rcf,
         return NGX_CONF_OK;
     }
 
+    if (v->len > 6 && ngx_strncmp(v->data, "flush=", 6) == 0) {
+        s.data = v->data + 6;
+        s.len = v->len - 6;
+
+        rcf->flush = ngx_parse_time(&s, 0);
+
+        if (rcf->flush == (ngx_msec_t) NGX_ERROR
+            || rcf->flush < NGX_HTTP_MITTE_REDIS_FLUSH_MIN
+            || rcf->flush > 10000)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid flush \"%V\" in \"mitte_redis\", "
+                               "expected %dms to 10s", &s,
+                               NGX_HTTP_MITTE_REDIS_FLUSH_MIN);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\" in \"mitte_redis\", "
-                       "expected db=n, password_file=path, prefix=text or "
-                       "timeout=time", v);
+                       "expected db=n, password_file=path, prefix=text, "
+                       "timeout=time or flush=time", v);
 
     return NGX_CONF_ERROR;
 }
@@ -784,6 +845,7 @@ ngx_http_mitte_redis_link_init(ngx_http_mitte_redis_worker_t *w,
     mitte_backoff_reset(&w->backoff);
 
     ngx_queue_init(&w->commands);
+    mitte_arena_init(&w->arena, NGX_HTTP_MITTE_REDIS_ARENA_KEEP);
 
     w->timer.handler = ngx_http_mitte_redis_timeout;
     w->timer.data = w;
@@ -904,6 +966,14 @@ ngx_http_mitte_redis_close(ngx_http_mitte_redis_worker_t *w)
     if (w->retry.timer_set) {
         ngx_del_timer(&w->retry);
     }
+
+    if (w->out) {
+        ngx_free(w->out);
+        w->out = NULL;
+        w->out_size = 0;
+    }
+
+    mitte_arena_free(&w->arena);
 }
 
 
@@ -1105,6 +1175,12 @@ ngx_http_mitte_redis_open(ngx_http_mitte_redis_worker_t *w)
     }
 
     w->ac = ac;
+
+    /* replies built in the worker's arena, the read buffer kept */
+    ac->c.reader->fn = w->reader ? &ngx_http_mitte_redis_read_replies
+                                 : &ngx_http_mitte_redis_replies;
+    (void) redisReaderSetPrivdata(ac->c.reader, &w->arena);
+    ac->c.reader->maxbuf = NGX_HTTP_MITTE_REDIS_READ_KEEP;
 
     /* the handshake, sent once connect() ends; timed as commands are */
 
@@ -1323,12 +1399,45 @@ ngx_http_mitte_redis_read_handler(ngx_event_t *rev)
 }
 
 
+/*
+ * hiredis frees its output buffer whenever it has written all of it, and
+ * grows a new one for the next command: a flush every 20 ms would make
+ * and free a buffer of its size each time. A connected context's buffer
+ * is written here first and emptied in place, so that it stays (up to
+ * NGX_HTTP_MITTE_REDIS_OBUF_KEEP); hiredis's write then finds it empty
+ * and only switches the events. A write error is left for hiredis to
+ * meet again and report.
+ */
+
 static void
 ngx_http_mitte_redis_write_handler(ngx_event_t *wev)
 {
     ngx_connection_t  *c = wev->data;
 
-    redisAsyncHandleWrite(c->data);
+    size_t              len;
+    ssize_t             n;
+    redisContext       *rc;
+    redisAsyncContext  *ac;
+
+    ac = c->data;
+    rc = &ac->c;
+
+    if ((rc->flags & REDIS_CONNECTED) && rc->err == 0 && rc->obuf != NULL) {
+        len = sdslen(rc->obuf);
+
+        if (len && sdsAllocSize(rc->obuf) <= NGX_HTTP_MITTE_REDIS_OBUF_KEEP) {
+            n = write(rc->fd, rc->obuf, len);
+
+            if (n == (ssize_t) len) {
+                sdsclear(rc->obuf);
+
+            } else if (n > 0) {
+                sdsrange(rc->obuf, (int) n, -1);
+            }
+        }
+    }
+
+    redisAsyncHandleWrite(ac);
 }
 
 
@@ -1641,8 +1750,7 @@ ngx_http_mitte_redis_read_argv(ngx_http_mitte_redis_handler_pt handler,
         return NGX_DECLINED;
     }
 
-    rc = redisAsyncCommandArgv(w->ac, ngx_http_mitte_redis_reply, cmd,
-                               argc, argv, argvlen);
+    rc = ngx_http_mitte_redis_format(w, cmd, argc, argv, argvlen);
 
     return ngx_http_mitte_redis_queued(w, cmd, rc);
 }
@@ -1777,10 +1885,207 @@ ngx_http_mitte_redis_argv(ngx_http_mitte_redis_worker_t *w,
         return NGX_DECLINED;
     }
 
-    rc = redisAsyncCommandArgv(w->ac, ngx_http_mitte_redis_reply, cmd,
-                               argc, argv, argvlen);
+    rc = ngx_http_mitte_redis_format(w, cmd, argc, argv, argvlen);
 
     return ngx_http_mitte_redis_queued(w, cmd, rc);
+}
+
+
+/*
+ * hiredis builds each reply object by object, with malloc by default, and
+ * frees it after its callback: a few dozen allocations a flush, freed
+ * again at once, whose holes in the heap made nginx's own allocations of
+ * every request slower (docs/benchmarks.md). Here the objects of a reply
+ * go into the connection's arena (the reader's privdata), and freeing the
+ * reply (only ever its root: after its callback, or a partial one when
+ * the context is freed) empties the arena; no reply outlives its callback.
+ */
+
+static void *
+ngx_http_mitte_redis_new_reply(const redisReadTask *task, int type)
+{
+    redisReply  *r, *parent;
+
+    r = mitte_arena_alloc(task->privdata, sizeof(redisReply));
+    if (r == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(r, sizeof(redisReply));
+    r->type = type;
+
+    if (task->parent) {
+        parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+
+    return r;
+}
+
+
+static void *
+ngx_http_mitte_redis_new_string(const redisReadTask *task, char *str,
+    size_t len)
+{
+    redisReply  *r;
+
+    r = ngx_http_mitte_redis_new_reply(task, task->type);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    r->str = mitte_arena_alloc(task->privdata, len + 1);
+    if (r->str == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(r->str, str, len);
+    r->str[len] = '\0';
+    r->len = len;
+
+    return r;
+}
+
+
+static void *
+ngx_http_mitte_redis_new_array(const redisReadTask *task, int elements)
+{
+    redisReply  *r;
+
+    r = ngx_http_mitte_redis_new_reply(task, REDIS_REPLY_ARRAY);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    if (elements > 0) {
+        r->element = mitte_arena_alloc(task->privdata,
+                                       elements * sizeof(redisReply *));
+        if (r->element == NULL) {
+            return NULL;
+        }
+
+        ngx_memzero(r->element, elements * sizeof(redisReply *));
+    }
+
+    r->elements = elements;
+
+    return r;
+}
+
+
+static void *
+ngx_http_mitte_redis_new_integer(const redisReadTask *task, long long value)
+{
+    redisReply  *r;
+
+    r = ngx_http_mitte_redis_new_reply(task, REDIS_REPLY_INTEGER);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    r->integer = value;
+
+    return r;
+}
+
+
+static void *
+ngx_http_mitte_redis_new_nil(const redisReadTask *task)
+{
+    return ngx_http_mitte_redis_new_reply(task, REDIS_REPLY_NIL);
+}
+
+
+static void
+ngx_http_mitte_redis_free_reply(void *reply)
+{
+    mitte_arena_reset(&ngx_http_mitte_redis_worker.arena);
+}
+
+
+static void
+ngx_http_mitte_redis_free_read_reply(void *reply)
+{
+    mitte_arena_reset(&ngx_http_mitte_redis_reader_worker.arena);
+}
+
+
+/*
+ * A command in Redis's protocol, written into the connection's own buffer
+ * (kept from command to command), then given to hiredis as it is: no
+ * per-argument formatting and no buffer allocated and freed each time,
+ * which a flush of a few hundred endpoints every 20 ms would otherwise
+ * cost (docs/benchmarks.md).
+ */
+
+static int
+ngx_http_mitte_redis_format(ngx_http_mitte_redis_worker_t *w,
+    ngx_http_mitte_redis_cmd_t *cmd, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    int      i;
+    size_t   size;
+    u_char  *p;
+
+    size = 1 + NGX_SIZE_T_LEN + 2;
+
+    for (i = 0; i < argc; i++) {
+        size += 1 + NGX_SIZE_T_LEN + 2 + argvlen[i] + 2;
+    }
+
+    if (size > w->out_size) {
+        size = ngx_max(size, 2 * w->out_size);
+        size = ngx_max(size, 4096);
+
+        p = ngx_alloc(size, w->log);
+        if (p == NULL) {
+            return REDIS_ERR;
+        }
+
+        if (w->out) {
+            ngx_free(w->out);
+        }
+
+        w->out = p;
+        w->out_size = size;
+    }
+
+    p = ngx_http_mitte_redis_resp(w->out, '*', (size_t) argc);
+
+    for (i = 0; i < argc; i++) {
+        p = ngx_http_mitte_redis_resp(p, '$', argvlen[i]);
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+        *p++ = CR;
+        *p++ = LF;
+    }
+
+    return redisAsyncFormattedCommand(w->ac, ngx_http_mitte_redis_reply, cmd,
+                                      (const char *) w->out, p - w->out);
+}
+
+
+/* "*<n>\r\n" or "$<n>\r\n" */
+
+static u_char *
+ngx_http_mitte_redis_resp(u_char *p, u_char type, size_t n)
+{
+    u_char   tmp[NGX_SIZE_T_LEN];
+    u_char  *t;
+
+    *p++ = type;
+
+    t = tmp + sizeof(tmp);
+
+    do {
+        *--t = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    p = ngx_cpymem(p, t, tmp + sizeof(tmp) - t);
+    *p++ = CR;
+    *p++ = LF;
+
+    return p;
 }
 
 

@@ -41,6 +41,10 @@ typedef void (*ngx_http_mitte_redis_ready_pt)(void *data);
 
 
 /* mitte_redis: what the configuration says, resolved */
+/* the shortest flush= (ms): the interval of the events' flushes */
+#define NGX_HTTP_MITTE_REDIS_FLUSH_MIN  20
+
+
 typedef struct ngx_http_mitte_redis_conf_s {
     ngx_str_t                   name;       /* as written */
     ngx_str_t                   host;       /* address text, NUL-terminated;
@@ -58,6 +62,7 @@ typedef struct ngx_http_mitte_redis_conf_s {
     ngx_str_t                   password;   /* empty: no AUTH */
     ngx_str_t                   prefix;
     ngx_msec_t                  timeout;
+    ngx_msec_t                  flush;      /* of the endpoints' counts */
     ngx_shm_zone_t             *shm_zone;   /* the workers' shared status */
 } ngx_http_mitte_redis_conf_t;
 
