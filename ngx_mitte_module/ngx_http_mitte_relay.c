@@ -51,14 +51,16 @@ static ngx_int_t ngx_http_mitte_relay_entry(ngx_http_mitte_relay_t *rl,
     u_char *text, size_t len);
 static ngx_int_t ngx_http_mitte_relay_flat(ngx_http_mitte_relay_t *rl,
     u_char *p, u_char *last);
-static ngx_int_t ngx_http_mitte_relay_fields(u_char *p, u_char *last,
-    ngx_str_t *f, ngx_uint_t n);
 static ngx_int_t ngx_http_mitte_relay_num(u_char *p, u_char *last,
     uint64_t *v);
+static ngx_int_t ngx_http_mitte_relay_text_field(u_char **pp, u_char *last,
+    size_t max, ngx_str_t *f);
+static ngx_int_t ngx_http_mitte_relay_num_field(u_char **pp, u_char *last,
+    uint64_t *v);
 static ngx_int_t ngx_http_mitte_relay_event(ngx_http_mitte_relay_t *rl,
-    u_char *p, u_char *last, uint64_t seq);
+    u_char **pp, u_char *last, uint64_t seq);
 static ngx_int_t ngx_http_mitte_relay_endpoint(ngx_http_mitte_relay_t *rl,
-    u_char *p, u_char *last, uint32_t now_hour);
+    u_char **pp, u_char *last, uint32_t now_hour);
 static ngx_int_t ngx_http_mitte_relay_watch(ngx_http_mitte_relay_t *rl,
     cJSON *entry);
 static ngx_int_t ngx_http_mitte_relay_text(cJSON *item, size_t max,
@@ -317,6 +319,13 @@ ngx_http_mitte_relay_entries(ngx_http_mitte_relay_t *rl,
 
             } else {
                 (void) ngx_atomic_fetch_add(&cc->entries_bad, 1);
+
+                if (fields->element[j]->str[0] == 'f') {
+                    /* its lines understood were applied */
+                    ngx_http_mitte_relay_error(rl, "a flush entry of the "
+                                               "stream", "has lines not "
+                                               "understood; skipped");
+                }
             }
         }
     }
@@ -413,10 +422,10 @@ static ngx_int_t
 ngx_http_mitte_relay_flat(ngx_http_mitte_relay_t *rl, u_char *p,
     u_char *last)
 {
-    u_char      *eol;
+    u_char       kind, *eol, *start;
     uint64_t     seq;
     uint32_t     hour;
-    ngx_int_t    rc;
+    ngx_int_t    rc, line;
     ngx_uint_t   events;
 
     eol = ngx_strlchr(p, last, '\n');
@@ -433,32 +442,38 @@ ngx_http_mitte_relay_flat(ngx_http_mitte_relay_t *rl, u_char *p,
 
     ngx_shmtx_lock(&rl->ctx->shpool->mutex);
 
-    for (p = eol + 1; p < last; p = eol + 1) {
-        eol = ngx_strlchr(p, last, '\n');
+    /* each line read once, its fields as they come */
 
-        if (eol == NULL) {
-            rc = NGX_ERROR;
-            break;
-        }
+    for (p = eol + 1; p < last; /* void */) {
+        start = p;
+        kind = *p++;
 
-        if (*p == 'E') {
+        if (kind == 'E') {
             events++;
+            line = ngx_http_mitte_relay_event(rl, &p, last, seq + events);
 
-            if (ngx_http_mitte_relay_event(rl, p + 1, eol, seq + events)
-                != NGX_OK)
-            {
-                rc = NGX_ERROR;
-            }
-
-        } else if (*p == 'P') {
-            if (ngx_http_mitte_relay_endpoint(rl, p + 1, eol, hour)
-                != NGX_OK)
-            {
-                rc = NGX_ERROR;
-            }
+        } else if (kind == 'P') {
+            line = ngx_http_mitte_relay_endpoint(rl, &p, last, hour);
 
         } else {
+            line = NGX_ERROR;
+        }
+
+        if (line != NGX_OK) {
+            /* the rest of a line not understood: on to the next one */
             rc = NGX_ERROR;
+
+            if (p > start && p[-1] == '\n') {
+                /* it ended where a field should have */
+                continue;
+            }
+
+            eol = ngx_strlchr(p, last, '\n');
+            if (eol == NULL) {
+                break;
+            }
+
+            p = eol + 1;
         }
     }
 
@@ -470,28 +485,63 @@ ngx_http_mitte_relay_flat(ngx_http_mitte_relay_t *rl, u_char *p,
 }
 
 
-/* the fields of a line, apart by 0x1f: NGX_OK when there are n */
+/*
+ * A text field of a line, ending at 0x1f (read past): NGX_ERROR when the
+ * line or the text ends first, or it is longer than "max"
+ */
 
 static ngx_int_t
-ngx_http_mitte_relay_fields(u_char *p, u_char *last, ngx_str_t *f,
-    ngx_uint_t n)
+ngx_http_mitte_relay_text_field(u_char **pp, u_char *last, size_t max,
+    ngx_str_t *f)
 {
-    u_char      *sep;
-    ngx_uint_t   i;
+    u_char  *p, *start;
 
-    for (i = 0; i < n; i++) {
-        sep = (i + 1 < n) ? ngx_strlchr(p, last, 0x1f) : last;
+    start = *pp;
 
-        if (sep == NULL) {
-            return NGX_ERROR;
-        }
-
-        f[i].data = p;
-        f[i].len = sep - p;
-        p = sep + 1;
+    for (p = start; p < last && *p != 0x1f && *p != '\n'; p++) {
+        /* void */
     }
 
-    return ngx_strlchr(f[n - 1].data, last, 0x1f) ? NGX_ERROR : NGX_OK;
+    if (p == last || *p != 0x1f || (size_t) (p - start) > max) {
+        *pp = p;
+        return NGX_ERROR;
+    }
+
+    f->data = start;
+    f->len = p - start;
+    *pp = p + 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A number field of 1 to 19 digits, read past the byte that ends it: that
+ * byte (0x1f, ':', ',' or '\n' as the caller expects), or NGX_ERROR
+ */
+
+static ngx_int_t
+ngx_http_mitte_relay_num_field(u_char **pp, u_char *last, uint64_t *v)
+{
+    u_char    *p, *start;
+    uint64_t   n;
+
+    start = *pp;
+    n = 0;
+
+    for (p = start; p < last && *p >= '0' && *p <= '9'; p++) {
+        n = n * 10 + (*p - '0');
+    }
+
+    if (p == start || p - start > 19 || p == last) {
+        *pp = p;
+        return NGX_ERROR;
+    }
+
+    *v = n;
+    *pp = p + 1;
+
+    return *p;
 }
 
 
@@ -519,28 +569,32 @@ ngx_http_mitte_relay_num(u_char *p, u_char *last, uint64_t *v)
 /* with the zone locked: a delivery's event, at the cluster's number */
 
 static ngx_int_t
-ngx_http_mitte_relay_event(ngx_http_mitte_relay_t *rl, u_char *p,
+ngx_http_mitte_relay_event(ngx_http_mitte_relay_t *rl, u_char **pp,
     u_char *last, uint64_t seq)
 {
     uint64_t                 st, o, d, t;
-    ngx_str_t                f[9];
+    ngx_str_t                f[5];
     ngx_http_mitte_event_t   e;
 
     /* slug user name method rid status success duration time */
 
-    if (ngx_http_mitte_relay_fields(p, last, f, 9) != NGX_OK
-        || f[0].len == 0 || f[0].len > MITTE_SLUG_MAX
-        || f[1].len > MITTE_USER_MAX || f[2].len > MITTE_NAME_MAX
-        || f[3].len > NGX_HTTP_MITTE_METHOD_MAX
-        || f[4].len > NGX_HTTP_MITTE_RID_MAX
-        || ngx_http_mitte_relay_num(f[5].data, f[5].data + f[5].len, &st)
+    if (ngx_http_mitte_relay_text_field(pp, last, MITTE_SLUG_MAX, &f[0])
+        != NGX_OK
+        || f[0].len == 0
+        || ngx_http_mitte_relay_text_field(pp, last, MITTE_USER_MAX, &f[1])
            != NGX_OK
-        || ngx_http_mitte_relay_num(f[6].data, f[6].data + f[6].len, &o)
+        || ngx_http_mitte_relay_text_field(pp, last, MITTE_NAME_MAX, &f[2])
            != NGX_OK
-        || ngx_http_mitte_relay_num(f[7].data, f[7].data + f[7].len, &d)
+        || ngx_http_mitte_relay_text_field(pp, last,
+                                           NGX_HTTP_MITTE_METHOD_MAX, &f[3])
            != NGX_OK
-        || ngx_http_mitte_relay_num(f[8].data, f[8].data + f[8].len, &t)
+        || ngx_http_mitte_relay_text_field(pp, last, NGX_HTTP_MITTE_RID_MAX,
+                                           &f[4])
            != NGX_OK
+        || ngx_http_mitte_relay_num_field(pp, last, &st) != 0x1f
+        || ngx_http_mitte_relay_num_field(pp, last, &o) != 0x1f
+        || ngx_http_mitte_relay_num_field(pp, last, &d) != 0x1f
+        || ngx_http_mitte_relay_num_field(pp, last, &t) != '\n'
         || st > 999)
     {
         return NGX_ERROR;
@@ -578,77 +632,62 @@ ngx_http_mitte_relay_event(ngx_http_mitte_relay_t *rl, u_char *p,
  */
 
 static ngx_int_t
-ngx_http_mitte_relay_endpoint(ngx_http_mitte_relay_t *rl, u_char *p,
+ngx_http_mitte_relay_endpoint(ngx_http_mitte_relay_t *rl, u_char **pp,
     u_char *last, uint32_t now_hour)
 {
-    u_char                          *h, *c1, *c2, *end;
+    ngx_int_t                        end;
     uint64_t                         k, d, st, t, hour, r, f;
     uint32_t                         lr, lf;
-    ngx_str_t                        v[8];
+    ngx_str_t                        v[3];
     ngx_http_mitte_endpoint_node_t  *en;
 
     /* slug user name streak down status last-ms hours */
 
-    if (ngx_http_mitte_relay_fields(p, last, v, 8) != NGX_OK
+    if (ngx_http_mitte_relay_text_field(pp, last, MITTE_SLUG_MAX, &v[0])
+        != NGX_OK
         || !mitte_slug_valid(v[0].data, v[0].len)
-        || v[1].len > MITTE_USER_MAX || v[2].len > MITTE_NAME_MAX
-        || ngx_http_mitte_relay_num(v[3].data, v[3].data + v[3].len, &k)
+        || ngx_http_mitte_relay_text_field(pp, last, MITTE_USER_MAX, &v[1])
            != NGX_OK
-        || ngx_http_mitte_relay_num(v[4].data, v[4].data + v[4].len, &d)
+        || ngx_http_mitte_relay_text_field(pp, last, MITTE_NAME_MAX, &v[2])
            != NGX_OK
-        || ngx_http_mitte_relay_num(v[5].data, v[5].data + v[5].len, &st)
-           != NGX_OK
-        || ngx_http_mitte_relay_num(v[6].data, v[6].data + v[6].len, &t)
-           != NGX_OK
+        || ngx_http_mitte_relay_num_field(pp, last, &k) != 0x1f
+        || ngx_http_mitte_relay_num_field(pp, last, &d) != 0x1f
+        || ngx_http_mitte_relay_num_field(pp, last, &st) != 0x1f
+        || ngx_http_mitte_relay_num_field(pp, last, &t) != 0x1f
         || st > 999)
     {
         return NGX_ERROR;
     }
 
     en = ngx_http_mitte_endpoint_get(rl->ctx, v[0].data, v[0].len);
-    if (en == NULL) {
-        return NGX_OK;
-    }
 
-    if (v[1].len
+    if (en && v[1].len
         && !(v[1].len == en->user_len
              && ngx_memcmp(v[1].data, en->ep.user, v[1].len) == 0))
     {
         (void) ngx_http_mitte_endpoint_set_user(en, &v[1]);
     }
 
-    if (v[2].len) {
+    if (en && v[2].len) {
         ngx_http_mitte_endpoint_set_name(rl->ctx, en, &v[2]);
     }
 
-    /* hour:requests:failures, apart by commas */
+    /* hour:requests:failures, apart by commas, to the line's end */
 
-    end = v[7].data + v[7].len;
-
-    for (h = v[7].data; h < end; h = c2 + 1) {
-        c2 = ngx_strlchr(h, end, ',');
-        if (c2 == NULL) {
-            c2 = end;
-        }
-
-        c1 = ngx_strlchr(h, c2, ':');
-        if (c1 == NULL
-            || ngx_http_mitte_relay_num(h, c1, &hour) != NGX_OK)
+    do {
+        if (ngx_http_mitte_relay_num_field(pp, last, &hour) != ':'
+            || ngx_http_mitte_relay_num_field(pp, last, &r) != ':')
         {
             return NGX_ERROR;
         }
 
-        h = c1 + 1;
-        c1 = ngx_strlchr(h, c2, ':');
+        end = ngx_http_mitte_relay_num_field(pp, last, &f);
 
-        if (c1 == NULL
-            || ngx_http_mitte_relay_num(h, c1, &r) != NGX_OK
-            || ngx_http_mitte_relay_num(c1 + 1, c2, &f) != NGX_OK)
-        {
+        if (end != ',' && end != '\n') {
             return NGX_ERROR;
         }
 
-        if (hour == 0 || hour > now_hour) {
+        if (en == NULL || hour == 0 || hour > now_hour) {
             continue;
         }
 
@@ -661,6 +700,11 @@ ngx_http_mitte_relay_endpoint(ngx_http_mitte_relay_t *rl, u_char *p,
                                   (uint32_t) ngx_min(ngx_max(f, lf),
                                                      0xffffffff));
         }
+
+    } while (end != '\n');
+
+    if (en == NULL) {
+        return NGX_OK;
     }
 
     en->ep.streak.count = (uint32_t) ngx_min(k, 0xffffffff);
