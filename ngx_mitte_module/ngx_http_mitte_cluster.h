@@ -19,11 +19,28 @@
 #include <cjson/cJSON.h>
 
 
-/* a worker's flushes: every so often while it has deltas (ms) */
-#define NGX_HTTP_MITTE_SYNC_INTERVAL    20
+/*
+ * a worker's flushes: this soon after an event (ms); the endpoints'
+ * counts wait for mitte_redis's flush= (1s by default)
+ */
+#define NGX_HTTP_MITTE_SYNC_INTERVAL    NGX_HTTP_MITTE_REDIS_FLUSH_MIN
 
 /* endpoints one worker's batch holds (its backlog while Redis is away) */
 #define NGX_HTTP_MITTE_SYNC_ENDPOINTS   4096
+
+
+/*
+ * The first slot of a table of 2^bits for a name's hash: the hash's low
+ * bits depend on the first bytes of a short name only ("ep-120" and
+ * "ep-129" share them), so the slot is taken from the high bits of its
+ * product with 2^64 / phi, which depend on every bit.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_mitte_slot(ngx_rbtree_key_t hash, ngx_uint_t bits)
+{
+    return (ngx_uint_t) (((uint64_t) hash * 0x9e3779b97f4a7c15ULL)
+                         >> (64 - bits));
+}
 
 /* a stream open somewhere is told to the other instances this often (s) */
 #define NGX_HTTP_MITTE_WATCH_TELL       300

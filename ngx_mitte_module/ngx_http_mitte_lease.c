@@ -18,7 +18,8 @@
 #include "mitte_notify.h"
 
 
-#define NGX_HTTP_MITTE_LEASE_SLOTS      4096    /* entries per worker */
+#define NGX_HTTP_MITTE_LEASE_SLOT_BITS  12
+#define NGX_HTTP_MITTE_LEASE_SLOTS      (1 << NGX_HTTP_MITTE_LEASE_SLOT_BITS)
 #define NGX_HTTP_MITTE_LEASE_PROBES     16
 #define NGX_HTTP_MITTE_LEASE_TICK       1000    /* ms */
 #define NGX_HTTP_MITTE_LEASE_IDLE       2000    /* ms: unused lease back */
@@ -359,7 +360,7 @@ ngx_http_mitte_lease_settle(void)
 static ngx_http_mitte_lease_t *
 ngx_http_mitte_lease_find(ngx_str_t *user, ngx_rbtree_key_t hash)
 {
-    ngx_uint_t               i, slot;
+    ngx_uint_t               i, slot, first;
     ngx_http_mitte_lease_t  *e, *free, *idle;
 
     if (hash == 0) {
@@ -368,9 +369,10 @@ ngx_http_mitte_lease_find(ngx_str_t *user, ngx_rbtree_key_t hash)
 
     free = NULL;
     idle = NULL;
+    first = ngx_http_mitte_slot(hash, NGX_HTTP_MITTE_LEASE_SLOT_BITS);
 
     for (i = 0; i < NGX_HTTP_MITTE_LEASE_PROBES; i++) {
-        slot = (hash + i) % NGX_HTTP_MITTE_LEASE_SLOTS;
+        slot = (first + i) & (NGX_HTTP_MITTE_LEASE_SLOTS - 1);
         e = &ngx_http_mitte_lease_table[slot];
 
         if (e->hash == hash && e->user_len == user->len
@@ -526,7 +528,7 @@ ngx_http_mitte_lease_ask(void *entry)
 void
 ngx_http_mitte_lease_fail_open(ngx_rbtree_key_t hash, uint32_t month)
 {
-    ngx_uint_t               i;
+    ngx_uint_t               i, first;
     ngx_http_mitte_lease_t  *e;
 
     if (ngx_http_mitte_lease_table == NULL) {
@@ -537,11 +539,13 @@ ngx_http_mitte_lease_fail_open(ngx_rbtree_key_t hash, uint32_t month)
         hash = 1;
     }
 
+    first = ngx_http_mitte_slot(hash, NGX_HTTP_MITTE_LEASE_SLOT_BITS);
+
     /* only users this worker has an entry of: the others are new here */
 
     for (i = 0; i < NGX_HTTP_MITTE_LEASE_PROBES; i++) {
-        e = &ngx_http_mitte_lease_table[(hash + i)
-                                        % NGX_HTTP_MITTE_LEASE_SLOTS];
+        e = &ngx_http_mitte_lease_table[(first + i)
+                                        & (NGX_HTTP_MITTE_LEASE_SLOTS - 1)];
 
         if (e->hash == hash && e->month == month) {
             if (e->debt < 0x7fffffff) {

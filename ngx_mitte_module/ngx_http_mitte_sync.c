@@ -5,9 +5,12 @@
  * without Redis, and also into this worker's batch, in worker memory:
  * aggregated by endpoint and hour, with what the streak needs (failures
  * before the batch's first success, after its last one), and the
- * delivery's event when a stream may want it. Every
- * NGX_HTTP_MITTE_SYNC_INTERVAL ms while the batch holds anything, one
- * EVALSHA sends it: the script adds the counts, moves each streak and
+ * delivery's event when a stream may want it. One EVALSHA sends it:
+ * NGX_HTTP_MITTE_SYNC_INTERVAL ms after an event (the streams on the other
+ * instances wait for it), and the endpoints' counts once mitte_redis's
+ * flush= interval (1s) has passed since the first of them, or when the
+ * batch is half full: the longer the interval, the more deliveries one
+ * endpoint's line carries. The script adds the counts, moves each streak and
  * reports its crossings (atomic: one flush cluster-wide sees a crossing),
  * numbers the events and appends one entry to the cluster's stream, from
  * which every instance's relay updates its zone. The flush carries a
@@ -27,7 +30,8 @@
 
 
 #define NGX_HTTP_MITTE_SYNC_HOURS       8
-#define NGX_HTTP_MITTE_SYNC_SLOTS       (2 * NGX_HTTP_MITTE_SYNC_ENDPOINTS)
+#define NGX_HTTP_MITTE_SYNC_SLOT_BITS   13
+#define NGX_HTTP_MITTE_SYNC_SLOTS       (1 << NGX_HTTP_MITTE_SYNC_SLOT_BITS)
 #define NGX_HTTP_MITTE_SYNC_RETRY       250
 #define NGX_HTTP_MITTE_SYNC_EPOCH       5000
 /* a JSON endpoint or event at most, escaped */
@@ -76,6 +80,7 @@ typedef struct {
     ngx_http_mitte_event_t     *events;
     ngx_uint_t                  nevents;
     ngx_uint_t                  max_events;
+    ngx_msec_t                  counts_at;  /* the endpoints' flush is due */
 
     /* the flush on its way, or to be sent again */
     ngx_event_t                 timer;
@@ -114,12 +119,14 @@ static ngx_http_mitte_sync_ep_t *ngx_http_mitte_sync_ep(
     ngx_http_mitte_endpoint_node_t *en);
 static void ngx_http_mitte_sync_timer(ngx_event_t *ev);
 static void ngx_http_mitte_sync_arm(ngx_http_mitte_sync_t *s, ngx_msec_t ms);
+static void ngx_http_mitte_sync_schedule(ngx_http_mitte_sync_t *s);
 static void ngx_http_mitte_sync_exiting(void *data);
 static void ngx_http_mitte_sync_clear(ngx_http_mitte_sync_t *s);
 static ngx_int_t ngx_http_mitte_sync_room(ngx_http_mitte_sync_t *s,
     u_char **buf, size_t *have, size_t size);
 static u_char *ngx_http_mitte_sync_u64(u_char *p, uint64_t v);
-static ngx_int_t ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s);
+static ngx_int_t ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s,
+    ngx_uint_t counts);
 static u_char *ngx_http_mitte_sync_ep_json(u_char *p,
     ngx_http_mitte_sync_ep_t *e);
 static u_char *ngx_http_mitte_sync_event_line(u_char *p,
@@ -510,12 +517,11 @@ ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
 
 armed:
 
-    if (!s->timer.timer_set && !s->sending) {
-        ngx_http_mitte_sync_arm(s, ready ? NGX_HTTP_MITTE_SYNC_INTERVAL
-                                         : NGX_HTTP_MITTE_SYNC_RETRY);
-    }
-
     if (!ready) {
+        if (!s->timer.timer_set && !s->sending) {
+            ngx_http_mitte_sync_arm(s, NGX_HTTP_MITTE_SYNC_RETRY);
+        }
+
         return NGX_DECLINED;
     }
 
@@ -527,13 +533,15 @@ armed:
              * the counts and the streak are the cluster's as ever
              */
             (void) ngx_atomic_fetch_add(&ctx->sh->cluster.dropped, 1);
-            return NGX_OK;
-        }
 
-        /* the event as the zone would keep it; numbered by the cluster */
-        ngx_http_mitte_event_delivered_copy(ctx, d, en,
-                                            &s->events[s->nevents++]);
+        } else {
+            /* the event as the zone would keep it; numbered by the cluster */
+            ngx_http_mitte_event_delivered_copy(ctx, d, en,
+                                                &s->events[s->nevents++]);
+        }
     }
+
+    ngx_http_mitte_sync_schedule(s);
 
     return NGX_OK;
 }
@@ -549,7 +557,7 @@ ngx_http_mitte_sync_ep(ngx_http_mitte_sync_t *s,
     ngx_uint_t                 i, n;
     ngx_http_mitte_sync_ep_t  *e;
 
-    i = d->hash & (NGX_HTTP_MITTE_SYNC_SLOTS - 1);
+    i = ngx_http_mitte_slot(d->hash, NGX_HTTP_MITTE_SYNC_SLOT_BITS);
 
     for ( ;; ) {
         n = s->slots[i];
@@ -571,6 +579,10 @@ ngx_http_mitte_sync_ep(ngx_http_mitte_sync_t *s,
 
     if (s->neps == NGX_HTTP_MITTE_SYNC_ENDPOINTS) {
         return NULL;
+    }
+
+    if (s->neps == 0) {
+        s->counts_at = ngx_current_msec + s->mmcf->redis->flush;
     }
 
     e = &s->eps[s->neps++];
@@ -627,9 +639,55 @@ found:
 static void
 ngx_http_mitte_sync_arm(ngx_http_mitte_sync_t *s, ngx_msec_t ms)
 {
-    s->timer.cancelable = !(ngx_exiting && ms == NGX_HTTP_MITTE_SYNC_INTERVAL);
+    s->timer.cancelable = !(ngx_exiting && ms != NGX_HTTP_MITTE_SYNC_RETRY);
 
     ngx_add_timer(&s->timer, ms);
+}
+
+
+/*
+ * The next flush, while none is on its way: soon when it holds events (or
+ * a flush to send again, or during a graceful shutdown, or half the
+ * endpoints the batch can hold), else when the counts are due; a timer
+ * set for later is set again sooner (ngx_add_timer() alone would keep a
+ * timer less than 300 ms off)
+ */
+
+static void
+ngx_http_mitte_sync_schedule(ngx_http_mitte_sync_t *s)
+{
+    ngx_msec_t      delay;
+    ngx_msec_int_t  left;
+
+    if (s->sending) {
+        return;
+    }
+
+    if (s->pending || s->nevents
+        || s->neps >= NGX_HTTP_MITTE_SYNC_ENDPOINTS / 2
+        || (s->neps && ngx_exiting))
+    {
+        delay = NGX_HTTP_MITTE_SYNC_INTERVAL;
+
+    } else if (s->neps) {
+        left = (ngx_msec_int_t) (s->counts_at - ngx_current_msec);
+        delay = ngx_max(left, NGX_HTTP_MITTE_SYNC_INTERVAL);
+
+    } else {
+        return;
+    }
+
+    if (s->timer.timer_set) {
+        if ((ngx_msec_int_t) (s->timer.timer.key - ngx_current_msec)
+            <= (ngx_msec_int_t) delay)
+        {
+            return;
+        }
+
+        ngx_del_timer(&s->timer);
+    }
+
+    ngx_http_mitte_sync_arm(s, delay);
 }
 
 
@@ -657,6 +715,8 @@ ngx_http_mitte_sync_timer(ngx_event_t *ev)
 {
     ngx_http_mitte_sync_t *s = ev->data;
 
+    ngx_uint_t  counts;
+
     if (s->sending) {
         return;
     }
@@ -669,8 +729,16 @@ ngx_http_mitte_sync_timer(ngx_event_t *ev)
         return;
     }
 
-    if (!s->pending && ngx_http_mitte_sync_seal(s) != NGX_OK) {
-        return;
+    if (!s->pending) {
+        counts = s->neps
+                 && ((ngx_msec_int_t) (ngx_current_msec - s->counts_at) >= 0
+                     || s->neps >= NGX_HTTP_MITTE_SYNC_ENDPOINTS / 2
+                     || ngx_exiting);
+
+        if (ngx_http_mitte_sync_seal(s, counts) != NGX_OK) {
+            ngx_http_mitte_sync_schedule(s);
+            return;
+        }
     }
 
     ngx_http_mitte_sync_send(s);
@@ -678,22 +746,25 @@ ngx_http_mitte_sync_timer(ngx_event_t *ev)
 
 
 /*
- * The batch as the script's text, with a new flush number; the batch is
- * empty after. NGX_DECLINED: nothing to send.
+ * The batch as the script's text, with a new flush number: its events,
+ * and its endpoints when "counts" (they stay in the batch otherwise); what
+ * was sealed leaves the batch. NGX_DECLINED: nothing to send.
  */
 
 static ngx_int_t
-ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s)
+ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s, ngx_uint_t counts)
 {
     u_char      *p;
-    ngx_uint_t   i;
+    ngx_uint_t   i, neps;
 
-    if (s->neps == 0 && s->nevents == 0) {
+    neps = counts ? s->neps : 0;
+
+    if (neps == 0 && s->nevents == 0) {
         return NGX_DECLINED;
     }
 
     if (ngx_http_mitte_sync_room(s, &s->deltas, &s->deltas_size,
-                                 s->neps * NGX_HTTP_MITTE_SYNC_JSON_MAX + 3)
+                                 neps * NGX_HTTP_MITTE_SYNC_JSON_MAX + 3)
         != NGX_OK
         || ngx_http_mitte_sync_room(s, &s->evtext, &s->evtext_size,
                                     s->nevents * NGX_HTTP_MITTE_SYNC_JSON_MAX
@@ -706,7 +777,7 @@ ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s)
     p = s->deltas;
     *p++ = '[';
 
-    for (i = 0; i < s->neps; i++) {
+    for (i = 0; i < neps; i++) {
         if (i) {
             *p++ = ',';
         }
@@ -725,12 +796,15 @@ ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s)
 
     s->evtext_len = p - s->evtext;
 
-    s->flight_eps = s->neps;
+    s->flight_eps = neps;
     s->flight_events = s->nevents;
     s->number++;
     s->pending = 1;
 
-    ngx_http_mitte_sync_clear(s);
+    if (neps) {
+        ngx_http_mitte_sync_clear(s);
+    }
+
     s->nevents = 0;
 
     return NGX_OK;
@@ -1012,9 +1086,7 @@ ngx_http_mitte_sync_sent(redisReply *reply, void *data, ngx_uint_t rc)
         ngx_http_mitte_sync_crossings(s, reply->element[1]);
     }
 
-    if ((s->neps || s->nevents) && !s->timer.timer_set) {
-        ngx_http_mitte_sync_arm(s, NGX_HTTP_MITTE_SYNC_INTERVAL);
-    }
+    ngx_http_mitte_sync_schedule(s);
 }
 
 

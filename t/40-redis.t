@@ -152,6 +152,12 @@ sub errors_once_a_minute {
          qr/"db=one"/],
         ['timeout too short', 'mitte_redis 127.0.0.1:6379 timeout=5ms;',
          qr/"5ms"/],
+        ['flush too short', 'mitte_redis 127.0.0.1:6379 flush=5ms;',
+         qr/invalid flush "5ms"/],
+        ['flush too long', 'mitte_redis 127.0.0.1:6379 flush=1m;',
+         qr/invalid flush "1m"/],
+        ['flush not a time', 'mitte_redis 127.0.0.1:6379 flush=soon;',
+         qr/invalid flush "soon"/],
         ['unknown parameter', 'mitte_redis 127.0.0.1:6379 pool=4;',
          qr/"pool=4"/],
         ['twice', "mitte_redis 127.0.0.1:6379;\n    mitte_redis "
@@ -173,8 +179,9 @@ sub errors_once_a_minute {
 
     ($rc, $out) = nginx_t(conf('mitte_redis localhost:6379 db=3 '
                                . "password_file=$dir/good.pass "
-                               . 'prefix=x: timeout=2s;'));
-    is($rc, 0, 'nginx -t: a host name, db, password file, prefix, timeout')
+                               . 'prefix=x: timeout=2s flush=250ms;'));
+    is($rc, 0, 'nginx -t: a host name, db, password file, prefix, timeout, '
+               . 'flush')
         or diag($out);
     unlike($out, qr/\[warn\].*mitte_redis/,
            'nginx -t: no warning about mitte_redis');

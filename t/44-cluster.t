@@ -3,6 +3,8 @@
 # Cluster mode, two nginx instances (2 workers each) on one redis-server of
 # the test's own:
 # - a delivery on A shows in the statistics and the operator API of B;
+#   the counts wait for mitte_redis's flush= (3s on an instance D), the
+#   events do not;
 # - webhook:delivered reaches an event stream on B, with the cluster's
 #   ids, in order; the delay from A's answer to B's frame is measured;
 #   Last-Event-ID on A goes on from B's ids;
@@ -18,6 +20,8 @@
 #   again and counted once;
 # - Redis stopped: deliveries still answered and recorded in the zone,
 #   the backlog is sent when Redis is back (counted in Redis once);
+# - stream entries not understood are counted and skipped, the good
+#   lines of a flush entry applied;
 # - a graceful quit sends the worker's last deltas, those of requests
 #   that end after it began included;
 # - every key carries the prefix and a TTL (or is one of the capped ones).
@@ -163,6 +167,51 @@ sub notes_of {
 }
 
 
+# ---- entries of the stream that are not understood -----------------------
+
+my $refused_a;
+
+{
+    $ia->post_as('bob', '/hooks/relay-bad?status=200');
+    ok(wait_until(sub { (counts($ib, 'relay-bad'))[0] == 1 }, 10),
+       'relay-bad: a delivery on A shows on B');
+    my $refused0 = metrics_of($ib)->{mitte_redis_entries_refused_total};
+    my $seq = $redis->cli('GET', 'mc:{events}:seq');
+    chomp $seq;
+    my $now_ms = int(time() * 1000);
+    my $hour = int(time() / 3600);
+    my $us = "\x1f";
+    # a flush entry: a line of an unknown kind, a line cut short, a number
+    # too long, then a good line (77 requests this hour)
+    my $text = "$seq\n" . "Xjunk\n" . "Prelay-bad${us}bob\n"
+        . "Prelay-bad${us}bob${us}${us}" . ('9' x 25) . "${us}0${us}200"
+        . "${us}$now_ms${us}$hour:1:0\n"
+        . "Prelay-bad${us}bob${us}${us}0${us}0${us}200${us}$now_ms"
+        . "${us}$hour:77:0\n";
+    $redis->cli('XADD', 'mc:{events}', "$seq-*", 'f', $text);
+    # an entry that is not JSON, and one of a kind this version ignores
+    $redis->cli('XADD', 'mc:{events}', "$seq-*", 'j', '{not json');
+    $redis->cli('XADD', 'mc:{events}', "$seq-*", 'j', '{"k":"z"}');
+    ok(wait_until(sub { (counts($ib, 'relay-bad'))[0] == 77 }, 10),
+       'the good line of a flush entry with bad ones is applied on B')
+        or diag('B has ' . (counts($ib, 'relay-bad'))[0]);
+    ok(wait_until(sub {
+           metrics_of($ib)->{mitte_redis_entries_refused_total}
+               == $refused0 + 2 }, 10),
+       'the flush entry and the entry that is not JSON are counted '
+       . 'refused, the newer kind is not');
+    ok(wait_until(sub { grep { /flush entry of the stream has lines not/ }
+                            $ib->error_log_lines }, 5),
+       'the bad flush entry is logged');
+    # the relay reads on: the next delivery on A shows on B
+    $ia->post_as('bob', '/hooks/relay-after?status=200');
+    ok(wait_until(sub { (counts($ib, 'relay-after'))[0] == 1 }, 10),
+       'the relay goes on after them');
+    $refused_a = metrics_of($ia)->{mitte_redis_entries_refused_total};
+    is($refused_a, 2, 'A refused the same two entries');
+}
+
+
 # ---- events across instances -----------------------------------------------
 
 {
@@ -218,6 +267,38 @@ sub notes_of {
     is_deeply([map { $_->{id} } @re], [@ids[30 .. 39]],
               'A replays what followed B\'s id, with the same ids');
     $s2->close;
+}
+
+
+# ---- the counts wait for flush=, the events do not --------------------------
+
+{
+    (my $cd = $conf) =~ s/timeout=1s;/timeout=1s flush=3s;/ or die;
+    my $id = Mitte::Test->new(http => $cd, workers => 1, allow => $ALLOW);
+    $id->start;
+    ok(up($id), 'D (flush=3s): connected');
+    my $s = Mitte::SSE->open($ib, '/mitte/events',
+                             headers => { 'X-Mitte-User' => 'fay' });
+    is($s->status, 200, 'B: a stream of fay');
+    sleep 0.3;
+
+    my $t0 = time();
+    $id->post_as('fay', '/hooks/slow-counts?status=200');
+    $s->wait_events(1, 2);
+    my @ev = grep { $_->{event} eq 'webhook:delivered' } $s->events;
+    is(scalar @ev, 1, 'B: the event of a delivery on D came');
+    ok(@ev && $ev[0]{at} - $t0 < 0.5,
+       sprintf 'without waiting for the counts (%.0f ms)',
+       @ev ? ($ev[0]{at} - $t0) * 1000 : -1);
+    is((counts($ib, 'slow-counts'))[0], 0,
+       'B: the counts are not there yet');
+    ok(wait_until(sub { (counts($ib, 'slow-counts'))[0] == 1 }, 8),
+       'B: the counts came');
+    my $took = time() - $t0;
+    ok($took > 2 && $took < 5,
+       sprintf 'after about flush=3s (%.1f s)', $took);
+    $s->close;
+    $id->stop;
 }
 
 
@@ -418,8 +499,8 @@ sub notes_of {
     ok(wait_until(sub { (counts($ib, 'after-flush'))[0] == 1 }, 10),
        'after FLUSHALL: a delivery on A shows on B');
     my $m = metrics_of($ia);
-    is($m->{'mitte_redis_entries_refused_total'}, 0,
-       'no stream entry refused');
+    is($m->{'mitte_redis_entries_refused_total'}, $refused_a,
+       'no stream entry refused but the two bad ones');
 }
 
 
