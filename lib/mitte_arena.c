@@ -11,6 +11,19 @@
 
 #define MITTE_ARENA_ALIGN   16
 
+/*
+ * Under AddressSanitizer the free part of the kept block is poisoned: an
+ * object read after the reset that ended its life is reported
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define mitte_arena_poison(p, n)    ASAN_POISON_MEMORY_REGION(p, n)
+#define mitte_arena_unpoison(p, n)  ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define mitte_arena_poison(p, n)
+#define mitte_arena_unpoison(p, n)
+#endif
+
 
 struct mitte_arena_block_s {
     mitte_arena_block_t    *next;
@@ -81,6 +94,7 @@ mitte_arena_alloc(mitte_arena_t *a, size_t size)
 
         a->pos = mitte_arena_data(a->first);
         a->last = a->pos + a->first->size;
+        mitte_arena_poison(a->pos, a->first->size);
     }
 
     if ((size_t) (a->last - a->pos) < size) {
@@ -100,6 +114,8 @@ mitte_arena_alloc(mitte_arena_t *a, size_t size)
 
     p = a->pos;
     a->pos += size;
+
+    mitte_arena_unpoison(p, size);
 
     return p;
 }
@@ -124,6 +140,7 @@ mitte_arena_reset(mitte_arena_t *a)
 
         b = mitte_arena_block(size);
         if (b) {
+            mitte_arena_unpoison(mitte_arena_data(a->first), a->first->size);
             free(a->first);
             a->first = b;
         }
@@ -134,6 +151,7 @@ mitte_arena_reset(mitte_arena_t *a)
     if (a->first) {
         a->pos = mitte_arena_data(a->first);
         a->last = a->pos + a->first->size;
+        mitte_arena_poison(a->pos, a->first->size);
 
     } else {
         a->pos = NULL;
@@ -147,7 +165,10 @@ mitte_arena_free(mitte_arena_t *a)
 {
     mitte_arena_reset(a);
 
-    free(a->first);
+    if (a->first) {
+        mitte_arena_unpoison(mitte_arena_data(a->first), a->first->size);
+        free(a->first);
+    }
 
     mitte_arena_init(a, a->keep);
 }

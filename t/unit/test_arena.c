@@ -12,6 +12,10 @@
 
 #include "mitte_arena.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 
 /* objects are aligned, apart, writable; a reset reuses the kept block */
 
@@ -41,6 +45,13 @@ test_alloc_and_reset(void **state)
     first = p[0];
     mitte_arena_reset(&a);
 
+#if defined(__SANITIZE_ADDRESS__)
+    /* an object read after the reset is reported (poisoned) */
+    assert_true(__asan_address_is_poisoned(first));
+    assert_true(__asan_address_is_poisoned(p[50] + 10));
+#endif
+    (void) first;
+
     /* the 100 objects took 5,000 bytes or more: one kept block now holds
        as much, and the same objects again need no extra block */
     for (i = 0; i < 100; i++) {
@@ -49,7 +60,9 @@ test_alloc_and_reset(void **state)
     }
 
     assert_null(a.extra);
-    (void) first;
+#if defined(__SANITIZE_ADDRESS__)
+    assert_false(__asan_address_is_poisoned(p[99]));
+#endif
 
     mitte_arena_free(&a);
     assert_null(a.first);
