@@ -541,7 +541,12 @@ armed:
         }
     }
 
-    ngx_http_mitte_sync_schedule(s);
+    if (event || !s->timer.timer_set
+        || s->neps >= NGX_HTTP_MITTE_SYNC_ENDPOINTS / 2)
+    {
+        /* else the timer set stays right */
+        ngx_http_mitte_sync_schedule(s);
+    }
 
     return NGX_OK;
 }
