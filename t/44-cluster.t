@@ -280,12 +280,34 @@ my $refused_a;
     my $s = Mitte::SSE->open($ib, '/mitte/events',
                              headers => { 'X-Mitte-User' => 'fay' });
     is($s->status, 200, 'B: a stream of fay');
-    sleep 0.3;
+
+    # D keeps fay's events once its relay has read that the stream is
+    # open on B (it reads the stream's history first): a first delivery
+    # until one reaches B
+    my $delivered = sub {
+        my ($slug) = @_;
+        return grep { $_->{event} eq 'webhook:delivered'
+                      && $_->{json}{endpointSlug} eq $slug } $s->events;
+    };
+    my $warm = 0;
+    for (1 .. 20) {
+        $id->post_as('fay', '/hooks/slow-warm?status=200');
+        $warm++;
+        last if $s->wait_for(sub { $delivered->('slow-warm') }, 0.5);
+    }
+    ok(scalar($delivered->('slow-warm')),
+       'B: D\'s deliveries of fay reach the stream');
+    # their counts flushed: the next delivery starts D's batch anew
+    ok(wait_until(sub { (counts($ib, 'slow-warm'))[0] == $warm }, 8),
+       "B: their counts came ($warm)");
+    sleep 0.1;
 
     my $t0 = time();
     $id->post_as('fay', '/hooks/slow-counts?status=200');
-    $s->wait_events(1, 2);
-    my @ev = grep { $_->{event} eq 'webhook:delivered' } $s->events;
+    $s->wait_for(sub { $delivered->('slow-counts') }, 2);
+    my @ev = grep { $_->{event} eq 'webhook:delivered'
+                    && $_->{json}{endpointSlug} eq 'slow-counts' }
+             $s->events;
     is(scalar @ev, 1, 'B: the event of a delivery on D came');
     ok(@ev && $ev[0]{at} - $t0 < 0.5,
        sprintf 'without waiting for the counts (%.0f ms)',
@@ -521,13 +543,7 @@ sub slow_request {
 
 sub status_of {
     my ($s) = @_;
-    my $in = '';
-    my $deadline = time() + 10;
-    while (time() < $deadline) {
-        my $n = sysread $s, $in, 65536, length $in;
-        last unless $n;
-    }
-    close $s;
+    my $in = read_to_eof($s, 10);
     return ($in =~ m{^HTTP/1\.\d (\d{3})}) ? $1 : 0;
 }
 

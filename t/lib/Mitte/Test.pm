@@ -81,6 +81,7 @@ our @EXPORT_OK = qw(
     json_decode json_encode is_number iso_hour iso_ms hour_now period_of
     seconds_to_next_month hours_total @UPSTREAM_CODES iso_parse
     json_answer_ok error_ok find_endpoint check_endpoint content_type
+    read_to_eof
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -964,13 +965,7 @@ sub raw {
         $off += $n;
     }
 
-    my $in = '';
-    my $deadline = time() + 15;
-    while (time() < $deadline) {
-        my $n = sysread $s, $in, 65536, length $in;
-        last unless $n;
-    }
-    close $s;
+    my $in = read_to_eof($s, 15);
 
     my ($head, $body) = split /\r\n\r\n/, $in, 2;
     my ($status) = ($head // '') =~ m{^HTTP/\d\.\d (\d{3})};
@@ -994,6 +989,20 @@ sub raw {
         $body = $out;
     }
     return { status => $status, headers => \%h, content => $body };
+}
+
+# read_to_eof(SOCKET, SECONDS): what the peer sends until it closes (at
+# most SECONDS), and the socket closed
+sub read_to_eof {
+    my ($s, $seconds) = @_;
+    my $in = '';
+    my $deadline = time() + $seconds;
+    while (time() < $deadline) {
+        my $n = sysread $s, $in, 65536, length $in;
+        last unless $n;
+    }
+    close $s;
+    return $in;
 }
 
 # a request in chunked transfer encoding, BODY in chunks of CHUNK bytes
