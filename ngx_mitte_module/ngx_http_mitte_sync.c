@@ -651,11 +651,11 @@ ngx_http_mitte_sync_arm(ngx_http_mitte_sync_t *s, ngx_msec_t ms)
 
 
 /*
- * The next flush, while none is on its way: soon when it holds events (or
- * a flush to send again, or during a graceful shutdown, or half the
- * endpoints the batch can hold), else when the counts are due; a timer
- * set for later is set again sooner (ngx_add_timer() alone would keep a
- * timer less than 300 ms off)
+ * The next flush, while none is on its way nor waits to be sent again
+ * (its retry timer is set): soon when the batch holds events (or during a
+ * graceful shutdown, or half the endpoints the batch can hold), else when
+ * the counts are due; a timer set for later is set again sooner
+ * (ngx_add_timer() alone would keep a timer less than 300 ms off)
  */
 
 static void
@@ -664,7 +664,7 @@ ngx_http_mitte_sync_schedule(ngx_http_mitte_sync_t *s)
     ngx_msec_t      delay;
     ngx_msec_int_t  left;
 
-    if (s->sending) {
+    if (s->sending || (s->pending && s->timer.timer_set)) {
         return;
     }
 
