@@ -61,18 +61,6 @@ sub month_key {
     return sprintf 'mq:{u:%s}:q:%04d%02d', $user, $t[5] + 1900, $t[4] + 1;
 }
 
-# polls until $cond->() holds or $timeout seconds pass; its last value
-sub wait_for {
-    my ($cond, $timeout) = @_;
-    my $deadline = time() + ($timeout || 30);
-    my $v;
-    while (1) {
-        $v = $cond->();
-        return $v if $v;
-        return $v if time() > $deadline;
-        sleep 0.1;
-    }
-}
 
 # $clients processes per instance post as $user until each has made $n
 # requests: {status => count} over all of them
@@ -189,7 +177,7 @@ $_->start for @inst;
 # every instance counts the six workers before the load (the credit is
 # 1% of the limit shared among them)
 for my $i (0 .. $#inst) {
-    my $m = wait_for(sub {
+    my $m = wait_until(sub {
         my (undef, $m) = $inst[$i]->metrics;
         return (($m->{mitte_redis_up} // 0) == 1
                 && ($m->{mitte_quota_lease_holders} // 0) == 6) ? $m : undef;
@@ -235,7 +223,7 @@ for my $run (1 .. 3) {
 
     my $key = month_key($user);
     my $v;
-    wait_for(sub {
+    wait_until(sub {
         $v = $redis->cli('GET', $key);
         return $v =~ /^\d+$/ && $v == $total;
     }, 10);
@@ -304,7 +292,7 @@ diag("passed of $LIMIT, 3 instances x 2 workers, 9 clients: "
 {
     my $t = Mitte::Test->new(http => $conf, workers => 2, allow => $ALLOW);
     $t->start;
-    wait_for(sub {
+    wait_until(sub {
         my (undef, $m) = $t->metrics;
         return ($m->{mitte_quota_lease_holders} // 0) >= 8;
     }, 30);

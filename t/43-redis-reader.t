@@ -37,22 +37,7 @@ my $conf = '    mitte_zone m:1m;
     }
 ';
 
-# polls until $cond->() is true; false after $timeout seconds
-sub wait_for {
-    my ($cond, $timeout) = @_;
-    my $deadline = time() + ($timeout || 30);
-    while (time() < $deadline) {
-        return 1 if $cond->();
-        sleep 0.1;
-    }
-    return $cond->();
-}
 
-sub metric {
-    my ($t, $name) = @_;
-    my (undef, $m) = $t->metrics;
-    return $m->{$name} // -1;
-}
 
 # the clients Redis lists under our names: { name => [ {id, db, ...} ] }
 sub clients {
@@ -71,7 +56,7 @@ sub names_ok {
     my ($t, $what) = @_;
     my @workers = $t->worker_pids;
     my $c;
-    my $ok = wait_for(sub {
+    my $ok = wait_until(sub {
         $c = clients();
         my @r = grep { /^mitte-reader:/ } keys %$c;
         return @r == 1
@@ -88,9 +73,9 @@ sub names_ok {
 my $t = Mitte::Test->new(http => $conf, workers => 2, allow => $ALLOW);
 $t->start;
 
-ok(wait_for(sub { metric($t, 'mitte_redis_reader_up') == 1 }),
+ok(wait_until(sub { $t->metric('mitte_redis_reader_up', -1) == 1 }),
    'the reading connection is up');
-ok(wait_for(sub { metric($t, 'mitte_redis_up') == 1 }),
+ok(wait_until(sub { $t->metric('mitte_redis_up', -1) == 1 }),
    'the workers\' connections are up');
 
 {
@@ -109,11 +94,11 @@ ok(wait_for(sub { metric($t, 'mitte_redis_up') == 1 }),
     is($redis->cli('CLIENT', 'KILL', 'ID', $old_id), 1,
        'CLIENT KILL of the reading connection');
 
-    my $back = wait_for(sub {
+    my $back = wait_until(sub {
         my $now = clients();
         return $now->{$reader} && @{ $now->{$reader} } == 1
             && $now->{$reader}[0]{id} != $old_id
-            && metric($t, 'mitte_redis_reader_up') == 1;
+            && $t->metric('mitte_redis_reader_up', -1) == 1;
     }, 30);
     ok($back, 'killed: the reading connection is made again');
 
@@ -137,18 +122,18 @@ ok(wait_for(sub { metric($t, 'mitte_redis_up') == 1 }),
 
 {
     $redis->stop;
-    ok(wait_for(sub { metric($t, 'mitte_redis_reader_up') == 0 }),
+    ok(wait_until(sub { $t->metric('mitte_redis_reader_up', -1) == 0 }),
        'Redis stopped: the reading connection is down');
-    ok(wait_for(sub { metric($t, 'mitte_redis_up') == 0 }),
+    ok(wait_until(sub { $t->metric('mitte_redis_up', -1) == 0 }),
        'Redis stopped: the workers\' connections are down');
 
     my $r = $t->post('/hooks/down');
     is($r->{status}, 200, 'Redis stopped: proxied requests answered');
 
     $redis->start;
-    ok(wait_for(sub { metric($t, 'mitte_redis_reader_up') == 1 }, 40),
+    ok(wait_until(sub { $t->metric('mitte_redis_reader_up', -1) == 1 }, 40),
        'Redis back: the reading connection is up again');
-    ok(wait_for(sub { metric($t, 'mitte_redis_up') == 1 }, 40),
+    ok(wait_until(sub { $t->metric('mitte_redis_up', -1) == 1 }, 40),
        'Redis back: the workers\' connections are up again');
     names_ok($t, 'Redis back');
 
@@ -170,7 +155,7 @@ ok(wait_for(sub { metric($t, 'mitte_redis_up') == 1 }),
     $t->reload;
     my (undef, $after) = names_ok($t, 'after the reload');
     isnt($after, $before, "the new worker 0 reads ($after)");
-    ok(wait_for(sub { metric($t, 'mitte_redis_reader_up') == 1 }),
+    ok(wait_until(sub { $t->metric('mitte_redis_reader_up', -1) == 1 }),
        'after the reload: the reading connection is up');
     ok(!clients()->{$before}, 'the old worker\'s reading connection closed');
 }

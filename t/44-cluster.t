@@ -87,17 +87,6 @@ my $ib = Mitte::Test->new(http => $conf, workers => 2, allow => $ALLOW);
 $ia->start;
 $ib->start;
 
-# polls until $cond->() holds, at most $timeout seconds; its last value
-sub wait_until {
-    my ($cond, $timeout) = @_;
-    my $deadline = time() + ($timeout || 10);
-    while (1) {
-        my $v = $cond->();
-        return $v if $v;
-        return $v if time() > $deadline;
-        sleep 0.02;
-    }
-}
 
 sub metrics_of {
     my ($t) = @_;

@@ -157,26 +157,12 @@ my $DNS_PORT = dns_start();
 
 # ---- helpers --------------------------------------------------------------
 
-sub wait_for {
-    my ($cond, $timeout) = @_;
-    my $deadline = time() + ($timeout || 30);
-    while (time() < $deadline) {
-        return 1 if $cond->();
-        sleep 0.1;
-    }
-    return $cond->();
-}
 
-sub metric {
-    my ($t, $name) = @_;
-    my (undef, $m) = $t->metrics;
-    return $m->{$name} // -1;
-}
 
 sub all_up {
     my ($t) = @_;
-    return metric($t, 'mitte_redis_up') == 1
-        && metric($t, 'mitte_redis_reader_up') == 1;
+    return $t->metric('mitte_redis_up', -1) == 1
+        && $t->metric('mitte_redis_reader_up', -1) == 1;
 }
 
 # our connections on a Redis: { name => [ {id, ...} ] }
@@ -263,15 +249,15 @@ my $t = Mitte::Test->new(http => conf('localhost', '2s'), workers => 2,
                          allow => $ALLOW);
 $t->start;
 
-ok(wait_for(sub { all_up($t) }), 'started: connected');
-ok(wait_for(sub { on_redis($t, $ra) }),
+ok(wait_until(sub { all_up($t) }), 'started: connected');
+ok(wait_until(sub { on_redis($t, $ra) }),
    'started: every connection on A (the address read at start)');
 is(scalar(dns_queries()), 0, 'the first connections resolve nothing');
 
 dns_answer('127.0.0.2');
 $ra->stop;
 
-ok(wait_for(sub { all_up($t) && on_redis($t, $rb) }, 40),
+ok(wait_until(sub { all_up($t) && on_redis($t, $rb) }, 40),
    'A stopped, the name on B: every connection back, on B')
     or diag(explain(clients($rb)), join("\n", $t->error_log_lines));
 ok(scalar(grep { /^localhost 1$/ } dns_queries()),
@@ -296,7 +282,7 @@ is_deeply(clients($ra), {}, 'nothing of ours on A') if $ra->pid;
     is($rb->cli('CLIENT', 'KILL', 'TYPE', 'normal') > 0, 1,
        'DNS silent: the connections killed on B');
 
-    my $back = wait_for(sub {
+    my $back = wait_until(sub {
         return 0 unless all_up($t) && on_redis($t, $rb);
         return !(grep { $old{ $_->{id} } } map { @$_ }
                  values %{ clients($rb) });
@@ -315,7 +301,7 @@ is_deeply(clients($ra), {}, 'nothing of ours on A') if $ra->pid;
     # again within the minute: no more lines
     %old = map { $_->{id} => 1 } map { @$_ } values %{ clients($rb) };
     $rb->cli('CLIENT', 'KILL', 'TYPE', 'normal');
-    ok(wait_for(sub {
+    ok(wait_until(sub {
         all_up($t) && on_redis($t, $rb)
             && !(grep { $old{ $_->{id} } } map { @$_ }
                  values %{ clients($rb) });
@@ -339,7 +325,7 @@ $t->stop;
                               workers => 2, allow => $ALLOW);
     $t2->start;
 
-    ok(wait_for(sub { all_up($t2) && on_redis($t2, $rb) }, 40),
+    ok(wait_until(sub { all_up($t2) && on_redis($t2, $rb) }, 40),
        'redis.test: the workers resolve it and connect to B');
     ok(scalar(grep { /^redis\.test 1$/ } dns_queries()) > $before,
        'redis.test: asked through the resolver');
@@ -349,10 +335,10 @@ $t->stop;
     my $asked = scalar dns_queries();
     $rb->cli('CLIENT', 'KILL', 'TYPE', 'normal');
 
-    ok(wait_for(sub { scalar(dns_queries()) > $asked }, 20),
+    ok(wait_until(sub { scalar(dns_queries()) > $asked }, 20),
        'DNS silent: the reconnection resolves the name')
         or diag(join "\n", $t2->error_log_lines);
-    is(metric($t2, 'mitte_redis_up'), 0,
+    is($t2->metric('mitte_redis_up', -1), 0,
        'DNS silent: ... and waits (resolver_timeout 30s), down');
     sleep 0.5;
 

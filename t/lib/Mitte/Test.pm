@@ -81,7 +81,7 @@ our @EXPORT_OK = qw(
     json_decode json_encode is_number iso_hour iso_ms hour_now period_of
     seconds_to_next_month hours_total @UPSTREAM_CODES iso_parse
     json_answer_ok error_ok find_endpoint check_endpoint content_type
-    read_to_eof
+    read_to_eof wait_until
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -991,6 +991,18 @@ sub raw {
     return { status => $status, headers => \%h, content => $body };
 }
 
+# wait_until(COND, SECONDS): calls COND every 50 ms until it returns a
+# true value or SECONDS (default 30) have passed; its last value
+sub wait_until {
+    my ($cond, $seconds) = @_;
+    my $deadline = time() + ($seconds || 30);
+    while (1) {
+        my $v = $cond->();
+        return $v if $v || time() > $deadline;
+        sleep 0.05;
+    }
+}
+
 # read_to_eof(SOCKET, SECONDS): what the peer sends until it closes (at
 # most SECONDS), and the socket closed
 sub read_to_eof {
@@ -1104,6 +1116,14 @@ sub json {
              . substr($r->{content} // '', 0, 200));
     }
     return ($r, $doc);
+}
+
+# metric(NAME, DEFAULT): one metric's value ('name{labels}'), DEFAULT
+# when the metrics do not list it
+sub metric {
+    my ($self, $name, $default) = @_;
+    my (undef, $m) = $self->metrics;
+    return $m->{$name} // $default;
 }
 
 # metrics(PATH): (response, {'name{labels}' => value}, [lines not in the
