@@ -538,25 +538,10 @@ sub memory {
 
 sub wrk_set {
     my ($dir, $set, $seconds, $tag) = @_;
-    my $out = "$dir/wrk.$tag.out";
     local $ENV{MITTE_WRK_PORTS} = join ' ', map { $_->{port} } @$set;
-    my $pid = spawn("wrk $tag", $out, "$dir/wrk.$tag.err", 'wrk',
-                    '-t' . @$set, "-c$CONNECTIONS", "-d${seconds}s",
-                    '-s', $WRK_LUA, "http://127.0.0.1:$set->[0]{port}");
-    my $st = reap($pid, $seconds + 30);
-    die "wrk $tag did not finish\n" unless defined $st;
-    die "wrk $tag failed ($st): " . slurp("$dir/wrk.$tag.err") . slurp($out)
-        if $st != 0;
-    my $text = slurp($out);
-    my ($line) = $text =~ /^BENCH (.*)$/m;
-    my %r = defined $line ? $line =~ /(\w+)=(\d+)/g : ();
-    die "wrk $tag: no summary line in its output:\n$text\n" unless %r;
-    my $errors = $r{connect} + $r{read} + $r{write} + $r{status}
-        + $r{timeout};
-    die "wrk $tag: $errors errors:\n$text\n" if $errors;
-    die "wrk $tag: no request done\n" unless $r{requests};
-    $r{rps} = $r{requests} / ($r{duration_us} / 1e6);
-    return \%r;
+    return wrk_command($dir, $seconds, $tag, 'wrk', '-t' . @$set,
+                       "-c$CONNECTIONS", "-d${seconds}s", '-s', $WRK_LUA,
+                       "http://127.0.0.1:$set->[0]{port}");
 }
 
 # one measured run of a set: wrk's figures, and for the cluster what Redis

@@ -54,7 +54,7 @@ our @EXPORT = qw(
     conf_head conf_http_base conf_unlimited conf_target conf_proxy_locations
     conf_admin
     client fill roundtrip request get metrics
-    wrk_setup wrk_run wrk_warmup wrk_pairs ratio_line
+    wrk_setup wrk_run wrk_command wrk_warmup wrk_pairs ratio_line
 );
 
 our $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/../..');
@@ -585,10 +585,19 @@ sub wrk_setup {
 # error wrk counted.
 sub wrk_run {
     my ($dir, $port, $prefix, $seconds, $tag) = @_;
-    my $out = "$dir/wrk.$tag.out";
     my @cmd = ('wrk', '-t1', "-c$WRK{connections}", "-d${seconds}s",
                '-s', $WRK{lua}, "http://127.0.0.1:$port", '--', $prefix);
     unshift @cmd, 'taskset', '-c', '1' if $WRK{pin};
+    return wrk_command($dir, $seconds, $tag, @cmd);
+}
+
+# wrk as @cmd for $seconds (its script prints one BENCH line, as
+# bench/*.lua's done() do), output in $dir/wrk.$tag.*: that line as
+# {requests, duration_us, p50_us, p99_us, ...} and rps. It dies when wrk
+# fails or counted any error.
+sub wrk_command {
+    my ($dir, $seconds, $tag, @cmd) = @_;
+    my $out = "$dir/wrk.$tag.out";
     my $pid = spawn("wrk $tag", $out, "$dir/wrk.$tag.err", @cmd);
     my $st = reap($pid, $seconds + 30);
     die "wrk $tag did not finish\n" unless defined $st;
