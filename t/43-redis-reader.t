@@ -39,16 +39,6 @@ my $conf = '    mitte_zone m:1m;
 
 
 
-# the clients Redis lists under our names: { name => [ {id, db, ...} ] }
-sub clients {
-    my %by;
-    for my $l (split /\n/, $redis->cli('CLIENT', 'LIST')) {
-        my %f = map { /^([^=]+)=(.*)$/ ? ($1, $2) : () } split / /, $l;
-        next unless ($f{name} // '') =~ /^mitte(?:-reader)?:\d+$/;
-        push @{ $by{ $f{name} } }, \%f;
-    }
-    return \%by;
-}
 
 # the names Redis should list for the running workers of $t, with the
 # reader's worker found from the list itself
@@ -57,7 +47,7 @@ sub names_ok {
     my @workers = $t->worker_pids;
     my $c;
     my $ok = wait_until(sub {
-        $c = clients();
+        $c = $redis->mitte_clients;
         my @r = grep { /^mitte-reader:/ } keys %$c;
         return @r == 1
             && (grep { $r[0] eq "mitte-reader:$_" } @workers)
@@ -95,7 +85,7 @@ ok(wait_until(sub { $t->metric('mitte_redis_up', -1) == 1 }),
        'CLIENT KILL of the reading connection');
 
     my $back = wait_until(sub {
-        my $now = clients();
+        my $now = $redis->mitte_clients;
         return $now->{$reader} && @{ $now->{$reader} } == 1
             && $now->{$reader}[0]{id} != $old_id
             && $t->metric('mitte_redis_reader_up', -1) == 1;
@@ -109,7 +99,7 @@ ok(wait_until(sub { $t->metric('mitte_redis_up', -1) == 1 }),
     ok($m1->{'mitte_redis_errors_total{kind="connection"}'}
        > $m0->{'mitte_redis_errors_total{kind="connection"}'},
        'the lost connection is counted');
-    my $now = clients();
+    my $now = $redis->mitte_clients;
     is_deeply({ map { $_ => $now->{$_}[0]{id} } keys %main_ids },
               \%main_ids, 'the workers\' connections were left alone');
     ok(scalar($t->log_lines('notice',
@@ -157,7 +147,8 @@ ok(wait_until(sub { $t->metric('mitte_redis_up', -1) == 1 }),
     isnt($after, $before, "the new worker 0 reads ($after)");
     ok(wait_until(sub { $t->metric('mitte_redis_reader_up', -1) == 1 }),
        'after the reload: the reading connection is up');
-    ok(!clients()->{$before}, 'the old worker\'s reading connection closed');
+    ok(!$redis->mitte_clients->{$before},
+       'the old worker\'s reading connection closed');
 }
 
 

@@ -165,23 +165,12 @@ sub all_up {
         && $t->metric('mitte_redis_reader_up', -1) == 1;
 }
 
-# our connections on a Redis: { name => [ {id, ...} ] }
-sub clients {
-    my ($r) = @_;
-    my %by;
-    for my $l (split /\n/, $r->cli('CLIENT', 'LIST')) {
-        my %f = map { /^([^=]+)=(.*)$/ ? ($1, $2) : () } split / /, $l;
-        next unless ($f{name} // '') =~ /^mitte(?:-reader)?:\d+$/;
-        push @{ $by{ $f{name} } }, \%f;
-    }
-    return \%by;
-}
 
 # every worker's connection, and one reading connection of a worker, on $r
 sub on_redis {
     my ($t, $r) = @_;
     my @workers = $t->worker_pids;
-    my $c = clients($r);
+    my $c = $r->mitte_clients;
     my @readers = grep { /^mitte-reader:/ } keys %$c;
     return @workers
         && @readers == 1
@@ -259,7 +248,7 @@ $ra->stop;
 
 ok(wait_until(sub { all_up($t) && on_redis($t, $rb) }, 40),
    'A stopped, the name on B: every connection back, on B')
-    or diag(explain(clients($rb)), join("\n", $t->error_log_lines));
+    or diag(explain($rb->mitte_clients), join("\n", $t->error_log_lines));
 ok(scalar(grep { /^localhost 1$/ } dns_queries()),
    'the name was resolved again (A queries)');
 ok(scalar($t->log_lines('notice',
@@ -268,7 +257,7 @@ ok(scalar($t->log_lines('notice',
 ok(scalar($t->log_lines('notice',
           qr/connected again \(reading connection; attempt/)),
    'the reading connection came back too');
-is_deeply(clients($ra), {}, 'nothing of ours on A') if $ra->pid;
+is_deeply($ra->mitte_clients, {}, 'nothing of ours on A') if $ra->pid;
 
 
 # ---- the DNS server silent: the last address known ----------------------
@@ -277,7 +266,7 @@ is_deeply(clients($ra), {}, 'nothing of ours on A') if $ra->pid;
     dns_answer('silent');
     sleep 3;            # the cache ends (valid=1s, in whole seconds)
     my $before = scalar dns_queries();
-    my %old = map { $_->{id} => 1 } map { @$_ } values %{ clients($rb) };
+    my %old = map { $_->{id} => 1 } map { @$_ } values %{ $rb->mitte_clients };
 
     is($rb->cli('CLIENT', 'KILL', 'TYPE', 'normal') > 0, 1,
        'DNS silent: the connections killed on B');
@@ -285,7 +274,7 @@ is_deeply(clients($ra), {}, 'nothing of ours on A') if $ra->pid;
     my $back = wait_until(sub {
         return 0 unless all_up($t) && on_redis($t, $rb);
         return !(grep { $old{ $_->{id} } } map { @$_ }
-                 values %{ clients($rb) });
+                 values %{ $rb->mitte_clients });
     }, 40);
     ok($back, 'DNS silent: every connection back on the last address (B)');
     ok(scalar(dns_queries()) > $before, 'DNS silent: it was asked');
@@ -299,12 +288,12 @@ is_deeply(clients($ra), {}, 'nothing of ours on A') if $ra->pid;
        'the line names the timeout and the address used');
 
     # again within the minute: no more lines
-    %old = map { $_->{id} => 1 } map { @$_ } values %{ clients($rb) };
+    %old = map { $_->{id} => 1 } map { @$_ } values %{ $rb->mitte_clients };
     $rb->cli('CLIENT', 'KILL', 'TYPE', 'normal');
     ok(wait_until(sub {
         all_up($t) && on_redis($t, $rb)
             && !(grep { $old{ $_->{id} } } map { @$_ }
-                 values %{ clients($rb) });
+                 values %{ $rb->mitte_clients });
     }, 40), 'killed again: back again');
     my $n2 = unresolved_by_worker($t);
     ok(!(grep { $_ > 1 } values %$n2), 'still one line per worker')

@@ -181,6 +181,19 @@ sub cli_bg {
     return $pid;
 }
 
+# the module's connections in CLIENT LIST, by name ("mitte:<pid>",
+# "mitte-reader:<pid>"): { name => [ {id, db, ...}, ... ] }
+sub mitte_clients {
+    my ($self) = @_;
+    my %by;
+    for my $l (split /\n/, $self->cli('CLIENT', 'LIST')) {
+        my %f = map { /^([^=]+)=(.*)$/ ? ($1, $2) : () } split / /, $l;
+        next unless ($f{name} // '') =~ /^mitte(?:-reader)?:\d+$/;
+        push @{ $by{ $f{name} } }, \%f;
+    }
+    return \%by;
+}
+
 # the keys matching PATTERN (SCAN, as an operator would list them)
 sub keys_like {
     my ($self, $pattern, @db) = @_;
