@@ -296,10 +296,23 @@ diag("passed of $LIMIT, 3 instances x 2 workers, 9 clients: "
         my (undef, $m) = $t->metrics;
         return ($m->{mitte_quota_lease_holders} // 0) >= 8;
     }, 30);
-    my $ok = 0;
+    my ($ok, $waits) = (0, 0);
     for (1 .. 30) {
-        $ok++ if $t->post_as('leaver', '/hooks/l')->{status} == 200;
+        my $r = $t->post_as('leaver', '/hooks/l');
+        # a lease call still out and the credit used (a busy Redis): "being
+        # checked across the cluster", retried after its Retry-After as a
+        # client would; not charged
+        if ($r->{status} == 429
+            && ($r->{headers}{'retry-after'} // '') eq '1')
+        {
+            $waits++;
+            sleep 1;
+            $r = $t->post_as('leaver', '/hooks/l');
+        }
+        $ok++ if $r->{status} == 200;
     }
+    diag("a fourth instance: $waits requests retried after Retry-After: 1")
+        if $waits;
     is($ok, 30, 'a fourth instance: 30 requests passed');
     $t->stop;
     is($redis->cli('GET', month_key('leaver')), 30,
