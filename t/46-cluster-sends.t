@@ -75,18 +75,6 @@ my $ib = Mitte::Test->new(http => $conf, workers => 2, allow => $ALLOW);
 $ia->start;
 $ib->start;
 
-# polls until $cond->() holds, at most $timeout seconds; its last value
-sub wait_until {
-    my ($cond, $timeout) = @_;
-    my $deadline = time() + ($timeout || 10);
-    while (1) {
-        my $v = $cond->();
-        return $v if $v;
-        return $v if time() > $deadline;
-        sleep 0.05;
-    }
-}
-
 sub up {
     my ($t) = @_;
     return wait_until(sub {
@@ -165,7 +153,7 @@ sub requests_for {
         my @a = downs($ia, 'una');
         my @b = downs($ib, 'una');
         @a && @b ? [$a[0], $b[0]] : undef;
-    });
+    }, 10);
     ok($both, 'ENDPOINT_DOWN on A and B');
     my $id = $both ? $both->[0]{id} : 'none';
     is($both && $both->[1]{id}, $id, 'with one id');
@@ -245,7 +233,7 @@ sub requests_for {
         my @a = downs($ia, 'kim');
         my @b = downs($ib, 'kim');
         @a && @b ? [$a[0], $b[0]] : undef;
-    });
+    }, 10);
     ok($both, 'ENDPOINT_DOWN on A and B');
     my $id = $both ? $both->[0]{id} : 'none';
 
