@@ -219,7 +219,7 @@ void ngx_http_mitte_lease_ask(void *entry);
 void ngx_http_mitte_lease_fail_open(ngx_rbtree_key_t hash, uint32_t month);
 
 /* the metrics' lines: at most NGX_HTTP_MITTE_LEASE_METRICS_LEN bytes */
-#define NGX_HTTP_MITTE_LEASE_METRICS_LEN  1024
+#define NGX_HTTP_MITTE_LEASE_METRICS_LEN  2048
 u_char *ngx_http_mitte_lease_metrics(u_char *p);
 
 

@@ -31,6 +31,9 @@
 #define NGX_HTTP_MITTE_LEASE_WANT_MIN   16
 #define NGX_HTTP_MITTE_LEASE_WANT_MAX   65536
 #define NGX_HTTP_MITTE_LEASE_FAST       1000    /* ms: a grant used quickly */
+#define NGX_HTTP_MITTE_LEASE_SLOW       50      /* ms, at least: a call out
+                                                   a tenth of mitte_redis's
+                                                   timeout, Redis is slow */
 #define NGX_HTTP_MITTE_LEASE_TTL        (40 * 86400)
 
 
@@ -52,6 +55,7 @@ typedef struct {
     uint32_t                    warn;       /* the warning threshold */
     ngx_msec_t                  used_at;    /* the last pass */
     ngx_msec_t                  asked_at;   /* the last call for more */
+    ngx_msec_t                  sent_at;    /* the call out */
     ngx_msec_t                  retry_at;   /* at the limit: asked again */
     unsigned                    exhausted:1;/* the last reply: at the limit */
     unsigned                    dry:1;      /* ran out since the last call */
@@ -75,6 +79,7 @@ typedef struct {
     ngx_atomic_t                failures;
     ngx_atomic_t                credit;
     ngx_atomic_t                waits;
+    ngx_atomic_t                slow;
     ngx_atomic_t                returned;
     ngx_atomic_t                holders;    /* the last count, any worker */
 } ngx_http_mitte_lease_sh_t;
@@ -486,6 +491,18 @@ ngx_http_mitte_lease_take(ngx_http_mitte_main_conf_t *mmcf, ngx_str_t *user,
 
     if (!e->pending) {
         *ask = e;
+
+    } else if (now - e->sent_at >= ngx_max(mmcf->redis->timeout / 10,
+                                           NGX_HTTP_MITTE_LEASE_SLOW))
+    {
+        /*
+         * Redis is slow (stalled, or the call queued behind much): the
+         * zone decides until the reply, as while Redis is away, and what
+         * passes is charged by the next call; a slow Redis refuses no
+         * request the zone would pass
+         */
+        (void) ngx_atomic_fetch_add(&ngx_http_mitte_lease_sh->slow, 1);
+        return NGX_HTTP_MITTE_LEASE_OFF;
     }
 
     /* the call for lease is out (or about to be): credit, if any is left */
@@ -641,6 +658,7 @@ ngx_http_mitte_lease_send(ngx_http_mitte_lease_t *e, uint32_t want,
     }
 
     e->pending = 1;
+    e->sent_at = ngx_current_msec;
     e->sent_month = e->month;
     e->sent_debt = e->debt;
     e->sent_credit = e->credit;
@@ -1015,11 +1033,15 @@ ngx_http_mitte_lease_metrics(u_char *p)
         "lease and no credit left while a lease call was out.\n"
         "# TYPE mitte_quota_wait_refusals_total counter\n"
         "mitte_quota_wait_refusals_total %uA\n"
+        "# HELP mitte_quota_slow_decisions_total Requests the zone decided "
+        "because a lease call was out for a tenth of the timeout (Redis slow).\n"
+        "# TYPE mitte_quota_slow_decisions_total counter\n"
+        "mitte_quota_slow_decisions_total %uA\n"
         "# HELP mitte_quota_lease_holders Workers of the cluster, as last "
         "counted from the instances' heartbeats (credit is 1%% of the "
         "limit shared among them).\n"
         "# TYPE mitte_quota_lease_holders gauge\n"
         "mitte_quota_lease_holders %uA\n",
         sh->calls, sh->failures, sh->returned, sh->credit, sh->waits,
-        sh->holders);
+        sh->slow, sh->holders);
 }

@@ -287,6 +287,40 @@ diag("passed of $LIMIT, 3 instances x 2 workers, 9 clients: "
 }
 
 
+# ---- a slow Redis refuses nothing the zone would pass --------------------
+
+{
+    # Redis stalls 1.5 s. A new user's requests, one every 40 ms, find
+    # the lease call out: the credit (floor(2000 / 100 / 6) = 3 a worker)
+    # covers the first 100 ms (a tenth of the 1 s timeout), then the zone
+    # decides, as when the timeout has closed the connection (Redis away).
+    # What passed is charged when Redis answers again (at least once: a
+    # call that timed out may have been charged too).
+    my (undef, $m0) = $inst[0]->metrics;
+    my $pid = $redis->cli_bg('DEBUG', 'SLEEP', '1.5');
+    sleep 0.1;
+    my %st;
+    for (1 .. 30) {
+        my $r = $inst[0]->post_as('sleepy', '/hooks/s');
+        $st{ $r->{status} }++;
+        sleep 0.04;
+    }
+    waitpid($pid, 0);
+    is($st{200} // 0, 30, 'a slow Redis: 30 requests of a new user passed')
+        or diag(statuses(\%st));
+    my (undef, $m1) = $inst[0]->metrics;
+    cmp_ok(($m1->{mitte_quota_slow_decisions_total} // 0)
+           - ($m0->{mitte_quota_slow_decisions_total} // 0), '>', 0,
+           'a slow Redis: decided by the zone, counted');
+    my $v = wait_until(sub {
+        my $x = $redis->cli('GET', month_key('sleepy'));
+        return $x =~ /^\d+$/ && $x >= 30 ? $x : undef;
+    }, 15);
+    ok($v, 'a slow Redis: what passed is charged once it answers ('
+           . ($v // 'nothing') . ')');
+}
+
+
 # ---- a graceful exit gives the unused lease back ------------------------
 
 {

@@ -437,25 +437,33 @@ my $refused_a;
 # ---- a flush whose reply is lost is counted once ---------------------------
 
 {
+    # recorded: what passed the quota (a lease call out while Redis
+    # sleeps may refuse a few with Retry-After: 1, before the zone decides)
+    my $n = 0;
     for (1 .. 20) {
-        $ia->post_as('sam', '/hooks/once?status=200');
+        $n++ if $ia->post_as('sam', '/hooks/once?status=200')->{status}
+                == 200;
     }
-    ok(wait_until(sub { (counts($ib, 'once'))[0] == 20 }), 'B: 20');
+    ok(wait_until(sub { (counts($ib, 'once'))[0] == $n }), "B: $n");
 
     # Redis asleep past the timeout: the flush goes, its reply does not
     my $pid = $redis->cli_bg('DEBUG', 'SLEEP', '1.5');
     sleep 0.1;
+    my %st;
     for (1 .. 30) {
-        $ia->post_as('sam', '/hooks/once?status=200');
+        $st{ $ia->post_as('sam', '/hooks/once?status=200')->{status} }++;
     }
     waitpid($pid, 0);
+    $n += $st{200} // 0;
+    cmp_ok($st{200} // 0, '>=', 25, 'most of the 30 passed while Redis '
+           . 'slept') or diag(join ' ', %st);
 
-    ok(wait_until(sub { (counts($ib, 'once'))[0] >= 50 }, 15),
-       'B: 50 after Redis woke');
+    ok(wait_until(sub { (counts($ib, 'once'))[0] >= $n }, 15),
+       "B: $n after Redis woke");
     sleep 1;
-    is((counts($ib, 'once'))[0], 50, 'B: 50, not more');
+    is((counts($ib, 'once'))[0], $n, "B: $n, not more");
     my $h = $redis->cli('HGETALL', 'mc:{e:once}:h');
-    like($h, qr/r\n50\n/, 'Redis: 50, the retried flush counted once')
+    like($h, qr/r\n$n\n/, "Redis: $n, the retried flush counted once")
         or diag($h);
     my $m = metrics_of($ia);
     ok($m->{mitte_redis_flush_errors_total} >= 1,
