@@ -480,6 +480,7 @@ ngx_http_mitte_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ctx = mmcf->shm_zone->data;
     ctx->nevents = mmcf->sse_replay;
+    ctx->cluster = (mmcf->redis != NULL);
 
     if (ngx_http_mitte_read_key(cf, mmcf) != NGX_OK) {
         return NGX_CONF_ERROR;

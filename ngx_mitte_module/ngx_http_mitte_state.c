@@ -72,8 +72,16 @@ typedef struct {
     ngx_http_mitte_counters_t   counters;
     uint64_t                    event_seq;
     uint32_t                    seq;
-    uint32_t                    reserved;
+    uint32_t                    flags;
 } ngx_http_mitte_rec_meta_t;
+
+
+/*
+ * The meta record's flags. FINAL: written by the master at exit, when no
+ * worker could record any more; its event_seq is the last event number
+ * given (else events may have been numbered after it).
+ */
+#define NGX_HTTP_MITTE_STATE_FINAL      0x01
 
 
 /* an endpoint's record: ngx_http_mitte_endpoint_copy_t, at its name's
@@ -460,6 +468,7 @@ ngx_http_mitte_dump_meta(ngx_http_mitte_zone_ctx_t *ctx,
     meta->counters = ctx->sh->counters;
     meta->event_seq = ctx->sh->event_seq;
     meta->seq = ctx->sh->seq;
+    meta->flags = rs->final ? NGX_HTTP_MITTE_STATE_FINAL : 0;
 
     if (ngx_http_mitte_state_add(rs, NGX_HTTP_MITTE_REC_END, 0) == NULL) {
         return NGX_ERROR;
@@ -530,6 +539,21 @@ ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx, u_char *p,
 
         sh->seq = meta->seq;
         sh->event_seq = ngx_max(sh->event_seq, meta->event_seq);
+    }
+
+    if (restart && !ctx->cluster && sh->event_seq
+        && !(meta && (meta->flags & NGX_HTTP_MITTE_STATE_FINAL)))
+    {
+        /*
+         * not written at exit (a kill, a crash, a stop that outlasted the
+         * service manager): events may have been numbered after these, and
+         * the numbers start over above every one given (the zone's init);
+         * a stream that reconnects is then sent nothing it has seen
+         */
+        ld->stale = ld->events;
+        ld->events = 0;
+        ngx_memzero(sh->events, sh->nevents * sizeof(ngx_http_mitte_event_t));
+        sh->event_seq = 0;
     }
 
     if (restart) {
@@ -1085,6 +1109,9 @@ ngx_http_mitte_state_save(ngx_http_mitte_zone_ctx_t *ctx, ngx_log_t *log,
 
     ngx_http_mitte_state_begin(ctx, &rs, log);
 
+    /* the master's, at exit: no worker can number an event any more */
+    rs.final = 1;
+
     t = ngx_http_mitte_state_usec();
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
@@ -1318,10 +1345,10 @@ ngx_http_mitte_state_write_all(ngx_fd_t fd, u_char *p, size_t len)
 /*
  * At start, into a new zone: the state file, if there is one. One that
  * cannot be read or is not whole is logged, set aside, and the zone
- * starts empty.
+ * starts empty (NGX_ERROR). NGX_DECLINED: there is none yet.
  */
 
-void
+ngx_int_t
 ngx_http_mitte_state_restore(ngx_shm_zone_t *shm_zone,
     ngx_http_mitte_zone_ctx_t *ctx)
 {
@@ -1351,7 +1378,7 @@ ngx_http_mitte_state_restore(ngx_shm_zone_t *shm_zone,
             ngx_log_error(NGX_LOG_NOTICE, log, 0,
                           "mitte_state_file \"%s\" does not exist yet: "
                           "starting empty", ctx->state_file.data);
-            return;
+            return NGX_DECLINED;
         }
 
         why = ngx_open_file_n " failed";
@@ -1423,7 +1450,16 @@ ngx_http_mitte_state_restore(ngx_shm_zone_t *shm_zone,
                   ngx_time() - (time_t) (head.written_ms / 1000),
                   ld.endpoints_kept, ld.endpoints, ld.users_kept, ld.users,
                   ld.notes, ld.sends, ld.events, ld.lost);
-    return;
+
+    if (ld.stale) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "mitte_state_file \"%s\" was not written at exit: "
+                      "its %ui events are not replayed, and new event ids "
+                      "start above any given before", ctx->state_file.data,
+                      ld.stale);
+    }
+
+    return NGX_OK;
 
 bad:
 
@@ -1440,6 +1476,8 @@ bad:
                   ctx->state_file.data, why);
 
     ngx_http_mitte_state_aside(ctx, log);
+
+    return NGX_ERROR;
 }
 
 

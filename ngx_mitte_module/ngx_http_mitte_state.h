@@ -22,6 +22,7 @@ typedef struct {
     ngx_uint_t                  failed;
     uint64_t                    start;      /* usec, monotonic */
     uint64_t                    longest;    /* usec the lock was held */
+    unsigned                    final:1;    /* the master's, at exit */
 } ngx_http_mitte_records_t;
 
 
@@ -35,6 +36,8 @@ typedef struct {
     ngx_uint_t                  sends;
     ngx_uint_t                  events;
     ngx_uint_t                  lost;       /* did not fit */
+    ngx_uint_t                  stale;      /* events of a file not
+                                               written at exit: dropped */
     ngx_log_t                  *log;
 } ngx_http_mitte_loaded_t;
 
@@ -45,7 +48,7 @@ ngx_int_t ngx_http_mitte_state_dump(ngx_http_mitte_zone_ctx_t *ctx,
 ngx_int_t ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx,
     u_char *p, size_t len, ngx_uint_t restart, ngx_http_mitte_loaded_t *ld);
 void ngx_http_mitte_records_free(ngx_http_mitte_records_t *rs);
-void ngx_http_mitte_state_restore(ngx_shm_zone_t *shm_zone,
+ngx_int_t ngx_http_mitte_state_restore(ngx_shm_zone_t *shm_zone,
     ngx_http_mitte_zone_ctx_t *ctx);
 ngx_int_t ngx_http_mitte_state_init_process(ngx_cycle_t *cycle);
 void ngx_http_mitte_state_exit_master(ngx_cycle_t *cycle);

@@ -139,6 +139,16 @@ typedef struct {
 #define NGX_HTTP_MITTE_WATCH            1024
 #define NGX_HTTP_MITTE_SSE_GAP          900
 
+/*
+ * The first event number of a zone that starts without the last number
+ * given before (no state file, or one not written at exit): 2^20 a second
+ * since 2026-01-01 UTC, above every number given before unless that was
+ * more than 2^20 a second on average; below 2^53 (JavaScript's exact
+ * integers, and Lua's in Redis) for 270 years
+ */
+#define NGX_HTTP_MITTE_EVENT_EPOCH      1767225600
+#define NGX_HTTP_MITTE_EVENT_RATE_BITS  20
+
 typedef struct {
     uint32_t                    open;       /* streams open */
     uint32_t                    closed;     /* unix s, the last close */
@@ -344,6 +354,8 @@ typedef struct {
     ngx_str_t                   state_dir;
     ngx_msec_t                  state_interval;
     time_t                      state_warned;
+    unsigned                    cluster:1;  /* mitte_redis: Redis numbers
+                                               the events */
 } ngx_http_mitte_zone_ctx_t;
 
 

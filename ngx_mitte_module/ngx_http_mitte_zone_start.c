@@ -31,6 +31,7 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_mitte_zone_ctx_t  *octx = data;
 
     size_t                      len;
+    ngx_uint_t                  started, read;
     ngx_http_mitte_zone_ctx_t  *ctx;
 
     ctx = shm_zone->data;
@@ -107,20 +108,36 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
      * nginx starts (or the reload adds the zone): the state file's
      */
 
-    if (ngx_http_mitte_carry(shm_zone, ctx) == NGX_DECLINED
-        && ctx->state_file.len)
-    {
-        ngx_http_mitte_state_restore(shm_zone, ctx);
+    started = (ngx_http_mitte_carry(shm_zone, ctx) == NGX_DECLINED);
+    read = 0;
+
+    if (started && ctx->state_file.len) {
+        read = (ngx_http_mitte_state_restore(shm_zone, ctx) != NGX_DECLINED);
     }
 
-    if (ctx->sh->event_seq) {
+    if (ctx->sh->event_seq || read) {
         /*
-         * events came along (carried over, or from the state file): the
-         * streams that were open then reconnect, and find every event
-         * of their gap, as they would after a stream of theirs closed
+         * events came along (carried over, or from the state file), or
+         * nginx ran before: the streams that were open then reconnect, and
+         * find every event of their gap, as they would after a stream of
+         * theirs closed
          */
         ctx->sh->watch_until = (uint32_t) ngx_time()
                                + NGX_HTTP_MITTE_SSE_GAP;
+    }
+
+    if (started && !ctx->cluster && ctx->sh->event_seq == 0
+        && ngx_time() > NGX_HTTP_MITTE_EVENT_EPOCH)
+    {
+        /*
+         * the last number given before is not known: numbers above all
+         * of them, so that a stream reconnecting with one of those is
+         * not taken to have seen new events (in cluster mode Redis
+         * numbers the events, and the relay brings the numbers in)
+         */
+        ctx->sh->event_seq = (uint64_t) (ngx_time()
+                                         - NGX_HTTP_MITTE_EVENT_EPOCH)
+                             << NGX_HTTP_MITTE_EVENT_RATE_BITS;
     }
 
     return NGX_OK;

@@ -225,12 +225,65 @@ my $back = snapshot();
 is_deeply($back->{$_}, $written->{$_}, "kill -9: $_ as last written")
     for qw(stats_rz stats_ry notes metrics);
 
+# -- kill -9 after events the file does not hold: no id given twice -----------
+
+# A stream saw ids up to $last, some numbered after the last write; nginx
+# is killed and starts again. A delivery before the stream reconnects gets
+# an id above $last, so the reconnect with Last-Event-ID: $last replays it
+# (numbered from the last written id, it would be taken as seen).
+{
+    my $live = Mitte::SSE->open($t, '/mitte/events',
+                                headers => { 'X-Mitte-User' => 'rk' });
+    $t->deliver('rk', "/hooks/k-$_?status=200") for 1 .. 3;
+    ok($live->wait_events(3, 5), 'kill -9: a stream saw 3 events');
+    my $last = ($live->ids)[-1];
+    $live->close;
+    $t->kill9;
+    my $log0 = scalar $t->error_log_lines;
+    $t->start;
+    my @new = ($t->error_log_lines)[$log0 .. $t->error_log_lines - 1];
+    ok(grep({ /mitte_state_file ".*state" was not written at exit: its \d+ events are not replayed/ }
+            @new), 'kill -9: the file was not written at exit, logged');
+
+    $t->deliver('rk', '/hooks/k-after?status=200');
+    my $s = Mitte::SSE->open($t, '/mitte/events',
+                             headers => { 'X-Mitte-User' => 'rk',
+                                          'Last-Event-ID' => $last });
+    $s->wait_events(1, 5);
+    $s->drain(0.3);
+    my @ev = $s->events;
+    $s->close;
+    is(scalar @ev, 1, 'kill -9: the reconnect replays the delivery made '
+       . 'since the start');
+    like($ev[0] && $ev[0]{data}, qr/"endpointSlug":"k-after"/,
+         'kill -9: that delivery');
+    cmp_ok($ev[0] && $ev[0]{id}, '>', $last, 'kill -9: with an id above '
+           . 'every id given before');
+
+    # a quit writes the file at exit: the ids go on from the last one
+    $t->stop;
+    $t->start;
+    $t->deliver('rk', '/hooks/k-quit?status=200');
+    $s = Mitte::SSE->open($t, '/mitte/events',
+                          headers => { 'X-Mitte-User' => 'rk',
+                                       'Last-Event-ID' => $ev[0]{id} });
+    $s->wait_events(1, 5);
+    $s->drain(0.3);
+    my @q = $s->events;
+    $s->close;
+    is(scalar @q, 1, 'quit: the delivery since the start replayed');
+    is($q[0] && $q[0]{id}, $ev[0]{id} + 1, 'quit: its id follows the '
+       . 'last one given');
+}
+
 # -- many endpoints: worker 0 writes in slices ---------------------------------
 
 {
     # a connection each: with keep-alive, HTTP::Tiny's two writes per
     # request meet the peer's delayed ACK (40 ms a request)
     my $ua = HTTP::Tiny->new(keep_alive => 0, timeout => 10);
+    my (undef, $m0) = $t->metrics;
+    my $before = $m0->{mitte_endpoints};
     my $h = iso_hour(hour_now());
     my $bad = 0;
     for my $i (1 .. 5000) {
@@ -251,7 +304,8 @@ is_deeply($back->{$_}, $written->{$_}, "kill -9: $_ as last written")
        'written every second meanwhile');
     is($m->{'mitte_state_writes_total{result="failed"}'}, 0, 'none failed');
     my $n = $m->{mitte_endpoints};
-    is($n, 4904, '4,904 endpoints (4 before, 5,000 imported, 100 deleted)');
+    is($n, $before + 4900, "$n endpoints ($before before, 5,000 imported, "
+       . '100 deleted)');
     $t->kill9;
     $t->start;
     (undef, $m) = $t->metrics;
