@@ -982,11 +982,18 @@ my @summary = guarded($dir, sub {
     my $slow = redis_cmd($r, 'SLOWLOG', 'GET', '1000');
     $st{slow} = @$slow;
     $st{slowest} = 0;
+    my %what;
     for (@$slow) {
         $st{slowest} = $_->[2] / 1000 if $_->[2] / 1000 > $st{slowest};
+        # the command and its first argument (a script's SHA: its start)
+        my @a = @{ $_->[3] // [] };
+        my $w = uc($a[0] // '?') . (defined $a[1] ? ' ' . substr($a[1], 0, 12)
+                                                 : '');
+        $what{$w} .= sprintf ' %.0f', $_->[2] / 1000;
     }
-    printf "    Redis commands of 100 ms or more: %d, the slowest %.0f ms\n",
-        $st{slow}, $st{slowest};
+    printf "    Redis commands of 100 ms or more: %d, the slowest %.0f ms%s\n",
+        $st{slow}, $st{slowest},
+        join '', map { "; $_ (ms:$what{$_})" } sort keys %what;
     printf "    event stream after the runs: %d entries, %.1f MB (Redis "
         . "used_memory %.1f MB); the last flushes: %.1f kB, %.0f endpoints "
         . "each\n", $st{len}, $st{bytes} / 1e6, $st{used} / 1e6,
