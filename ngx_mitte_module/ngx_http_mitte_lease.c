@@ -493,13 +493,15 @@ ngx_http_mitte_lease_take(ngx_http_mitte_main_conf_t *mmcf, ngx_str_t *user,
         *ask = e;
 
     } else if (now - e->sent_at >= ngx_max(mmcf->redis->timeout / 10,
-                                           NGX_HTTP_MITTE_LEASE_SLOW))
+                                           NGX_HTTP_MITTE_LEASE_SLOW)
+               && (uint64_t) zone_used + limit / 100 < limit)
     {
         /*
          * Redis is slow (stalled, or the call queued behind much): the
          * zone decides until the reply, as while Redis is away, and what
          * passes is charged by the next call; a slow Redis refuses no
-         * request the zone would pass
+         * request the zone would pass. Not in the last 1% of the limit,
+         * where the lease keeps the cluster's bound: credit, then wait.
          */
         (void) ngx_atomic_fetch_add(&ngx_http_mitte_lease_sh->slow, 1);
         return NGX_HTTP_MITTE_LEASE_OFF;
