@@ -28,7 +28,13 @@
 #     the ratio cluster/embedded of each pair, their median. After each
 #     run: the backlog sent, and the workers idle again (the relays caught
 #     up) before the next. Flushes that failed (a command past mitte_redis'
-#     timeout: sent again) are counted and shown, not fatal.
+#     timeout: sent again) are counted and shown, not fatal. Also the CPU
+#     a delivery cost (the set's workers from /proc, from the run's start
+#     until they are idle again, plus Redis's INFO cpu for the cluster):
+#     embedded over cluster per pair, their median. On a machine as busy
+#     as this one (wrk, the upstream, six workers and Redis on 2 cores)
+#     the throughput ratio swings by +-5% between runs of the same build;
+#     the CPU ratio is the work itself.
 # (c) round trips to Redis per 1,000 deliveries, over each cluster run:
 #     the commands the instances sent (EVALSHA, XREAD, the heartbeat's
 #     five, anything else no script calls; INFO commandstats), and Redis's
@@ -550,6 +556,7 @@ sub run_set {
     my ($dir, $r, $set, $kind, $tag) = @_;
     my $c0 = settled($set);
     my $i0 = $kind eq 'cluster' ? redis_info($r) : undef;
+    my $cpu0 = set_cpu($set);
     my $t0 = time;
     my $w = wrk_set($dir, $set, $SECONDS, $tag);
     my $c1 = settled($set);
@@ -561,8 +568,14 @@ sub run_set {
     die "$tag: $d deliveries recorded, wrk read $w->{requests} answers\n"
         if $d < $w->{requests} || $d > $w->{requests} + $CONNECTIONS;
     $w->{deliveries} = $d;
+    # the CPU a delivery cost the set's workers, and (cluster) Redis, in
+    # microseconds: the work itself, whatever the scheduler did with it
+    $w->{nginx_us} = (set_cpu($set) - $cpu0) * 1e6 / $d;
+    $w->{cost_us} = $w->{nginx_us};
     return $w unless $i0;
     my $rd = redis_delta($i0, redis_info($r));
+    $w->{redis_us} = $rd->{cpu} * 1e6 / $d;
+    $w->{cost_us} += $w->{redis_us};
     # a flush that failed (Redis slower than the timeout) is sent again:
     # counted, not fatal; a delta dropped (the backlog full) is reported
     $w->{$_} = $c1->{$_} - $c0->{$_} for qw(errors dropped timeouts);
@@ -587,7 +600,7 @@ sub throughput {
     wrk_set($dir, $emb, 2, 'warmup-embedded');
     wrk_set($dir, $clu, 2, 'warmup-cluster');
 
-    my (@e, @c, @pairs);
+    my (@e, @c, @pairs, @cost_pairs);
     for my $i (1 .. $PAIRS) {
         my @order = $i % 2 ? qw(embedded cluster) : qw(cluster embedded);
         my %run;
@@ -604,6 +617,10 @@ sub throughput {
                 $w->{cpu}, 100 * $w->{cpu_share},
                 $w->{deliveries} / $w->{flushes}, $w->{flush_ms}
                 if $kind eq 'cluster';
+            printf "  | CPU a delivery %.1f us (nginx %.1f%s)", $w->{cost_us},
+                $w->{nginx_us}, defined $w->{redis_us}
+                                ? sprintf(', Redis %.1f', $w->{redis_us})
+                                : '';
             printf "  | busy %.1fs after (%.1f s CPU)", $w->{idle},
                 $w->{idle_cpu};
             printf "  | %d flushes failed and were sent again, %d "
@@ -616,10 +633,17 @@ sub throughput {
         push @e, $run{embedded};
         push @c, $run{cluster};
         push @pairs, $run{cluster}{rps} / $run{embedded}{rps};
+        push @cost_pairs, $run{embedded}{cost_us} / $run{cluster}{cost_us};
     }
     my %s = (
         ratio => median(@pairs),
         pairs => \@pairs,
+        cost_ratio => median(@cost_pairs),
+        cost_pairs => \@cost_pairs,
+        emb_cost => median(map { $_->{cost_us} } @e),
+        clu_cost => median(map { $_->{cost_us} } @c),
+        clu_nginx => median(map { $_->{nginx_us} } @c),
+        clu_redis => median(map { $_->{redis_us} } @c),
         emb => median(map { $_->{rps} } @e),
         clu => median(map { $_->{rps} } @c),
         emb_p99 => median(map { $_->{p99_us} } @e),
@@ -639,6 +663,9 @@ sub throughput {
     }
     printf "    ratio cluster/embedded per pair: %s (median %.3f)\n",
         join(' ', map { sprintf '%.3f', $_ } @pairs), $s{ratio};
+    printf "    CPU a delivery, embedded over cluster, per pair: %s (median "
+        . "%.3f)\n", join(' ', map { sprintf '%.3f', $_ } @cost_pairs),
+        $s{cost_ratio};
     return \%s;
 }
 
@@ -1010,6 +1037,12 @@ my @summary = guarded($dir, sub {
         . 'embedded %.0f rps, cluster %.0f rps; wrk p99 %.1f / %.1f ms)',
         $tp->{ratio}, join(' ', map { sprintf '%.3f', $_ } @{ $tp->{pairs} }),
         $tp->{emb}, $tp->{clu}, $tp->{emb_p99} / 1000, $tp->{clu_p99} / 1000;
+    push @s, sprintf '    CPU a delivery (the workers, and Redis; not wrk '
+        . 'nor the upstream): embedded %.1f us, cluster %.1f us (nginx %.1f, '
+        . 'Redis %.1f): embedded / cluster %.3f (pairs %s), the throughput '
+        . 'a CPU-bound machine would see', @{$tp}{qw(emb_cost clu_cost
+        clu_nginx clu_redis cost_ratio)},
+        join(' ', map { sprintf '%.3f', $_ } @{ $tp->{cost_pairs} });
     push @s, sprintf '    over the cluster runs: %d flushes failed (sent '
         . 'again), %d commands timed out, %d deltas dropped; Redis: %.1f '
         . 'ms a flush (median of the runs), %d commands of 100 ms or more '
