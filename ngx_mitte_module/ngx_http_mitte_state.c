@@ -552,8 +552,12 @@ ngx_http_mitte_state_load(ngx_http_mitte_zone_ctx_t *ctx, u_char *p,
          */
         ld->stale = ld->events;
         ld->events = 0;
-        ngx_memzero(sh->events, sh->nevents * sizeof(ngx_http_mitte_event_t));
         sh->event_seq = 0;
+
+        if (sh->events) {
+            ngx_memzero(sh->events,
+                        sh->nevents * sizeof(ngx_http_mitte_event_t));
+        }
     }
 
     if (restart) {
