@@ -130,15 +130,17 @@ sub roundtrip {
     }
 }
 
-# a connection answered by a worker other than $avoid (tries 50 times;
-# undef if none), and its worker's pid
+# a connection answered by a worker other than $avoid, and its worker's
+# pid; empty if none in 200 tries 10 ms apart (a busy worker takes new
+# connections only when it is back in epoll_wait: the idle one takes them)
 sub conn_off {
     my ($avoid, $user, $path, $body) = @_;
-    for (1 .. 50) {
+    for (1 .. 200) {
         my $c = conn() or next;
         my ($st, $w) = roundtrip($c, $path, $user, $body);
         return ($c, $w) if $st && $w != $avoid;
         close $c;
+        sleep 0.01;
     }
     return;
 }
@@ -166,17 +168,19 @@ sub p99 {
 }
 
 # two clients sending BODY for USER as fast as they can, for at most 60s,
-# on connections of a worker other than $avoid
+# on connections of a worker other than $avoid (both opened before either
+# starts: once one keeps that worker busy, new connections go to bob's)
 sub attackers {
     my ($user, $body, $avoid) = @_;
+    my @go = ($avoid, $user, '/mitte/notifications/read', $body);
+    my @conns = map { (conn_off(@go))[0] } 1 .. 2;
     my @pids;
-    for (1 .. 2) {
+    for my $k (0 .. 1) {
         my $pid = fork;
         die "fork: $!" unless defined $pid;
         if ($pid == 0) {
             my $end = time() + 60;
-            my @go = ($avoid, $user, '/mitte/notifications/read', $body);
-            my ($c) = conn_off(@go);
+            my $c = $conns[$k];
             # no connection off bob's worker: exit 3 (else killed)
             POSIX::_exit(3) unless $c;
             while ($c && time() < $end) {
@@ -187,6 +191,7 @@ sub attackers {
         }
         push @pids, $pid;
     }
+    close $_ for grep { defined } @conns;
     return @pids;
 }
 
