@@ -62,7 +62,7 @@ static ngx_int_t ngx_http_mitte_write_user(ngx_http_request_t *r,
     ngx_chain_t **last);
 static ngx_int_t ngx_http_mitte_admin_metrics(ngx_http_request_t *r);
 static u_char *ngx_http_mitte_metrics_cluster(u_char *p,
-    ngx_http_mitte_cluster_counters_t *cc);
+    ngx_http_mitte_cluster_counters_t *cc, ngx_uint_t dirty);
 static u_char *ngx_http_mitte_metrics_work(u_char *p,
     ngx_http_mitte_counters_t *c, ngx_uint_t *pending,
     ngx_uint_t subscribers);
@@ -876,7 +876,8 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
 
     if (mmcf->redis) {
         b->last = ngx_http_mitte_metrics_cluster(b->last,
-                                                 &ctx->sh->cluster);
+                                                 &ctx->sh->cluster,
+                                                 ctx->sh->ndirty);
     }
 
     out = ngx_alloc_chain_link(r->pool);
@@ -895,11 +896,12 @@ ngx_http_mitte_admin_metrics(ngx_http_request_t *r)
 
 static u_char *
 ngx_http_mitte_metrics_cluster(u_char *p,
-    ngx_http_mitte_cluster_counters_t *cc)
+    ngx_http_mitte_cluster_counters_t *cc, ngx_uint_t dirty)
 {
     ngx_uint_t  i, backlog;
 
-    backlog = 0;
+    /* the zone's deltas not yet taken, and the flushes on their way */
+    backlog = dirty;
 
     for (i = 0; i < NGX_HTTP_MITTE_MAX_WORKERS; i++) {
         backlog += cc->backlog[i];

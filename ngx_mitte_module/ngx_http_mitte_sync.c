@@ -2,22 +2,26 @@
  * Copyright (C) ngx_mitte_module authors
  *
  * Cluster mode's deltas. The log phase records a delivery in the zone as
- * without Redis, and also into this worker's batch, in worker memory:
- * aggregated by endpoint and hour, with what the streak needs (failures
- * before the batch's first success, after its last one), and the
- * delivery's event when a stream may want it. One EVALSHA sends it:
- * NGX_HTTP_MITTE_SYNC_INTERVAL ms after an event (the streams on the other
- * instances wait for it), and the endpoints' counts once mitte_redis's
- * flush= interval (1s) has passed since the first of them, or when the
- * batch is half full: the longer the interval, the more deliveries one
- * endpoint's line carries. The script adds the counts, moves each streak and
- * reports its crossings (atomic: one flush cluster-wide sees a crossing),
+ * without Redis, and also in the endpoint's deltas not yet sent, in the
+ * zone too (ngx_http_mitte_delta_t: one for the instance's workers
+ * together, aggregated by hour, with what the streak needs: failures
+ * before the first success, after the last one); and the delivery's event,
+ * when a stream may want it, into this worker's batch. One EVALSHA sends
+ * a batch: NGX_HTTP_MITTE_SYNC_INTERVAL ms after an event (the streams on
+ * the other instances wait for it); the endpoints' deltas are taken into
+ * worker 0's once mitte_redis's flush= interval (1s) has passed since the
+ * oldest of them, or when half of NGX_HTTP_MITTE_SYNC_ENDPOINTS wait:
+ * the longer the interval, the more deliveries one endpoint's line
+ * carries, and one line an endpoint an instance, whatever its workers.
+ * The script adds the counts, moves each streak and reports its
+ * crossings (atomic: one flush cluster-wide sees a crossing),
  * numbers the events and appends one entry to the cluster's stream, from
  * which every instance's relay updates its zone. The flush carries a
  * number that the script checks, so that a flush sent again after a lost
- * reply is counted once. While Redis is away the batch keeps aggregating
- * (at most NGX_HTTP_MITTE_SYNC_ENDPOINTS endpoints; what does not fit is
- * counted as dropped) and is sent when Redis is back.
+ * reply is counted once. While Redis is away the deltas keep aggregating
+ * in the zone (an endpoint evicted meanwhile, or deltas the zone has no
+ * room for, are counted as dropped) and are sent when Redis is back, at
+ * most NGX_HTTP_MITTE_SYNC_ENDPOINTS endpoints a flush.
  */
 
 
@@ -29,26 +33,17 @@
 #include "mitte_notify.h"
 
 
-#define NGX_HTTP_MITTE_SYNC_HOURS       8
-#define NGX_HTTP_MITTE_SYNC_SLOT_BITS   13
-#define NGX_HTTP_MITTE_SYNC_SLOTS       (1 << NGX_HTTP_MITTE_SYNC_SLOT_BITS)
+#define NGX_HTTP_MITTE_SYNC_HOURS       NGX_HTTP_MITTE_DELTA_HOURS
+#define NGX_HTTP_MITTE_SYNC_TICK        100     /* ms, at most: worker 0
+                                                   looks at the deltas */
 #define NGX_HTTP_MITTE_SYNC_RETRY       250
 #define NGX_HTTP_MITTE_SYNC_EPOCH       5000
 /* a JSON endpoint or event at most, escaped */
 #define NGX_HTTP_MITTE_SYNC_JSON_MAX    2048
 
 
+/* one endpoint's deltas, taken from the zone into a flush */
 typedef struct {
-    uint32_t                    hour;
-    uint32_t                    requests;
-    uint32_t                    failures;
-} ngx_http_mitte_sync_hour_t;
-
-
-/* one endpoint's deltas in the batch */
-typedef struct {
-    ngx_rbtree_key_t            hash;
-    uint32_t                    slot;       /* its index in slots */
     uint64_t                    first_ms;
     uint64_t                    last_ms;
     uint32_t                    lead;       /* failures before a success */
@@ -65,7 +60,7 @@ typedef struct {
     u_char                      slug[MITTE_SLUG_MAX];
     u_char                      user[MITTE_USER_MAX];
     u_char                      name[MITTE_NAME_MAX];
-    ngx_http_mitte_sync_hour_t  hours[NGX_HTTP_MITTE_SYNC_HOURS];
+    ngx_http_mitte_delta_hour_t hours[NGX_HTTP_MITTE_SYNC_HOURS];
 } ngx_http_mitte_sync_ep_t;
 
 
@@ -74,13 +69,13 @@ typedef struct {
     ngx_http_mitte_zone_ctx_t  *ctx;
     ngx_log_t                  *log;
 
-    ngx_http_mitte_sync_ep_t   *eps;
+    ngx_http_mitte_sync_ep_t   *eps;        /* taken into the flush */
     ngx_uint_t                  neps;
-    uint16_t                   *slots;      /* index + 1 of eps, by hash */
     ngx_http_mitte_event_t     *events;
     ngx_uint_t                  nevents;
     ngx_uint_t                  max_events;
-    ngx_msec_t                  counts_at;  /* the endpoints' flush is due */
+    ngx_event_t                 tick;       /* worker 0's: deltas due? */
+    unsigned                    harvest:1;  /* exiting: take the deltas */
 
     /* the flush on its way, or to be sent again */
     ngx_event_t                 timer;
@@ -114,14 +109,13 @@ typedef struct {
 } ngx_http_mitte_sync_t;
 
 
-static ngx_http_mitte_sync_ep_t *ngx_http_mitte_sync_ep(
-    ngx_http_mitte_sync_t *s, ngx_http_mitte_delivery_t *d,
-    ngx_http_mitte_endpoint_node_t *en);
+static ngx_uint_t ngx_http_mitte_sync_take(ngx_http_mitte_sync_t *s);
+static ngx_uint_t ngx_http_mitte_sync_due(ngx_http_mitte_sync_t *s);
+static void ngx_http_mitte_sync_tick(ngx_event_t *ev);
 static void ngx_http_mitte_sync_timer(ngx_event_t *ev);
 static void ngx_http_mitte_sync_arm(ngx_http_mitte_sync_t *s, ngx_msec_t ms);
 static void ngx_http_mitte_sync_schedule(ngx_http_mitte_sync_t *s);
 static void ngx_http_mitte_sync_exiting(void *data);
-static void ngx_http_mitte_sync_clear(ngx_http_mitte_sync_t *s);
 static ngx_int_t ngx_http_mitte_sync_room(ngx_http_mitte_sync_t *s,
     u_char **buf, size_t *have, size_t size);
 static u_char *ngx_http_mitte_sync_u64(u_char *p, uint64_t v);
@@ -357,12 +351,10 @@ ngx_http_mitte_sync_init_process(ngx_cycle_t *cycle)
 
     s->eps = ngx_alloc(NGX_HTTP_MITTE_SYNC_ENDPOINTS
                        * sizeof(ngx_http_mitte_sync_ep_t), cycle->log);
-    s->slots = ngx_calloc(NGX_HTTP_MITTE_SYNC_SLOTS * sizeof(uint16_t),
-                          cycle->log);
     s->events = ngx_alloc(s->max_events * sizeof(ngx_http_mitte_event_t),
                           cycle->log);
 
-    if (s->eps == NULL || s->slots == NULL || s->events == NULL) {
+    if (s->eps == NULL || s->events == NULL) {
         return NGX_ERROR;
     }
 
@@ -389,8 +381,15 @@ ngx_http_mitte_sync_init_process(ngx_cycle_t *cycle)
     s->check.log = cycle->log;
     s->check.cancelable = 1;
 
+    s->tick.handler = ngx_http_mitte_sync_tick;
+    s->tick.data = s;
+    s->tick.log = cycle->log;
+    s->tick.cancelable = 1;
+
     if (ngx_worker == 0) {
         ngx_add_timer(&s->check, NGX_HTTP_MITTE_SYNC_EPOCH);
+        ngx_add_timer(&s->tick, ngx_min(mmcf->redis->flush,
+                                        NGX_HTTP_MITTE_SYNC_TICK));
     }
 
     if (ngx_http_mitte_redis_script(&ngx_http_mitte_sync_script) != NGX_OK
@@ -437,6 +436,10 @@ ngx_http_mitte_sync_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&s->check);
     }
 
+    if (s->tick.timer_set) {
+        ngx_del_timer(&s->tick);
+    }
+
     if (s->refill.posted) {
         ngx_delete_posted_event(&s->refill);
     }
@@ -450,10 +453,10 @@ ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_delivery_t *d,
     ngx_http_mitte_endpoint_node_t *en, uint32_t hour, ngx_uint_t event)
 {
-    ngx_uint_t                   i, ready;
-    ngx_http_mitte_sync_t       *s;
-    ngx_http_mitte_sync_ep_t    *e;
-    ngx_http_mitte_sync_hour_t  *h;
+    ngx_uint_t                    i, ready;
+    ngx_http_mitte_delta_t       *e;
+    ngx_http_mitte_sync_t        *s;
+    ngx_http_mitte_delta_hour_t  *h;
 
     s = ngx_http_mitte_sync;
 
@@ -463,7 +466,9 @@ ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
 
     ready = (ngx_http_mitte_redis_ready() == NGX_OK);
 
-    e = ngx_http_mitte_sync_ep(s, d, en);
+    /* the instance's deltas of the endpoint, in the zone (locked) */
+
+    e = ngx_http_mitte_delta_get(ctx, en);
 
     if (e == NULL) {
         (void) ngx_atomic_fetch_add(&ctx->sh->cluster.dropped, 1);
@@ -519,8 +524,13 @@ ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
 
 armed:
 
+    if (ngx_exiting) {
+        /* the shutdown's last deliveries: this worker sends them */
+        s->harvest = 1;
+    }
+
     if (!ready) {
-        if (!s->timer.timer_set && !s->sending) {
+        if (s->harvest && !s->timer.timer_set && !s->sending) {
             ngx_http_mitte_sync_arm(s, NGX_HTTP_MITTE_SYNC_RETRY);
         }
 
@@ -543,10 +553,11 @@ armed:
         }
     }
 
-    if (event || !s->timer.timer_set
-        || s->neps >= NGX_HTTP_MITTE_SYNC_ENDPOINTS / 2)
+    if (event || s->harvest
+        || (ngx_worker == 0 && !s->timer.timer_set
+            && ctx->sh->ndirty >= NGX_HTTP_MITTE_SYNC_ENDPOINTS / 2))
     {
-        /* else the timer set stays right */
+        /* else the timer set, or worker 0's tick, stays right */
         ngx_http_mitte_sync_schedule(s);
     }
 
@@ -554,85 +565,113 @@ armed:
 }
 
 
-/* the batch's entry of the endpoint, made when new; NULL: the batch is full */
+/*
+ * With the zone locked by the caller or not: whether worker 0 (or a worker
+ * that is exiting) should take the deltas into a flush now
+ */
 
-static ngx_http_mitte_sync_ep_t *
-ngx_http_mitte_sync_ep(ngx_http_mitte_sync_t *s,
-    ngx_http_mitte_delivery_t *d, ngx_http_mitte_endpoint_node_t *en)
+static ngx_uint_t
+ngx_http_mitte_sync_due(ngx_http_mitte_sync_t *s)
 {
-    ngx_str_t                  name;
-    ngx_uint_t                 i, n;
-    ngx_http_mitte_sync_ep_t  *e;
+    ngx_http_mitte_sh_t  *sh;
 
-    i = ngx_http_mitte_slot(d->hash, NGX_HTTP_MITTE_SYNC_SLOT_BITS);
+    sh = s->ctx->sh;
 
-    for ( ;; ) {
-        n = s->slots[i];
-
-        if (n == 0) {
-            break;
-        }
-
-        e = &s->eps[n - 1];
-
-        if (e->hash == d->hash && e->slug_len == d->slug.len
-            && ngx_http_mitte_same(e->slug, d->slug.data, d->slug.len))
-        {
-            goto found;
-        }
-
-        i = (i + 1) & (NGX_HTTP_MITTE_SYNC_SLOTS - 1);
+    if (s->neps) {
+        /* taken, and not sealed for want of memory: again */
+        return 1;
     }
 
-    if (s->neps == NGX_HTTP_MITTE_SYNC_ENDPOINTS) {
-        return NULL;
+    if (sh->ndirty == 0) {
+        return 0;
     }
 
-    if (s->neps == 0) {
-        s->counts_at = ngx_current_msec + s->mmcf->redis->flush;
+    if (s->harvest) {
+        return 1;
     }
 
-    e = &s->eps[s->neps++];
-    s->slots[i] = (uint16_t) s->neps;
+    return ngx_worker == 0
+           && (sh->ndirty >= NGX_HTTP_MITTE_SYNC_ENDPOINTS / 2
+               || (ngx_msec_int_t) (ngx_current_msec - sh->dirty_since)
+                  >= (ngx_msec_int_t) s->mmcf->redis->flush);
+}
 
-    ngx_memzero(e, offsetof(ngx_http_mitte_sync_ep_t, slug));
-    e->slot = (uint32_t) i;
-    e->user_len = 0xff;     /* copied below */
 
-    e->hash = d->hash;
-    e->slug_len = (u_char) d->slug.len;
-    ngx_memcpy(e->slug, d->slug.data, d->slug.len);
+/* worker 0, every NGX_HTTP_MITTE_SYNC_TICK ms: the deltas of every worker */
 
-    s->ctx->sh->cluster.backlog[ngx_worker % NGX_HTTP_MITTE_MAX_WORKERS] =
-        s->neps;
+static void
+ngx_http_mitte_sync_tick(ngx_event_t *ev)
+{
+    ngx_http_mitte_sync_t *s = ev->data;
 
-found:
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
 
-    /* the owner and name as the zone has them now: most often as before */
+    if (ngx_http_mitte_sync_due(s)) {
+        ngx_http_mitte_sync_schedule(s);
+    }
 
-    if (e->user_len != en->user_len
-        || !ngx_http_mitte_same(e->user, en->ep.user, en->user_len))
+    ngx_add_timer(ev, ngx_min(s->mmcf->redis->flush,
+                              NGX_HTTP_MITTE_SYNC_TICK));
+}
+
+
+/*
+ * With the zone locked: up to NGX_HTTP_MITTE_SYNC_ENDPOINTS endpoints'
+ * deltas, oldest first, taken from the zone into s->eps; their number
+ */
+
+static ngx_uint_t
+ngx_http_mitte_sync_take(ngx_http_mitte_sync_t *s)
+{
+    ngx_str_t                        name;
+    ngx_uint_t                       n;
+    ngx_queue_t                     *q;
+    ngx_http_mitte_sh_t             *sh;
+    ngx_http_mitte_delta_t          *d;
+    ngx_http_mitte_sync_ep_t        *e;
+    ngx_http_mitte_endpoint_node_t  *en;
+
+    sh = s->ctx->sh;
+    n = 0;
+
+    while (n < NGX_HTTP_MITTE_SYNC_ENDPOINTS && !ngx_queue_empty(&sh->dirty))
     {
+        q = ngx_queue_head(&sh->dirty);
+        d = ngx_queue_data(q, ngx_http_mitte_delta_t, queue);
+        en = d->en;
+        e = &s->eps[n++];
+
+        e->first_ms = d->first_ms;
+        e->last_ms = d->last_ms;
+        e->lead = d->lead;
+        e->tail = d->tail;
+        e->status = d->status;
+        e->ok = d->ok;
+        e->quiet = d->quiet;
+        e->nhours = d->nhours;
+        ngx_memcpy(e->hours, d->hours,
+                   d->nhours * sizeof(ngx_http_mitte_delta_hour_t));
+
+        /* the slug, owner and name as the zone has them now */
+
+        e->slug_len = en->slug_len;
+        ngx_memcpy(e->slug, en->ep.slug, en->slug_len);
         e->user_len = en->user_len;
         ngx_memcpy(e->user, en->ep.user, en->user_len);
-    }
-
-    if (en->ep.name_off == 0) {
         e->name_len = 0;
-        return e;
+
+        if (en->ep.name_off) {
+            ngx_http_mitte_endpoint_name(s->ctx, en, &name);
+            e->name_len = (u_char) ngx_min(name.len, MITTE_NAME_MAX);
+            ngx_memcpy(e->name, name.data, e->name_len);
+        }
+
+        ngx_http_mitte_delta_done(s->ctx, d);
     }
 
-    ngx_http_mitte_endpoint_name(s->ctx, en, &name);
-    name.len = ngx_min(name.len, MITTE_NAME_MAX);
-
-    if (e->name_len != name.len
-        || !ngx_http_mitte_same(e->name, name.data, name.len))
-    {
-        e->name_len = (u_char) name.len;
-        ngx_memcpy(e->name, name.data, name.len);
-    }
-
-    return e;
+    return n;
 }
 
 
@@ -654,31 +693,23 @@ ngx_http_mitte_sync_arm(ngx_http_mitte_sync_t *s, ngx_msec_t ms)
 
 /*
  * The next flush, while none is on its way nor waits to be sent again
- * (its retry timer is set): soon when the batch holds events (or during a
- * graceful shutdown, or half the endpoints the batch can hold), else when
- * the counts are due; a timer set for later is set again sooner
- * (ngx_add_timer() alone would keep a timer less than 300 ms off)
+ * (its retry timer is set): soon when the batch holds events, or the
+ * zone's deltas are due for this worker (worker 0's, or an exiting one's);
+ * a timer set for later is set again sooner (ngx_add_timer() alone would
+ * keep a timer less than 300 ms off)
  */
 
 static void
 ngx_http_mitte_sync_schedule(ngx_http_mitte_sync_t *s)
 {
-    ngx_msec_t      delay;
-    ngx_msec_int_t  left;
+    ngx_msec_t  delay;
 
     if (s->sending || (s->pending && s->timer.timer_set)) {
         return;
     }
 
-    if (s->pending || s->nevents
-        || s->neps >= NGX_HTTP_MITTE_SYNC_ENDPOINTS / 2
-        || (s->neps && ngx_exiting))
-    {
+    if (s->pending || s->nevents || ngx_http_mitte_sync_due(s)) {
         delay = NGX_HTTP_MITTE_SYNC_INTERVAL;
-
-    } else if (s->neps) {
-        left = (ngx_msec_int_t) (s->counts_at - ngx_current_msec);
-        delay = ngx_max(left, NGX_HTTP_MITTE_SYNC_INTERVAL);
 
     } else {
         return;
@@ -705,7 +736,10 @@ ngx_http_mitte_sync_exiting(void *data)
 {
     ngx_http_mitte_sync_t *s = data;
 
-    if (s->sending || !(s->pending || s->neps || s->nevents)) {
+    /* the deltas of the instance as they are now go with this worker's */
+    s->harvest = 1;
+
+    if (s->sending || !(s->pending || s->nevents || s->ctx->sh->ndirty)) {
         return;
     }
 
@@ -729,7 +763,7 @@ ngx_http_mitte_sync_timer(ngx_event_t *ev)
     }
 
     if (ngx_http_mitte_redis_ready() != NGX_OK || !s->checked) {
-        if (s->pending || s->neps || s->nevents) {
+        if (s->pending || s->nevents || s->harvest) {
             ngx_http_mitte_sync_arm(s, NGX_HTTP_MITTE_SYNC_RETRY);
         }
 
@@ -737,10 +771,7 @@ ngx_http_mitte_sync_timer(ngx_event_t *ev)
     }
 
     if (!s->pending) {
-        counts = s->neps
-                 && ((ngx_msec_int_t) (ngx_current_msec - s->counts_at) >= 0
-                     || s->neps >= NGX_HTTP_MITTE_SYNC_ENDPOINTS / 2
-                     || ngx_exiting);
+        counts = ngx_http_mitte_sync_due(s);
 
         if (ngx_http_mitte_sync_seal(s, counts) != NGX_OK) {
             ngx_http_mitte_sync_schedule(s);
@@ -754,8 +785,8 @@ ngx_http_mitte_sync_timer(ngx_event_t *ev)
 
 /*
  * The batch as the script's text, with a new flush number: its events,
- * and its endpoints when "counts" (they stay in the batch otherwise); what
- * was sealed leaves the batch. NGX_DECLINED: nothing to send.
+ * and when "counts" the endpoints' deltas taken from the zone; what was
+ * sealed leaves the batch. NGX_DECLINED: nothing to send.
  */
 
 static ngx_int_t
@@ -764,7 +795,16 @@ ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s, ngx_uint_t counts)
     u_char      *p;
     ngx_uint_t   i, neps;
 
-    neps = counts ? s->neps : 0;
+    if (counts && s->neps == 0) {
+        ngx_shmtx_lock(&s->ctx->shpool->mutex);
+        s->neps = ngx_http_mitte_sync_take(s);
+        ngx_shmtx_unlock(&s->ctx->shpool->mutex);
+
+        /* an exiting worker takes them once: a reload's new workers go on */
+        s->harvest = 0;
+    }
+
+    neps = s->neps;
 
     if (neps == 0 && s->nevents == 0) {
         return NGX_DECLINED;
@@ -808,28 +848,10 @@ ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s, ngx_uint_t counts)
     s->number++;
     s->pending = 1;
 
-    if (neps) {
-        ngx_http_mitte_sync_clear(s);
-    }
-
+    s->neps = 0;
     s->nevents = 0;
 
     return NGX_OK;
-}
-
-
-/* the batch emptied: only the slots its entries took are cleared */
-
-static void
-ngx_http_mitte_sync_clear(ngx_http_mitte_sync_t *s)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < s->neps; i++) {
-        s->slots[s->eps[i].slot] = 0;
-    }
-
-    s->neps = 0;
 }
 
 
@@ -1368,8 +1390,8 @@ ngx_http_mitte_sync_epoch(redisReply *reply, void *data, ngx_uint_t rc)
         ngx_post_event(&s->refill, &ngx_posted_events);
     }
 
-    if ((s->pending || s->neps || s->nevents) && !s->timer.timer_set
-        && !s->sending)
+    if ((s->pending || s->nevents || ngx_http_mitte_sync_due(s))
+        && !s->timer.timer_set && !s->sending)
     {
         ngx_http_mitte_sync_arm(s, NGX_HTTP_MITTE_SYNC_INTERVAL);
     }
@@ -1381,9 +1403,26 @@ ngx_http_mitte_sync_epoch(redisReply *reply, void *data, ngx_uint_t rc)
 static void
 ngx_http_mitte_sync_drop(ngx_http_mitte_sync_t *s)
 {
-    s->pending = 0;
+    ngx_queue_t          *q;
+    ngx_http_mitte_sh_t  *sh;
 
-    ngx_http_mitte_sync_clear(s);
+    s->pending = 0;
+    s->neps = 0;
+
+    /* the instance's deltas too (any worker that sees the epoch may) */
+
+    sh = s->ctx->sh;
+
+    ngx_shmtx_lock(&s->ctx->shpool->mutex);
+
+    while (!ngx_queue_empty(&sh->dirty)) {
+        q = ngx_queue_head(&sh->dirty);
+        ngx_http_mitte_delta_done(s->ctx,
+                                  ngx_queue_data(q, ngx_http_mitte_delta_t,
+                                                 queue));
+    }
+
+    ngx_shmtx_unlock(&s->ctx->shpool->mutex);
 
     ngx_http_mitte_sync_backlog(s);
 

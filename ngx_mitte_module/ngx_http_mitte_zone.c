@@ -571,6 +571,12 @@ void
 ngx_http_mitte_endpoint_delete(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_endpoint_node_t *en)
 {
+    if (en->delta) {
+        /* deltas not sent yet (cluster mode): lost with the endpoint */
+        ngx_http_mitte_delta_done(ctx, en->delta);
+        (void) ngx_atomic_fetch_add(&ctx->sh->cluster.dropped, 1);
+    }
+
     if (en->ep.name_off) {
         ngx_slab_free_locked(ctx->shpool,
                              (u_char *) ctx->shpool + en->ep.name_off);
@@ -887,4 +893,76 @@ ngx_http_mitte_notes_free(ngx_http_mitte_zone_ctx_t *ctx,
 
     un->nnotes = 0;
     un->unread = 0;
+}
+
+
+/*
+ * Cluster mode, with the zone locked: the endpoint's deltas not yet sent,
+ * made (in the dirty list) at its first delivery since the last flush;
+ * NULL when the zone has no room for them.
+ */
+
+ngx_http_mitte_delta_t *
+ngx_http_mitte_delta_get(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_endpoint_node_t *en)
+{
+    ngx_queue_t             *q;
+    ngx_http_mitte_sh_t     *sh;
+    ngx_http_mitte_delta_t  *d;
+
+    if (en->delta) {
+        return en->delta;
+    }
+
+    sh = ctx->sh;
+
+    if (!ngx_queue_empty(&sh->delta_free)) {
+        q = ngx_queue_head(&sh->delta_free);
+        ngx_queue_remove(q);
+        d = ngx_queue_data(q, ngx_http_mitte_delta_t, queue);
+
+    } else {
+        /* not ngx_http_mitte_alloc(): no endpoint is evicted for it */
+        d = ngx_slab_alloc_locked(ctx->shpool,
+                                  sizeof(ngx_http_mitte_delta_t));
+        if (d == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memzero(d, sizeof(ngx_http_mitte_delta_t));
+    d->en = en;
+    d->since = ngx_current_msec;
+    en->delta = d;
+
+    if (sh->ndirty++ == 0) {
+        sh->dirty_since = d->since;
+    }
+
+    ngx_queue_insert_tail(&sh->dirty, &d->queue);
+
+    return d;
+}
+
+
+/* with the zone locked: the deltas taken (or lost), back to the free list */
+
+void
+ngx_http_mitte_delta_done(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_delta_t *d)
+{
+    ngx_http_mitte_sh_t  *sh;
+
+    sh = ctx->sh;
+
+    d->en->delta = NULL;
+
+    ngx_queue_remove(&d->queue);
+    ngx_queue_insert_head(&sh->delta_free, &d->queue);
+
+    if (--sh->ndirty) {
+        d = ngx_queue_data(ngx_queue_head(&sh->dirty), ngx_http_mitte_delta_t,
+                           queue);
+        sh->dirty_since = d->since;
+    }
 }

@@ -25,7 +25,7 @@
  * (the records' own version, that of the state file, is in
  * ngx_http_mitte_state.c)
  */
-#define NGX_HTTP_MITTE_ZONE_VERSION     4
+#define NGX_HTTP_MITTE_ZONE_VERSION     5
 
 
 /*
@@ -42,6 +42,9 @@ typedef struct {
 } ngx_http_mitte_endpoint_t;
 
 
+typedef struct ngx_http_mitte_delta_s  ngx_http_mitte_delta_t;
+
+
 /* overlaid on ngx_rbtree_node_t from its "color" field, as limit_req does */
 typedef struct {
     u_char                      color;
@@ -52,8 +55,41 @@ typedef struct {
     u_char                      flags;
     u_char                      dummy;
     ngx_queue_t                 queue;      /* LRU */
+    ngx_http_mitte_delta_t     *delta;      /* cluster mode: not yet sent */
     ngx_http_mitte_endpoint_t   ep;
 } ngx_http_mitte_endpoint_node_t;
+
+
+/*
+ * Cluster mode: an endpoint's deliveries of this instance, all workers
+ * together, not yet taken into a flush (ngx_http_mitte_sync.c): by hour,
+ * with what the streak needs (failures before the first success, after
+ * the last one). In the zone's dirty list from the first delivery until a
+ * flush takes it; then back in the free list.
+ */
+#define NGX_HTTP_MITTE_DELTA_HOURS      8
+
+typedef struct {
+    uint32_t                    hour;
+    uint32_t                    requests;
+    uint32_t                    failures;
+} ngx_http_mitte_delta_hour_t;
+
+struct ngx_http_mitte_delta_s {
+    ngx_queue_t                 queue;      /* dirty, or free */
+    ngx_http_mitte_endpoint_node_t  *en;
+    ngx_msec_t                  since;      /* made dirty */
+    uint64_t                    first_ms;
+    uint64_t                    last_ms;
+    uint32_t                    lead;       /* failures before a success */
+    uint32_t                    tail;       /* failures after the last one */
+    uint16_t                    status;
+    u_char                      ok;         /* a success among them */
+    u_char                      quiet;      /* one recorded while Redis was
+                                               away: crossings raised here */
+    u_char                      nhours;
+    ngx_http_mitte_delta_hour_t hours[NGX_HTTP_MITTE_DELTA_HOURS];
+};
 
 
 /* notification types, in SPEC order */
@@ -341,6 +377,12 @@ typedef struct {
     ngx_uint_t                  npending[2];
     ngx_queue_t                 done;       /* newest first */
     ngx_uint_t                  ndone;
+
+    /* cluster mode: endpoints with deltas not yet sent, oldest first */
+    ngx_queue_t                 dirty;
+    ngx_uint_t                  ndirty;
+    ngx_msec_t                  dirty_since;/* the oldest one's first */
+    ngx_queue_t                 delta_free;
 } ngx_http_mitte_sh_t;
 
 
@@ -390,6 +432,10 @@ ngx_http_mitte_endpoint_node_t *ngx_http_mitte_endpoint_get_hash(
     ngx_rbtree_key_t hash);
 void ngx_http_mitte_endpoint_delete(ngx_http_mitte_zone_ctx_t *ctx,
     ngx_http_mitte_endpoint_node_t *en);
+ngx_http_mitte_delta_t *ngx_http_mitte_delta_get(
+    ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_endpoint_node_t *en);
+void ngx_http_mitte_delta_done(ngx_http_mitte_zone_ctx_t *ctx,
+    ngx_http_mitte_delta_t *d);
 ngx_int_t ngx_http_mitte_endpoint_set_user(ngx_http_mitte_endpoint_node_t *en,
     ngx_str_t *user);
 void ngx_http_mitte_endpoint_set_name(ngx_http_mitte_zone_ctx_t *ctx,

@@ -85,6 +85,8 @@ ngx_http_mitte_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_queue_init(&ctx->sh->pending[0]);
     ngx_queue_init(&ctx->sh->pending[1]);
     ngx_queue_init(&ctx->sh->done);
+    ngx_queue_init(&ctx->sh->dirty);
+    ngx_queue_init(&ctx->sh->delta_free);
 
     len = sizeof(" in mitte_zone \"\"") + shm_zone->shm.name.len;
 
