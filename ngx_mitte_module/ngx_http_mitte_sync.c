@@ -42,25 +42,18 @@
 #define NGX_HTTP_MITTE_SYNC_JSON_MAX    2048
 
 
-/* one endpoint's deltas, taken from the zone into a flush */
+/*
+ * One endpoint's deltas, taken from the zone into a flush (a copy: its
+ * queue and node pointers are moot), and its names as the zone had them
+ */
 typedef struct {
-    uint64_t                    first_ms;
-    uint64_t                    last_ms;
-    uint32_t                    lead;       /* failures before a success */
-    uint32_t                    tail;       /* failures after the last one */
-    uint16_t                    status;
-    u_char                      ok;         /* a success in the batch */
-    u_char                      quiet;      /* recorded while Redis was away:
-                                               its crossings were raised
-                                               here already */
-    u_char                      nhours;
+    ngx_http_mitte_delta_t      delta;
     u_char                      slug_len;
     u_char                      user_len;
     u_char                      name_len;
     u_char                      slug[MITTE_SLUG_MAX];
     u_char                      user[MITTE_USER_MAX];
     u_char                      name[MITTE_NAME_MAX];
-    ngx_http_mitte_delta_hour_t hours[NGX_HTTP_MITTE_SYNC_HOURS];
 } ngx_http_mitte_sync_ep_t;
 
 
@@ -643,16 +636,7 @@ ngx_http_mitte_sync_take(ngx_http_mitte_sync_t *s)
         en = d->en;
         e = &s->eps[n++];
 
-        e->first_ms = d->first_ms;
-        e->last_ms = d->last_ms;
-        e->lead = d->lead;
-        e->tail = d->tail;
-        e->status = d->status;
-        e->ok = d->ok;
-        e->quiet = d->quiet;
-        e->nhours = d->nhours;
-        ngx_memcpy(e->hours, d->hours,
-                   d->nhours * sizeof(ngx_http_mitte_delta_hour_t));
+        e->delta = *d;
 
         /* the slug, owner and name as the zone has them now */
 
@@ -885,14 +869,17 @@ ngx_http_mitte_sync_room(ngx_http_mitte_sync_t *s, u_char **buf,
 
 
 static u_char *
-ngx_http_mitte_sync_ep_json(u_char *p, ngx_http_mitte_sync_ep_t *e)
+ngx_http_mitte_sync_ep_json(u_char *p, ngx_http_mitte_sync_ep_t *ep)
 {
-    ngx_uint_t  i;
+    ngx_uint_t               i;
+    ngx_http_mitte_delta_t  *e;
 
-    p = ngx_http_mitte_sync_str(p, "{\"s\":\"", e->slug, e->slug_len);
-    p = ngx_http_mitte_sync_str(p, "\",\"u\":\"", e->user, e->user_len);
-    p = ngx_http_mitte_sync_str(p, "\",\"n\":\"", e->name, e->name_len);
+    p = ngx_http_mitte_sync_str(p, "{\"s\":\"", ep->slug, ep->slug_len);
+    p = ngx_http_mitte_sync_str(p, "\",\"u\":\"", ep->user, ep->user_len);
+    p = ngx_http_mitte_sync_str(p, "\",\"n\":\"", ep->name, ep->name_len);
     p = ngx_cpymem(p, "\",\"h\":[", 7);
+
+    e = &ep->delta;
 
     for (i = 0; i < e->nhours; i++) {
         if (i) {
