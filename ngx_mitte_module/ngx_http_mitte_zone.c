@@ -919,6 +919,7 @@ ngx_http_mitte_delta_get(ngx_http_mitte_zone_ctx_t *ctx,
     if (!ngx_queue_empty(&sh->delta_free)) {
         q = ngx_queue_head(&sh->delta_free);
         ngx_queue_remove(q);
+        sh->ndelta_free--;
         d = ngx_queue_data(q, ngx_http_mitte_delta_t, queue);
 
     } else {
@@ -945,7 +946,11 @@ ngx_http_mitte_delta_get(ngx_http_mitte_zone_ctx_t *ctx,
 }
 
 
-/* with the zone locked: the deltas taken (or lost), back to the free list */
+/*
+ * With the zone locked: the deltas taken (or lost), back to the free list
+ * (or the slab, past NGX_HTTP_MITTE_DELTA_FREE_MAX: an outage's backlog
+ * does not keep its memory from the endpoints for good)
+ */
 
 void
 ngx_http_mitte_delta_done(ngx_http_mitte_zone_ctx_t *ctx,
@@ -958,7 +963,14 @@ ngx_http_mitte_delta_done(ngx_http_mitte_zone_ctx_t *ctx,
     d->en->delta = NULL;
 
     ngx_queue_remove(&d->queue);
-    ngx_queue_insert_head(&sh->delta_free, &d->queue);
+
+    if (sh->ndelta_free < NGX_HTTP_MITTE_DELTA_FREE_MAX) {
+        ngx_queue_insert_head(&sh->delta_free, &d->queue);
+        sh->ndelta_free++;
+
+    } else {
+        ngx_slab_free_locked(ctx->shpool, d);
+    }
 
     if (--sh->ndirty) {
         d = ngx_queue_data(ngx_queue_head(&sh->dirty), ngx_http_mitte_delta_t,

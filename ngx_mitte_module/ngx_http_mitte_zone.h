@@ -68,6 +68,8 @@ typedef struct {
  * flush takes it; then back in the free list.
  */
 #define NGX_HTTP_MITTE_DELTA_HOURS      8
+#define NGX_HTTP_MITTE_DELTA_FREE_MAX   4096    /* kept for reuse; more go
+                                                   back to the slab */
 
 typedef struct {
     uint32_t                    hour;
@@ -383,6 +385,7 @@ typedef struct {
     ngx_uint_t                  ndirty;
     ngx_msec_t                  dirty_since;/* the oldest one's first */
     ngx_queue_t                 delta_free;
+    ngx_uint_t                  ndelta_free;
 } ngx_http_mitte_sh_t;
 
 
