@@ -33,7 +33,6 @@
 #include "mitte_notify.h"
 
 
-#define NGX_HTTP_MITTE_SYNC_HOURS       NGX_HTTP_MITTE_DELTA_HOURS
 #define NGX_HTTP_MITTE_SYNC_TICK        100     /* ms, at most: worker 0
                                                    looks at the deltas */
 #define NGX_HTTP_MITTE_SYNC_RETRY       250
@@ -446,10 +445,9 @@ ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
     ngx_http_mitte_zone_ctx_t *ctx, ngx_http_mitte_delivery_t *d,
     ngx_http_mitte_endpoint_node_t *en, uint32_t hour, ngx_uint_t event)
 {
-    ngx_uint_t                    i, ready;
-    ngx_http_mitte_delta_t       *e;
-    ngx_http_mitte_sync_t        *s;
-    ngx_http_mitte_delta_hour_t  *h;
+    ngx_uint_t               ready;
+    ngx_http_mitte_sync_t   *s;
+    ngx_http_mitte_delta_t  *e;
 
     s = ngx_http_mitte_sync;
 
@@ -463,59 +461,16 @@ ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
 
     e = ngx_http_mitte_delta_get(ctx, en);
 
-    if (e == NULL) {
+    if (e == NULL
+        || mitte_delta_add(&e->d, hour, d->success, d->now_ms, d->status)
+           != 0)
+    {
+        /* no room in the zone, or a ninth hour */
         (void) ngx_atomic_fetch_add(&ctx->sh->cluster.dropped, 1);
-        goto armed;
-    }
 
-    for (i = 0; i < e->nhours; i++) {
-        if (e->hours[i].hour == hour) {
-            break;
-        }
-    }
-
-    if (i == e->nhours) {
-        if (i == NGX_HTTP_MITTE_SYNC_HOURS) {
-            (void) ngx_atomic_fetch_add(&ctx->sh->cluster.dropped, 1);
-            goto armed;
-        }
-
-        e->hours[i].hour = hour;
-        e->hours[i].requests = 0;
-        e->hours[i].failures = 0;
-        e->nhours++;
-    }
-
-    h = &e->hours[i];
-    h->requests++;
-
-    if (d->success) {
-        e->ok = 1;
-        e->tail = 0;
-
-    } else {
-        h->failures++;
-
-        if (e->ok) {
-            e->tail++;
-
-        } else {
-            e->lead++;
-        }
-    }
-
-    if (e->first_ms == 0) {
-        e->first_ms = d->now_ms;
-    }
-
-    e->last_ms = d->now_ms;
-    e->status = (uint16_t) d->status;
-
-    if (!ready) {
+    } else if (!ready) {
         e->quiet = 1;
     }
-
-armed:
 
     if (ngx_exiting) {
         /* the shutdown's last deliveries: this worker sends them */
@@ -871,15 +826,15 @@ ngx_http_mitte_sync_room(ngx_http_mitte_sync_t *s, u_char **buf,
 static u_char *
 ngx_http_mitte_sync_ep_json(u_char *p, ngx_http_mitte_sync_ep_t *ep)
 {
-    ngx_uint_t               i;
-    ngx_http_mitte_delta_t  *e;
+    ngx_uint_t      i;
+    mitte_delta_t  *e;
 
     p = ngx_http_mitte_sync_str(p, "{\"s\":\"", ep->slug, ep->slug_len);
     p = ngx_http_mitte_sync_str(p, "\",\"u\":\"", ep->user, ep->user_len);
     p = ngx_http_mitte_sync_str(p, "\",\"n\":\"", ep->name, ep->name_len);
     p = ngx_cpymem(p, "\",\"h\":[", 7);
 
-    e = &ep->delta;
+    e = &ep->delta.d;
 
     for (i = 0; i < e->nhours; i++) {
         if (i) {
@@ -902,7 +857,7 @@ ngx_http_mitte_sync_ep_json(u_char *p, ngx_http_mitte_sync_ep_t *ep)
     p = ngx_cpymem(p, ",\"o\":", 5);
     *p++ = e->ok ? '1' : '0';
     p = ngx_cpymem(p, ",\"q\":", 5);
-    *p++ = e->quiet ? '1' : '0';
+    *p++ = ep->delta.quiet ? '1' : '0';
     p = ngx_cpymem(p, ",\"st\":", 6);
     p = ngx_http_mitte_sync_u64(p, e->status);
     p = ngx_cpymem(p, ",\"a\":", 5);

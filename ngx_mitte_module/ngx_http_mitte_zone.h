@@ -14,6 +14,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "mitte_delta.h"
 #include "mitte_ring.h"
 #include "mitte_streak.h"
 #include "mitte_time.h"
@@ -62,35 +63,20 @@ typedef struct {
 
 /*
  * Cluster mode: an endpoint's deliveries of this instance, all workers
- * together, not yet taken into a flush (ngx_http_mitte_sync.c): by hour,
- * with what the streak needs (failures before the first success, after
- * the last one). In the zone's dirty list from the first delivery until a
- * flush takes it; then back in the free list.
+ * together, not yet taken into a flush (ngx_http_mitte_sync.c), as
+ * lib/mitte_delta.h aggregates them. In the zone's dirty list from the
+ * first delivery until a flush takes it; then back in the free list.
  */
-#define NGX_HTTP_MITTE_DELTA_HOURS      8
 #define NGX_HTTP_MITTE_DELTA_FREE_MAX   4096    /* kept for reuse; more go
                                                    back to the slab */
-
-typedef struct {
-    uint32_t                    hour;
-    uint32_t                    requests;
-    uint32_t                    failures;
-} ngx_http_mitte_delta_hour_t;
 
 struct ngx_http_mitte_delta_s {
     ngx_queue_t                 queue;      /* dirty, or free */
     ngx_http_mitte_endpoint_node_t  *en;
     ngx_msec_t                  since;      /* made dirty */
-    uint64_t                    first_ms;
-    uint64_t                    last_ms;
-    uint32_t                    lead;       /* failures before a success */
-    uint32_t                    tail;       /* failures after the last one */
-    uint16_t                    status;
-    u_char                      ok;         /* a success among them */
-    u_char                      quiet;      /* one recorded while Redis was
+    ngx_uint_t                  quiet;      /* one recorded while Redis was
                                                away: crossings raised here */
-    u_char                      nhours;
-    ngx_http_mitte_delta_hour_t hours[NGX_HTTP_MITTE_DELTA_HOURS];
+    mitte_delta_t               d;
 };
 
 
