@@ -556,9 +556,8 @@ ngx_http_mitte_sync_tick(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_mitte_sync_due(s)) {
-        ngx_http_mitte_sync_schedule(s);
-    }
+    /* sets the flush timer when the deltas are due */
+    ngx_http_mitte_sync_schedule(s);
 
     ngx_add_timer(ev, ngx_min(s->mmcf->redis->flush,
                               NGX_HTTP_MITTE_SYNC_TICK));
