@@ -71,6 +71,12 @@
 #   BENCH_CG_N          deliveries per callgrind run (default 5000; 0 skips
 #                       the callgrind part)
 #   BENCH_CG_SPLIT      functions listed in the exclusive split (default 15)
+#   BENCH_CG_ONLY       1 runs the callgrind part (b) alone
+#   BENCH_CG_BATCH_N    deliveries of (b)'s second pair of runs, with a
+#                       flush as large as at full load (default 30000; 0
+#                       skips it)
+#   BENCH_CG_BATCH_FLUSH  its flush= in seconds (default 9: about 15,000
+#                       deliveries a flush under valgrind, as in (a))
 #   BENCH_KEEP          1 keeps the temp dir (configs, logs, wrk's output,
 #                       latency.txt, callgrind.out.*) and Redis's (its log)
 #
@@ -94,6 +100,9 @@ my $LAT_EVENTS = $ENV{BENCH_LAT_EVENTS} // 300;
 my $LAT_RATE = $ENV{BENCH_LAT_RATE} // 50;
 my $CG_N = $ENV{BENCH_CG_N} // 5000;
 my $SPLIT = $ENV{BENCH_CG_SPLIT} // 15;
+my $CG_ONLY = $ENV{BENCH_CG_ONLY} // 0;
+my $CG_BATCH_N = $ENV{BENCH_CG_BATCH_N} // 30000;
+my $CG_BATCH_FLUSH = $ENV{BENCH_CG_BATCH_FLUSH} // 9;
 
 my $INSTANCES = 3;
 my $WORKERS = 2;
@@ -103,7 +112,7 @@ my $MEM_ENDPOINTS = 2000;
 my $MEM_FULL = 200;            # endpoints imported with 49 hours
 my $MEM_USERS = 2000;
 my $PREFIX = 'mb:';
-my $TIME_LIMIT = 300;
+my $TIME_LIMIT = 600;
 
 init(time_limit => $TIME_LIMIT);
 
@@ -223,7 +232,8 @@ sub nginx_conf {
     my (%o) = @_;
     my $redis = $o{redis}
         ? "    mitte_redis 127.0.0.1:$o{redis} prefix=$o{prefix} "
-          . "timeout=$o{timeout};\n" : '';
+          . "timeout=$o{timeout}"
+          . ($o{flush} ? " flush=$o{flush}" : '') . ";\n" : '';
     my $dir = $o{dir};
     return conf_head(dir => $dir, workers => $WORKERS, single => $o{single},
                      connections => 4096, rlimit => 8192)
@@ -833,8 +843,8 @@ sub cg_functions {
 # one nginx under callgrind: $n deliveries ($idle: none, staying up $idle
 # seconds instead); (output file, seconds the deliveries took, flushes)
 sub cg_run {
-    my ($dir, $r, $kind, $n, $idle, $seq) = @_;
-    my $tag = "$kind-$n";
+    my ($dir, $r, $kind, $n, $idle, $seq, $flush) = @_;
+    my $tag = "$kind-$n-$seq";
     my $sub = "$dir/cg-$tag";
     mkdir $sub or die "$sub: $!\n";
     my ($port, $up) = free_ports(2);
@@ -843,7 +853,7 @@ sub cg_run {
             dir => $sub, port => $port, upstream => $up, single => 1,
             redis => $kind eq 'cluster' ? $r->{port} : undef,
             # a prefix of its own: an empty stream for the relay to read
-            prefix => "cg$seq:", timeout => '5s',
+            prefix => "cg$seq:", timeout => '5s', flush => "${flush}s",
             extra => "    mitte_sse_heartbeat 1h;\n"),
         name => "valgrind $tag", out => "$sub/valgrind.out",
         err => "$sub/valgrind.err", port => $port, timeout => 120,
@@ -861,8 +871,8 @@ sub cg_run {
         }
         sleep $idle if $idle;
         $took = time - $t0;
-        # the last flush: the counts wait for mitte_redis's flush= (1s)
-        sleep 1.3;
+        # the last flush: the counts wait for mitte_redis's flush=
+        sleep $flush + 0.3;
         my $m = metrics($c);
         close $c->{sock};
         my $got = ($m->{'mitte_deliveries_total{result="success"}'} // 0);
@@ -885,18 +895,21 @@ sub cg_run {
     return ($out, $took, $flushes);
 }
 
+my $cg_seq = 0;
+
 sub callgrind {
-    my ($dir, $r) = @_;
+    my ($dir, $r, $CG_N, $flush) = @_;
     system('valgrind --version >/dev/null 2>&1') == 0
         or die "valgrind is missing (apt-get install valgrind)\n";
     printf "(b) callgrind: %d deliveries on one keep-alive connection, "
-        . "minus a run without any that stays up as long\n", $CG_N;
+        . "flush=%ds, minus a run without any that stays up as long\n",
+        $CG_N, $flush;
     my (%per, %out, %flushes, %took);
-    my $seq = 0;
     for my $kind (qw(embedded cluster)) {
         my $t0 = time;
-        my ($rec, $took, $fl) = cg_run($dir, $r, $kind, $CG_N, 0, ++$seq);
-        my ($none) = cg_run($dir, $r, $kind, 0, $took, ++$seq);
+        my ($rec, $took, $fl) = cg_run($dir, $r, $kind, $CG_N, 0, ++$cg_seq,
+                                       $flush);
+        my ($none) = cg_run($dir, $r, $kind, 0, $took, ++$cg_seq, $flush);
         $per{$kind} = (cg_total($rec) - cg_total($none)) / $CG_N;
         $out{$kind} = { rec => $rec, none => $none };
         $flushes{$kind} = $fl;
@@ -909,7 +922,7 @@ sub callgrind {
     }
     my %s = (emb => $per{embedded}, clu => $per{cluster},
              diff => $per{cluster} - $per{embedded},
-             flushes => $flushes{cluster},
+             flushes => $flushes{cluster}, n => $CG_N, flush_s => $flush,
              rate => $CG_N / $took{cluster});
     printf "    cluster - embedded: %+.0f instructions a delivery "
         . "(target: within 150)\n", $s{diff};
@@ -961,6 +974,31 @@ sub callgrind {
     return \%s;
 }
 
+sub cg_summary {
+    my ($cg, $what) = @_;
+    return sprintf '(b) callgrind a delivery, %s (%d deliveries, flush=%ds, '
+        . '%.0f deliveries a flush): embedded %.0f, cluster %.0f: %+.0f '
+        . '(target: within 150: %s); log phase %.0f, flush %.0f, relay '
+        . '%.0f, rest %.0f', $what, $cg->{n}, $cg->{flush_s},
+        $cg->{n} / $cg->{flushes}, $cg->{emb}, $cg->{clu}, $cg->{diff},
+        abs($cg->{diff}) <= 150 ? 'met' : 'MISSED',
+        @{$cg}{qw(path flush relay rest)};
+}
+
+# (b) twice: at the flush= of (a), where valgrind's slowness leaves a
+# flush fewer deliveries than at full load; and with a flush as large as
+# at full load in (a)
+sub callgrind_both {
+    my ($dir, $r) = @_;
+    my @s;
+    push @s, cg_summary(callgrind($dir, $r, $CG_N, 1), 'flush= as in (a)')
+        if $CG_N;
+    push @s, cg_summary(callgrind($dir, $r, $CG_BATCH_N, $CG_BATCH_FLUSH),
+                        "a flush as at full load")
+        if $CG_BATCH_N;
+    return @s;
+}
+
 # ---------------------------------------------------------------------------
 
 check_nginx_module();
@@ -982,6 +1020,12 @@ my @summary = guarded($dir, sub {
         $KEEP ? '; kept: ' . $redis->dir : '';
     # the commands that took 100 ms or more, for (a)
     redis_cmd($r, 'CONFIG', 'SET', 'slowlog-log-slower-than', '100000');
+    if ($CG_ONLY) {
+        my @cg = callgrind_both($dir, { port => $redis->port });
+        close $r;
+        $redis->stop;
+        return @cg;
+    }
     my $clu = start_set($dir, 'cluster', $redis->port);
     my $emb = start_set($dir, 'embedded');
     wait_connected($clu);
@@ -1028,7 +1072,7 @@ my @summary = guarded($dir, sub {
     stop_set($emb);
     my $lat = latency($dir, $clu->[0], $clu->[1]);
     stop_set($clu);
-    my $cg = $CG_N ? callgrind($dir, { port => $redis->port }) : undef;
+    my @cg = callgrind_both($dir, { port => $redis->port });
     close $r;
     $redis->stop;
 
@@ -1053,12 +1097,7 @@ my @summary = guarded($dir, sub {
         $tp->{idle_cpu}, join(' ', map { sprintf '%.1f', $_ }
                               @{ $tp->{idle_all} }),
         $tp->{emb_idle}, $tp->{emb_idle_cpu};
-    push @s, sprintf '(b) callgrind a delivery: embedded %.0f, cluster '
-        . '%.0f: %+.0f (target: within 150: %s); log phase %.0f, flush '
-        . '%.0f, relay %.0f, rest %.0f; %.1f deliveries a flush',
-        $cg->{emb}, $cg->{clu}, $cg->{diff},
-        abs($cg->{diff}) <= 150 ? 'met' : 'MISSED',
-        @{$cg}{qw(path flush relay rest)}, $CG_N / $cg->{flushes} if $cg;
+    push @s, @cg;
     push @s, sprintf '(c) Redis round trips per 1,000 deliveries: %.1f '
         . '(runs %s; EVALSHA %.1f, XREAD %.1f; %.0f deliveries a flush; '
         . 'target <= 20: %s); commands processed (script calls included) '

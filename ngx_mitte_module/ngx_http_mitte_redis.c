@@ -86,6 +86,9 @@ typedef struct {
     ngx_uint_t                          timedout;
 } ngx_http_mitte_redis_cmd_t;
 
+/* commands' records kept for reuse, at most this many */
+#define NGX_HTTP_MITTE_REDIS_CMD_KEEP       64
+
 
 typedef struct {
     ngx_http_mitte_redis_ready_pt       handler;
@@ -197,6 +200,7 @@ static ngx_int_t ngx_http_mitte_redis_ready_add(
 static ngx_http_mitte_redis_cmd_t *ngx_http_mitte_redis_cmd(
     ngx_http_mitte_redis_worker_t *w, ngx_http_mitte_redis_handler_pt handler,
     void *data, ngx_msec_t block);
+static void ngx_http_mitte_redis_cmd_done(ngx_http_mitte_redis_cmd_t *cmd);
 static ngx_int_t ngx_http_mitte_redis_once(const char *word, size_t len);
 static ngx_int_t ngx_http_mitte_redis_queued(ngx_http_mitte_redis_worker_t *w,
     ngx_http_mitte_redis_cmd_t *cmd, int rc);
@@ -236,6 +240,11 @@ static void ngx_http_mitte_redis_slot(ngx_http_mitte_redis_worker_t *w,
 
 static ngx_http_mitte_redis_worker_t  ngx_http_mitte_redis_worker;
 static ngx_http_mitte_redis_worker_t  ngx_http_mitte_redis_reader_worker;
+
+static ngx_queue_t  ngx_http_mitte_redis_cmd_free = {
+    &ngx_http_mitte_redis_cmd_free, &ngx_http_mitte_redis_cmd_free
+};
+static ngx_uint_t   ngx_http_mitte_redis_ncmd_free;
 
 /* hiredis's reply objects, in the arena of each connection's worker */
 static redisReplyObjectFunctions  ngx_http_mitte_redis_replies = {
@@ -940,8 +949,18 @@ ngx_http_mitte_redis_reader_start(ngx_http_mitte_redis_worker_t *r)
 void
 ngx_http_mitte_redis_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_queue_t  *q;
+
     ngx_http_mitte_redis_close(&ngx_http_mitte_redis_reader_worker);
     ngx_http_mitte_redis_close(&ngx_http_mitte_redis_worker);
+
+    while (!ngx_queue_empty(&ngx_http_mitte_redis_cmd_free)) {
+        q = ngx_queue_head(&ngx_http_mitte_redis_cmd_free);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_mitte_redis_cmd_t, queue));
+    }
+
+    ngx_http_mitte_redis_ncmd_free = 0;
 }
 
 
@@ -1829,9 +1848,17 @@ ngx_http_mitte_redis_cmd(ngx_http_mitte_redis_worker_t *w,
         return NULL;
     }
 
-    cmd = ngx_alloc(sizeof(ngx_http_mitte_redis_cmd_t), w->log);
-    if (cmd == NULL) {
-        return NULL;
+    if (!ngx_queue_empty(&ngx_http_mitte_redis_cmd_free)) {
+        cmd = ngx_queue_data(ngx_queue_head(&ngx_http_mitte_redis_cmd_free),
+                             ngx_http_mitte_redis_cmd_t, queue);
+        ngx_queue_remove(&cmd->queue);
+        ngx_http_mitte_redis_ncmd_free--;
+
+    } else {
+        cmd = ngx_alloc(sizeof(ngx_http_mitte_redis_cmd_t), w->log);
+        if (cmd == NULL) {
+            return NULL;
+        }
     }
 
     cmd->handler = handler;
@@ -1858,7 +1885,7 @@ ngx_http_mitte_redis_queued(ngx_http_mitte_redis_worker_t *w,
 {
     if (rc != REDIS_OK) {
         /* a bad format, or a connection hiredis is closing */
-        ngx_free(cmd);
+        ngx_http_mitte_redis_cmd_done(cmd);
         return NGX_DECLINED;
     }
 
@@ -2133,7 +2160,26 @@ ngx_http_mitte_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     cmd->handler(reply, cmd->data, rc);
 
-    ngx_free(cmd);
+    ngx_http_mitte_redis_cmd_done(cmd);
+}
+
+
+/*
+ * A command's record, kept for the next one: a record allocated and freed
+ * for each command, amid nginx's allocations of the requests, left holes
+ * that made those slower (docs/benchmarks.md)
+ */
+
+static void
+ngx_http_mitte_redis_cmd_done(ngx_http_mitte_redis_cmd_t *cmd)
+{
+    if (ngx_http_mitte_redis_ncmd_free == NGX_HTTP_MITTE_REDIS_CMD_KEEP) {
+        ngx_free(cmd);
+        return;
+    }
+
+    ngx_queue_insert_head(&ngx_http_mitte_redis_cmd_free, &cmd->queue);
+    ngx_http_mitte_redis_ncmd_free++;
 }
 
 
