@@ -459,7 +459,12 @@ ngx_http_mitte_sync_delivery(ngx_http_mitte_main_conf_t *mmcf,
 
     /* the instance's deltas of the endpoint, in the zone (locked) */
 
-    e = ngx_http_mitte_delta_get(ctx, en);
+    e = en->delta;
+
+    if (e == NULL) {
+        /* its first delivery since the last flush */
+        e = ngx_http_mitte_delta_get(ctx, en);
+    }
 
     if (e == NULL
         || mitte_delta_add(&e->d, hour, d->success, d->now_ms, d->status)
