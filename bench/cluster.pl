@@ -54,11 +54,18 @@
 #     (master_process off) under valgrind --tool=callgrind, the same
 #     configuration (cluster: the same Redis, a prefix of its own per run),
 #     BENCH_CG_N deliveries on one keep-alive connection (the first 1,000
-#     create the endpoints), then 1.3 s for the last flush, minus a run
-#     without deliveries that stays up as long (the flush, the relay's
-#     XREAD and the heartbeats run on timers). The split: the module's
-#     cluster functions, inclusive, per delivery, and the exclusive
-#     instructions cluster minus embedded.
+#     create the endpoints), then flush= and 0.3 s for the last flush,
+#     minus a run without deliveries that stays up as long (the flush,
+#     the relay's XREAD and the heartbeats run on timers). The split: the
+#     module's cluster functions, inclusive, per delivery, and the
+#     exclusive instructions cluster minus embedded. Twice: with (a)'s
+#     flush=1s, where valgrind's slowness (about 1,700 deliveries a
+#     second) leaves a flush under 2 deliveries an endpoint, and with
+#     BENCH_CG_BATCH_N deliveries and flush=BENCH_CG_BATCH_FLUSH, so that
+#     a flush carries about as many deliveries as at full load in (a)
+#     (about 15,000, 15 an endpoint). A flush's cost is paid per endpoint
+#     line, so the first figure is what a lightly loaded instance pays a
+#     delivery, the second what one at full load pays.
 #
 # Environment:
 #   MITTE_MODULE        the module (default build/ngx_http_mitte_module.so)

@@ -1150,6 +1150,7 @@ ngx_http_mitte_redis_unresolved(ngx_http_mitte_redis_worker_t *w,
 static void
 ngx_http_mitte_redis_open(ngx_http_mitte_redis_worker_t *w)
 {
+    sds                           buf;
     const char                   *argv[3];
     size_t                        argvlen[3];
     redisAsyncContext            *ac;
@@ -1200,6 +1201,28 @@ ngx_http_mitte_redis_open(ngx_http_mitte_redis_worker_t *w)
                                  : &ngx_http_mitte_redis_replies;
     (void) redisReaderSetPrivdata(ac->c.reader, &w->arena);
     ac->c.reader->maxbuf = NGX_HTTP_MITTE_REDIS_READ_KEEP;
+
+    /*
+     * the buffers kept grown to their kept size at once: grown step by
+     * step later, amid the requests' allocations, each step would leave
+     * its old buffer as a hole in the heap (the reading connection reads
+     * the large replies, the other one writes the large commands)
+     */
+
+    if (w->reader) {
+        buf = sdsMakeRoomFor(ac->c.reader->buf,
+                             NGX_HTTP_MITTE_REDIS_READ_KEEP / 2 - 64);
+        if (buf) {
+            ac->c.reader->buf = buf;
+        }
+
+    } else {
+        buf = sdsMakeRoomFor(ac->c.obuf,
+                             NGX_HTTP_MITTE_REDIS_OBUF_KEEP / 2 - 64);
+        if (buf) {
+            ac->c.obuf = buf;
+        }
+    }
 
     /* the handshake, sent once connect() ends; timed as commands are */
 

@@ -798,29 +798,42 @@ ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s, ngx_uint_t counts)
 }
 
 
-/* a buffer of at least "size" bytes, kept from flush to flush */
+/*
+ * A buffer of at least "size" bytes, kept from flush to flush. Mapped,
+ * not malloc()ed: a buffer grown amid the requests' allocations would
+ * leave its old one as a hole in the heap, and glibc's mmap threshold
+ * rises with every mapped block it frees, so that malloc() would not keep
+ * these out of the heap.
+ */
 
 static ngx_int_t
 ngx_http_mitte_sync_room(ngx_http_mitte_sync_t *s, u_char **buf,
     size_t *have, size_t size)
 {
+    u_char  *p;
+
     if (*have >= size) {
         return NGX_OK;
     }
 
     if (*buf) {
-        ngx_free(*buf);
+        (void) munmap(*buf, *have);
+        *buf = NULL;
+        *have = 0;
     }
 
-    size = ngx_max(size, 64 * 1024);
+    size = ngx_align(ngx_max(size, 64 * 1024), ngx_pagesize);
 
-    *buf = ngx_alloc(size, s->log);
+    p = mmap(NULL, size, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS,
+             -1, 0);
 
-    if (*buf == NULL) {
-        *have = 0;
+    if (p == MAP_FAILED) {
+        ngx_log_error(NGX_LOG_ALERT, s->log, ngx_errno,
+                      "mitte: mmap(%uz) for a flush failed", size);
         return NGX_ERROR;
     }
 
+    *buf = p;
     *have = size;
 
     return NGX_OK;
