@@ -80,6 +80,8 @@ typedef struct {
     size_t                      evtext_size;
     ngx_uint_t                  flight_eps;
     ngx_uint_t                  flight_events;
+    uint32_t                    sealed_hour;    /* the lines' times are */
+    uint64_t                    sealed_ms;      /* before these */
     unsigned                    sending:1;
     unsigned                    pending:1;  /* deltas/evtext hold a flush */
 
@@ -113,8 +115,9 @@ static ngx_int_t ngx_http_mitte_sync_room(ngx_http_mitte_sync_t *s,
 static u_char *ngx_http_mitte_sync_u64(u_char *p, uint64_t v);
 static ngx_int_t ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s,
     ngx_uint_t counts);
-static u_char *ngx_http_mitte_sync_ep_json(u_char *p,
-    ngx_http_mitte_sync_ep_t *e);
+static u_char *ngx_http_mitte_sync_ep_line(u_char *p,
+    ngx_http_mitte_sync_ep_t *ep, uint32_t hour, uint64_t ms);
+static u_char *ngx_http_mitte_sync_field(u_char *p, u_char *s, size_t len);
 static u_char *ngx_http_mitte_sync_event_line(u_char *p,
     ngx_http_mitte_event_t *e);
 static u_char *ngx_http_mitte_sync_plain(u_char *p, u_char *s, size_t len);
@@ -148,10 +151,12 @@ static ngx_http_mitte_sync_t  *ngx_http_mitte_sync;
 
 /*
  * KEYS: the worker's applied flush number, the stream, its sequence.
- * ARGV: 1 the flush number, 2 the prefix, 3 the endpoints' deltas,
- * 4 the events' lines (passed through), 5 their number, 6 the down
- * threshold, 7 the streak's reset (ms), 8 the lowest next sequence,
- * 9 the current hour, 10 the stream's cap.
+ * ARGV: 1 the flush number, 2 the prefix, 3 the endpoints' deltas (a line
+ * each, ngx_http_mitte_sync_ep_line()), 4 the events' lines (passed
+ * through), 5 their number, 6 the down threshold, 7 the streak's reset
+ * (ms), 8 the lowest next sequence, 9 the current hour, 10 the stream's
+ * cap, 11 and 12 the seal's hour and time (ms) that the lines count back
+ * from.
  * Returns {0, "[]"} for a flush applied before, else {1, crossings}:
  * [slug, 1 down | 2 recovered, count, crossing number, user].
  */
@@ -189,16 +194,25 @@ static ngx_http_mitte_redis_script_t  ngx_http_mitte_sync_script = {
     "redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400)\n"
     "local P, T, reset = ARGV[2], tonumber(ARGV[6]), tonumber(ARGV[7])\n"
     "local old = tonumber(ARGV[9]) - 48\n"
-    "local out, cross = {}, {}\n"
-    "for i, e in ipairs(cjson.decode(ARGV[3])) do\n"
-    "    local hk = P .. '{e:' .. e.s .. '}:h'\n"
-    "    local mk = P .. '{e:' .. e.s .. '}:m'\n"
-    "    local hours, new = {}, false\n"
-    "    for j, h in ipairs(e.h) do\n"
-    "        local r = redis.call('HINCRBY', hk, h[1] .. 'r', h[2])\n"
-    "        local f = redis.call('HINCRBY', hk, h[1] .. 'f', h[3])\n"
-    "        if r == h[2] then new = true end\n"
-    "        hours[j] = {h[1], r, f}\n"
+    "local H, MS = tonumber(ARGV[11]), tonumber(ARGV[12])\n"
+    "local out, cross, i = {}, {}, 0\n"
+    "for s, u, nm, l, tl, o, q, st, a, z, hs in string.gmatch(ARGV[3],\n"
+    "    '([^\\31\\n]+)\\31([^\\31\\n]*)\\31([^\\31\\n]*)\\31(%d+)\\31(%d+)'\n"
+    "    .. '\\31([01])\\31([01])\\31(%d+)\\31(%d+)\\31(%d+)\\31([%d:,]*)\\n') do\n"
+    "    i = i + 1\n"
+    "    local e = {s = s, u = u, n = nm, l = tonumber(l), t = tonumber(tl),\n"
+    "               o = tonumber(o), q = tonumber(q), st = st,\n"
+    "               a = MS - tonumber(a), z = MS - tonumber(z)}\n"
+    "    local hk = P .. '{e:' .. s .. '}:h'\n"
+    "    local mk = P .. '{e:' .. s .. '}:m'\n"
+    "    local hours, new, j = {}, false, 0\n"
+    "    for b, hr, hf in string.gmatch(hs, '(%d+):(%d+):(%d+)') do\n"
+    "        local h, n = H - tonumber(b), tonumber(hr)\n"
+    "        local r = redis.call('HINCRBY', hk, h .. 'r', hr)\n"
+    "        local f = redis.call('HINCRBY', hk, h .. 'f', hf)\n"
+    "        if r == n then new = true end\n"
+    "        j = j + 1\n"
+    "        hours[j] = {h, r, f}\n"
     "    end\n"
     "    if new then\n"
     "        for _, k in ipairs(redis.call('HKEYS', hk)) do\n"
@@ -737,6 +751,7 @@ ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s, ngx_uint_t counts)
 {
     u_char      *p;
     ngx_uint_t   i, neps;
+    ngx_time_t  *tp;
 
     if (counts && s->neps == 0) {
         ngx_shmtx_lock(&s->ctx->shpool->mutex);
@@ -764,18 +779,19 @@ ngx_http_mitte_sync_seal(ngx_http_mitte_sync_t *s, ngx_uint_t counts)
         return NGX_DECLINED;
     }
 
+    /* the lines' hours and times are counted back from the seal's */
+
+    tp = ngx_timeofday();
+    s->sealed_hour = mitte_hour_of(tp->sec);
+    s->sealed_ms = (uint64_t) tp->sec * 1000 + tp->msec;
+
     p = s->deltas;
-    *p++ = '[';
 
     for (i = 0; i < neps; i++) {
-        if (i) {
-            *p++ = ',';
-        }
-
-        p = ngx_http_mitte_sync_ep_json(p, &s->eps[i]);
+        p = ngx_http_mitte_sync_ep_line(p, &s->eps[i], s->sealed_hour,
+                                        s->sealed_ms);
     }
 
-    *p++ = ']';
     s->deltas_len = p - s->deltas;
 
     p = s->evtext;
@@ -840,48 +856,77 @@ ngx_http_mitte_sync_room(ngx_http_mitte_sync_t *s, u_char **buf,
 }
 
 
+/*
+ * An endpoint's line for the flush script, fields apart by 0x1f:
+ *   slug user name lead tail ok quiet status first-ago last-ago hours
+ * first-ago and last-ago are milliseconds before the seal's time, the
+ * hours "back:requests:failures" apart by commas, "back" hours before the
+ * seal's hour: small numbers, fewer digits to write and read than times
+ * (a clock set back counts as no time)
+ */
+
 static u_char *
-ngx_http_mitte_sync_ep_json(u_char *p, ngx_http_mitte_sync_ep_t *ep)
+ngx_http_mitte_sync_ep_line(u_char *p, ngx_http_mitte_sync_ep_t *ep,
+    uint32_t hour, uint64_t ms)
 {
     ngx_uint_t      i;
     mitte_delta_t  *e;
 
-    p = ngx_http_mitte_sync_str(p, "{\"s\":\"", ep->slug, ep->slug_len);
-    p = ngx_http_mitte_sync_str(p, "\",\"u\":\"", ep->user, ep->user_len);
-    p = ngx_http_mitte_sync_str(p, "\",\"n\":\"", ep->name, ep->name_len);
-    p = ngx_cpymem(p, "\",\"h\":[", 7);
-
     e = &ep->delta.d;
+
+    /* a slug is of [A-Za-z0-9._-] */
+    p = ngx_cpymem(p, ep->slug, ep->slug_len);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_field(p, ep->user, ep->user_len);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_field(p, ep->name, ep->name_len);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_u64(p, e->lead);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_u64(p, e->tail);
+    *p++ = 0x1f;
+    *p++ = e->ok ? '1' : '0';
+    *p++ = 0x1f;
+    *p++ = ep->delta.quiet ? '1' : '0';
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_u64(p, e->status);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_u64(p, ms > e->first_ms ? ms - e->first_ms : 0);
+    *p++ = 0x1f;
+    p = ngx_http_mitte_sync_u64(p, ms > e->last_ms ? ms - e->last_ms : 0);
+    *p++ = 0x1f;
 
     for (i = 0; i < e->nhours; i++) {
         if (i) {
             *p++ = ',';
         }
 
-        *p++ = '[';
-        p = ngx_http_mitte_sync_u64(p, e->hours[i].hour);
-        *p++ = ',';
+        p = ngx_http_mitte_sync_u64(p, hour > e->hours[i].hour
+                                       ? hour - e->hours[i].hour : 0);
+        *p++ = ':';
         p = ngx_http_mitte_sync_u64(p, e->hours[i].requests);
-        *p++ = ',';
+        *p++ = ':';
         p = ngx_http_mitte_sync_u64(p, e->hours[i].failures);
-        *p++ = ']';
     }
 
-    p = ngx_cpymem(p, "],\"l\":", 6);
-    p = ngx_http_mitte_sync_u64(p, e->lead);
-    p = ngx_cpymem(p, ",\"t\":", 5);
-    p = ngx_http_mitte_sync_u64(p, e->tail);
-    p = ngx_cpymem(p, ",\"o\":", 5);
-    *p++ = e->ok ? '1' : '0';
-    p = ngx_cpymem(p, ",\"q\":", 5);
-    *p++ = ep->delta.quiet ? '1' : '0';
-    p = ngx_cpymem(p, ",\"st\":", 6);
-    p = ngx_http_mitte_sync_u64(p, e->status);
-    p = ngx_cpymem(p, ",\"a\":", 5);
-    p = ngx_http_mitte_sync_u64(p, e->first_ms);
-    p = ngx_cpymem(p, ",\"z\":", 5);
-    p = ngx_http_mitte_sync_u64(p, e->last_ms);
-    *p++ = '}';
+    *p++ = '\n';
+
+    return p;
+}
+
+
+/*
+ * A name as a field of a line: the bytes that end a field or a line (0x1f,
+ * LF) as "?", the rest as they are
+ */
+
+static u_char *
+ngx_http_mitte_sync_field(u_char *p, u_char *s, size_t len)
+{
+    while (len--) {
+        *p++ = (*s == 0x1f || *s == '\n') ? '?' : *s;
+        s++;
+    }
 
     return p;
 }
@@ -961,11 +1006,11 @@ static void
 ngx_http_mitte_sync_send(ngx_http_mitte_sync_t *s)
 {
     u_char       keys[3][NGX_HTTP_MITTE_REDIS_KEY_MAX];
-    u_char       num[7][NGX_INT64_LEN + 1];
-    size_t       argvlen[14];
+    u_char       num[9][NGX_INT64_LEN + 1];
+    size_t       argvlen[16];
     ngx_str_t   *prefix;
     ngx_uint_t   i;
-    const char  *argv[14];
+    const char  *argv[16];
 
     argv[0] = "3";
     argvlen[0] = 1;
@@ -1001,6 +1046,8 @@ ngx_http_mitte_sync_send(ngx_http_mitte_sync_t *s)
     argvlen[12] = ngx_sprintf(num[5], "%uD", mitte_hour_of(ngx_time()))
                   - num[5];
     argvlen[13] = ngx_sprintf(num[6], "%ui", s->mmcf->sse_replay) - num[6];
+    argvlen[14] = ngx_sprintf(num[7], "%uD", s->sealed_hour) - num[7];
+    argvlen[15] = ngx_sprintf(num[8], "%uL", s->sealed_ms) - num[8];
 
     argv[4] = (const char *) num[0];
     argv[8] = (const char *) num[1];
@@ -1009,9 +1056,11 @@ ngx_http_mitte_sync_send(ngx_http_mitte_sync_t *s)
     argv[11] = (const char *) num[4];
     argv[12] = (const char *) num[5];
     argv[13] = (const char *) num[6];
+    argv[14] = (const char *) num[7];
+    argv[15] = (const char *) num[8];
 
     if (ngx_http_mitte_redis_eval(ngx_http_mitte_sync_sent, s,
-                                  &ngx_http_mitte_sync_script, 14, argv,
+                                  &ngx_http_mitte_sync_script, 16, argv,
                                   argvlen)
         != NGX_OK)
     {

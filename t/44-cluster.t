@@ -156,6 +156,33 @@ sub notes_of {
 }
 
 
+# ---- names as they are, through a flush's lines ----------------------------
+
+{
+    # UTF-8 and punctuation in the endpoint's name (from the upstream's
+    # header) and in the user: the flush's lines carry them as they are
+    my $name = "Zahlung\xc2\xb7caf\xc3\xa9\xe2\x9c\x93:1,2|x";
+    my $user = "o'brien+ops\@example.org";
+    $ia->post_as($user, "/hooks/named?status=200&name=$name");
+    $ia->post_as($user, "/hooks/named?status=500&name=$name");
+
+    my $ep;
+    my $got = wait_until(sub {
+        my ($r, $doc) = $ib->json(GET => '/mitte/all');
+        $ep = find_endpoint($doc, 'named');
+        $ep && (hours_total($ep))[0] == 2;
+    });
+    ok($got, 'B: the named endpoint with its 2 requests');
+    my $seen = $ep ? $ep->{name} // '' : '';
+    utf8::encode($seen);
+    is($seen, $name, 'B: its name byte for byte');
+    is($ep && $ep->{user}, $user, 'B: its user as given');
+    is((hours_total($ep // {}))[1], 1, 'B: its failure');
+    is($redis->cli('HGET', 'mc:{e:named}:m', 'n'), $name,
+       'Redis holds the name as it is');
+}
+
+
 # ---- one line an endpoint an instance, whatever its workers -------------
 
 {
