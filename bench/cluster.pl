@@ -61,9 +61,10 @@
 #     exclusive instructions cluster minus embedded. Twice: with (a)'s
 #     flush=1s, where valgrind's slowness (about 1,700 deliveries a
 #     second) leaves a flush under 2 deliveries an endpoint, and with
-#     BENCH_CG_BATCH_N deliveries and flush=BENCH_CG_BATCH_FLUSH, so that
-#     a flush carries about as many deliveries as at full load in (a)
-#     (about 15,000, 15 an endpoint). A flush's cost is paid per endpoint
+#     BENCH_CG_BATCH_N deliveries and a flush= set from the embedded run's
+#     rate (at 90% of it, whole seconds) so that a flush carries about
+#     BENCH_CG_BATCH deliveries, as at full load in (a) (about 15,000, 15
+#     an endpoint). A flush's cost is paid per endpoint
 #     line, so the first figure is what a lightly loaded instance pays a
 #     delivery, the second what one at full load pays.
 #
@@ -82,8 +83,8 @@
 #   BENCH_CG_BATCH_N    deliveries of (b)'s second pair of runs, with a
 #                       flush as large as at full load (default 30000; 0
 #                       skips it)
-#   BENCH_CG_BATCH_FLUSH  its flush= in seconds (default 9: about 15,000
-#                       deliveries a flush under valgrind, as in (a))
+#   BENCH_CG_BATCH      the deliveries a flush its flush= is set for
+#                       (default 15000, as in (a) at full load)
 #   BENCH_KEEP          1 keeps the temp dir (configs, logs, wrk's output,
 #                       latency.txt, callgrind.out.*) and Redis's (its log)
 #
@@ -109,7 +110,7 @@ my $CG_N = $ENV{BENCH_CG_N} // 5000;
 my $SPLIT = $ENV{BENCH_CG_SPLIT} // 15;
 my $CG_ONLY = $ENV{BENCH_CG_ONLY} // 0;
 my $CG_BATCH_N = $ENV{BENCH_CG_BATCH_N} // 30000;
-my $CG_BATCH_FLUSH = $ENV{BENCH_CG_BATCH_FLUSH} // 9;
+my $CG_BATCH = $ENV{BENCH_CG_BATCH} // 15000;
 
 my $INSTANCES = 3;
 my $WORKERS = 2;
@@ -852,6 +853,8 @@ sub cg_functions {
 sub cg_run {
     my ($dir, $r, $kind, $n, $idle, $seq, $flush) = @_;
     my $tag = "$kind-$n-$seq";
+    # embedded has no flush: a short wait for the last log lines
+    $flush = 1 unless $kind eq 'cluster';
     my $sub = "$dir/cg-$tag";
     mkdir $sub or die "$sub: $!\n";
     my ($port, $up) = free_ports(2);
@@ -909,10 +912,18 @@ sub callgrind {
     system('valgrind --version >/dev/null 2>&1') == 0
         or die "valgrind is missing (apt-get install valgrind)\n";
     printf "(b) callgrind: %d deliveries on one keep-alive connection, "
-        . "flush=%ds, minus a run without any that stays up as long\n",
-        $CG_N, $flush;
+        . "flush=%s, minus a run without any that stays up as long\n",
+        $CG_N, $flush eq 'batch' ? "(about $CG_BATCH deliveries a flush)"
+                                 : "${flush}s";
     my (%per, %out, %flushes, %took);
     for my $kind (qw(embedded cluster)) {
+        if ($kind eq 'cluster' && $flush eq 'batch') {
+            # the flush interval that gives a flush $CG_BATCH deliveries
+            # at 90% of embedded's rate under valgrind (cluster's)
+            $flush = int($CG_BATCH / (0.9 * $CG_N / $took{embedded}) + 0.5);
+            $flush = 1 if $flush < 1;
+            printf "    cluster at flush=%ds\n", $flush;
+        }
         my $t0 = time;
         my ($rec, $took, $fl) = cg_run($dir, $r, $kind, $CG_N, 0, ++$cg_seq,
                                        $flush);
@@ -1000,7 +1011,7 @@ sub callgrind_both {
     my @s;
     push @s, cg_summary(callgrind($dir, $r, $CG_N, 1), 'flush= as in (a)')
         if $CG_N;
-    push @s, cg_summary(callgrind($dir, $r, $CG_BATCH_N, $CG_BATCH_FLUSH),
+    push @s, cg_summary(callgrind($dir, $r, $CG_BATCH_N, 'batch'),
                         "a flush as at full load")
         if $CG_BATCH_N;
     return @s;
